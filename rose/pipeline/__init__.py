@@ -1,0 +1,1 @@
+"""rose pipeline stage."""

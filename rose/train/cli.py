@@ -1,0 +1,13 @@
+"""Command line of `rose train` (light: no heavy imports here)."""
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rose.errors import RoseError
+
+    raise RoseError("rose train is not built yet")
