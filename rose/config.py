@@ -99,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         elif shown not in (None, "", []):
             help_text += f" (default: {shown})"
         names = [flag(f.name)] + ([f.metadata["short"]] if "short" in f.metadata else [])
+        if "_" in f.name:  # `mlflow run -P per_label=5` passes undeclared parameters as --per_label
+            names.append("--" + f.name)
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if base is bool and not is_list:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
