@@ -4,10 +4,26 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rose.config import add_arguments
+    from rose.score.config import ScoreConfig
+
+    add_arguments(parser, ScoreConfig)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rose.errors import RoseError
+    from rose.config import from_args
+    from rose.score.config import ScoreConfig
+    from rose.score.run import score
 
-    raise RoseError("rose score is not built yet")
+    result = score(from_args(ScoreConfig, args))
+    print(result.leaderboard_text())
+    for message in result.messages:
+        print(f"note: {message}")
+    for (task, language), champ in result.champions.items():
+        print(
+            f"champion {task}/{language}: {champ['candidate']} -> models:/{champ['model']}@champion "
+            f"(version {champ['version']})"
+        )
+    print(f"report: {result.report} (also in score run {result.run_id}, artifacts report/)")
+    return 0

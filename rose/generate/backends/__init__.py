@@ -1,0 +1,67 @@
+"""Generation backends behind one protocol (:class:`Backend`), and a registry to pick or add one.
+
+``get_backend("hf", config)`` builds a backend for a :class:`~rose.generate.config.GenerateConfig`; a user adds
+their own with ``register("mine", lambda config, model: MyBackend(model))``. Heavy libraries (torch, vllm,
+httpx) are imported by each backend, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from rose.errors import RoseError
+from rose.generate.backends.base import Backend, Completion, Message, Request, SamplingParams
+from rose.generate.backends.fake import FakeBackend
+
+__all__ = ["Backend", "Completion", "FakeBackend", "Message", "Request", "SamplingParams", "get_backend", "register"]
+
+Factory = Callable[[Any, str], Backend]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``--backend name`` build ``factory(config, model)``."""
+    _REGISTRY[name] = factory
+
+
+def _hf(config, model: str) -> Backend:
+    from rose.generate.backends.hf import HFBackend
+
+    return HFBackend(model, batch_size=config.batch_size, device=config.device, context_length=config.context_length)
+
+
+def _vllm(config, model: str) -> Backend:
+    from rose.generate.backends.vllm import VLLMBackend
+
+    return VLLMBackend(model, context_length=config.context_length)
+
+
+def _openai(config, model: str) -> Backend:
+    from rose.generate.backends.openai import OpenAIBackend
+
+    return OpenAIBackend(
+        model,
+        base_url=config.base_url,
+        api_key=os.environ.get(config.api_key_env) or None,
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        context_length=config.context_length,
+        chat=config.prompt_format != "completion",
+    )
+
+
+def _fake(config, model: str) -> Backend:
+    return FakeBackend(model, chat=config.prompt_format != "completion", context_length=config.context_length)
+
+
+for _name, _factory in {"hf": _hf, "vllm": _vllm, "openai": _openai, "fake": _fake}.items():
+    register(_name, _factory)
+
+
+def get_backend(name: str, config, model: str | None = None) -> Backend:
+    """The backend ``name`` for ``config`` (and ``model``, default: the config's generator)."""
+    if name not in _REGISTRY:
+        raise RoseError(f"unknown backend {name!r}: use one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name](config, model or config.generator)

@@ -1,0 +1,184 @@
+"""transformers backend: batched generation with left padding on CPU or GPU, bf16 where the hardware has it.
+
+Loads hub ids, local folders and GGUF files (``gguf_file=``). Sampling is done by a logits processor that
+applies the repetition penalty, temperature and top-p, then picks a token by the Gumbel-max trick with one
+random generator per request seeded by the request's own seed: an answer depends on its request, not on which
+other requests share its batch, so resumed runs and different batch sizes give the same answers (up to
+floating-point noise from padding).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rose.errors import MissingDependency, RoseError
+from rose.generate.backends.base import Backend, Completion, Message, Request, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def resolve(model: str) -> tuple[str, str | None]:
+    """(folder or hub id, GGUF file name or None) for a short name, hub id, folder or ``.gguf`` path."""
+    try:
+        from rose.assets import resolve_model
+    except ImportError:  # the assets module is optional for paths and hub ids
+
+        def resolve_model(name: str) -> str:
+            return name
+
+    path = Path(resolve_model(model)).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), path.name
+    if path.is_dir() and not (path / "config.json").exists():
+        ggufs = sorted(path.glob("*.gguf"))
+        if ggufs:
+            return str(path), ggufs[0].name
+    return (str(path) if path.exists() else model), None
+
+
+def best_dtype(device: str):
+    """bf16 on GPUs and CPUs with native bf16 (AVX512-BF16, AMX), else fp16 on old GPUs, fp32 on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(
+        self, model: str, batch_size: int = 16, device: str = "auto", dtype: str = "auto", context_length: int = 4096
+    ):
+        super().__init__(model, context_length)
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.tok = None
+        self.lm = None
+
+    def load(self) -> None:
+        if self.lm is not None:
+            return
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError:
+            raise MissingDependency("transformers", purpose="the hf backend") from None
+        if self.device == "auto":
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        where, gguf = resolve(self.model)
+        extra = {"gguf_file": gguf} if gguf else {}
+        dtype = best_dtype(self.device) if self.dtype == "auto" else getattr(torch, self.dtype)
+        try:
+            self.tok = AutoTokenizer.from_pretrained(where, **extra)
+            self.lm = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra).to(self.device).eval()
+        except OSError as exc:
+            raise RoseError(f"cannot load model {self.model!r} from {where}: {str(exc).splitlines()[0]}") from None
+        self.tok.padding_side = "left"
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        log.info("loaded %s on %s (%s)%s", self.model, self.device, dtype, " from GGUF" if gguf else "")
+
+    @property
+    def is_chat(self) -> bool:
+        self.load()
+        return bool(getattr(self.tok, "chat_template", None))
+
+    def render(self, request: Request) -> str:
+        if request.messages is None:
+            return request.prompt
+        return self.tok.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, rendered: list[Message] | str) -> int:
+        self.load()
+        text = (
+            rendered
+            if isinstance(rendered, str)
+            else self.tok.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
+        )
+        return len(self.tok(text, add_special_tokens=False).input_ids)
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        self.load()
+        out: list[Completion | None] = [None] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(self.render(requests[i]))))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            groups: dict[SamplingParams, list[int]] = {}
+            for i in chunk:
+                groups.setdefault(requests[i].params, []).append(i)
+            for params, index in groups.items():
+                for i, completion in zip(index, self._batch([requests[i] for i in index], params), strict=True):
+                    out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def _batch(self, requests: list[Request], params: SamplingParams) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        texts = [self.render(r) for r in requests]
+        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=requests[0].messages is None)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        pads = (enc["attention_mask"] == 0).sum(dim=1).tolist()
+        eos = self.lm.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [self.tok.eos_token_id])
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.tok.pad_token_id,
+            eos_token_id=eos,
+        )
+        sampler = SeededSampler([r.seed for r in requests], params, pads)
+        with torch.inference_mode():
+            seqs = self.lm.generate(**enc, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
+        new = seqs[:, enc["input_ids"].shape[1] :].tolist()
+        out = []
+        for row in new:
+            n = next((j + 1 for j, t in enumerate(row) if t in eos), None)
+            finish = "stop" if n is not None else "length"
+            tokens = row[:n] if n is not None else row
+            text = self.tok.decode(tokens, skip_special_tokens=True)
+            out.append(Completion(text.strip(), n_tokens=len(tokens), finish_reason=finish))
+        return out
+
+
+class SeededSampler:
+    """Repetition penalty (prompt and output, pads excluded), temperature, top-p, then Gumbel-max per row."""
+
+    def __init__(self, seeds: list[int], params: SamplingParams, pads: list[int]):
+        import torch
+
+        self.params = params
+        self.pads = pads
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores.float()
+        p = self.params
+        if p.repetition_penalty and p.repetition_penalty != 1.0:
+            for row, pad in enumerate(self.pads):
+                seen = input_ids[row, pad:].unique()
+                vals = scores[row, seen]
+                scores[row, seen] = torch.where(vals < 0, vals * p.repetition_penalty, vals / p.repetition_penalty)
+        if p.temperature <= 0:
+            return scores  # greedy
+        scores = scores / p.temperature
+        if p.top_p < 1.0:
+            ordered, index = scores.sort(dim=-1, descending=True)
+            probs = ordered.softmax(dim=-1)
+            drop = probs.cumsum(dim=-1) - probs > p.top_p
+            ordered = ordered.masked_fill(drop, float("-inf"))
+            scores = torch.full_like(scores, float("-inf")).scatter(-1, index, ordered)
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).to(scores.device)
+        gumbel = -torch.log(-torch.log(noise.clamp(1e-10, 1 - 1e-10)))
+        return scores + gumbel

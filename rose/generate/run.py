@@ -1,0 +1,262 @@
+"""``generate(config)``: run a strategy for one candidate, task and language, as one tracked MLflow run.
+
+Every request goes through the on-disk completion cache, so a run killed at any point and started again with
+the same arguments re-asks nothing it already has and, with a deterministic backend, writes the same dataset as
+an uninterrupted run. A finished run with the same configuration digest is returned instead of generating again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rose import datasets, tracking
+from rose.catalog import get_language, get_task
+from rose.config import to_params
+from rose.data import load_split
+from rose.errors import RoseError
+from rose.generate.backends import Backend, get_backend
+from rose.generate.cache import CompletionCache
+from rose.generate.config import NOT_IN_DIGEST, GenerateConfig
+from rose.generate.context import Context
+from rose.generate.parse import length_limits
+from rose.generate.steps import State
+from rose.generate.strategies import Strategy, get_strategy
+from rose.naming import candidate_name, metric_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateResult:
+    run_id: str
+    dataset_path: Path
+    candidate: str
+    kept: dict[str, int]
+    shortfall: dict[str, int]
+    metrics: dict[str, float] = field(default_factory=dict)
+    reused: bool = False  # an identical finished run was found
+
+
+def config_digest(config: GenerateConfig, strategy: Strategy) -> str:
+    """The digest of what determines a dataset: the config minus secrets, paths and speed knobs, plus the steps."""
+    params = {k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST}
+    return tracking.digest({**params, "steps": strategy.specs})
+
+
+def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | None]:
+    if config.min_chars is not None and config.max_chars is not None:
+        return config.min_chars, config.max_chars
+    for code in (language.code, "en"):
+        try:
+            lo, hi = length_limits(load_split(task, code, "train", config.source).texts)
+            break
+        except RoseError:
+            continue
+    else:
+        lo, hi = 1, 10_000
+    return (
+        config.min_chars if config.min_chars is not None else lo,
+        config.max_chars if config.max_chars is not None else hi,
+    )
+
+
+def make_context(config: GenerateConfig, backend: Backend, cache: CompletionCache, strategy: Strategy,
+                 summary_backend: Backend | None = None) -> Context:
+    """The context steps run in: loads the backend, picks chat or completion prompts, sets length limits."""
+    task, language = get_task(config.task), get_language(config.language)
+    backend.load()
+    chat = {"chat": True, "completion": False}.get(config.prompt_format)
+    ctx = Context(config, task, language, backend, cache, config.generator, strategy.name,
+                  candidate_name(config.generator, strategy.name), chat=backend.is_chat if chat is None else chat,
+                  summary_backend=summary_backend)
+    ctx.min_chars, ctx.max_chars = _limits(config, task, language)
+    return ctx
+
+
+def run_strategy(config: GenerateConfig, backend: Backend, cache: CompletionCache, strategy: Strategy | None = None,
+                 summary_backend: Backend | None = None, progress: bool = False) -> tuple[State, Context]:
+    """Run a strategy's steps with no tracking; returns the final state and the context (with its counters)."""
+    strategy = strategy or get_strategy(config.strategy)
+    steps = strategy.build(config.language_filter)
+    ctx = make_context(config, backend, cache, strategy, summary_backend)
+    state = State(labels=list(ctx.task.labels))
+    ctx.progress = _progress(config, ctx.task, ctx.candidate) if progress else None
+    started = time.perf_counter()
+    try:
+        for step in steps:
+            state = step(state, ctx)
+    finally:
+        if ctx.progress is not None:
+            ctx.progress.close()
+    ctx.stats["wall_seconds"] += time.perf_counter() - started
+    return state, ctx
+
+
+def generate(config: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
+    """Generate a dataset for ``config`` (with ``backend``, else the one the config names) and track it."""
+    import mlflow
+
+    task, language = get_task(config.task), get_language(config.language)
+    strategy = get_strategy(config.strategy)
+    strategy.build(config.language_filter)  # a bad strategy fails before anything starts
+    candidate = candidate_name(config.generator, strategy.name)
+    digest = config_digest(config, strategy)
+    tracking.setup(config.experiment)
+    if config.resume and (done := tracking.find_finished(config.experiment, "generate", digest)):
+        log.info("%s: an identical finished run exists (%s); not generating again", candidate, done.info.run_id)
+        return _reused(done, candidate)
+    unfinished = [
+        r
+        for r in tracking.search_runs(config.experiment, finished_only=False, stage="generate", digest=digest)
+        if r.info.status != "FINISHED"
+    ]
+    resume_id = max(unfinished, key=lambda r: r.info.start_time).info.run_id if unfinished else None
+
+    own = backend is None
+    backend = backend or get_backend(config.backend, config)
+    summary_backend = None
+    if config.summary_model and config.summary_model != config.generator:
+        summary_backend = get_backend(config.backend, config, model=config.summary_model)
+    home = tracking.project_dir() / ".rose"
+    cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
+    out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
+    run_tags = tracking.tags(
+        "generate",
+        task.name,
+        language.code,
+        candidate=candidate,
+        generator=config.generator,
+        strategy=strategy.name,
+        backend=backend.name,
+        digest=digest,
+    )
+    started = time.perf_counter()
+    try:
+        with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else candidate, tags=run_tags) as run:
+            if resume_id:
+                log.info("%s: continuing unfinished run %s", candidate, resume_id)
+            _log_params(config, strategy)
+            state, ctx = run_strategy(config, backend, cache, strategy, summary_backend, progress=True)
+            metrics = _metrics(state, ctx, time.perf_counter() - started)
+            path = _write(out_dir, state, ctx)
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifacts(str(out_dir), datasets.ARTIFACT_DIR)
+            _log_input(path, candidate)
+            run_id = run.info.run_id
+    finally:
+        cache.close()
+        if own:
+            backend.close()
+        if summary_backend is not None:
+            summary_backend.close()
+    kept = state.kept()
+    log.info(
+        "%s: kept %d examples (%s), shortfall %d",
+        candidate,
+        sum(kept.values()),
+        ", ".join(f"{k}={v}" for k, v in kept.items()),
+        sum(state.shortfall.values()),
+    )
+    return GenerateResult(run_id, path, candidate, kept, dict(state.shortfall), metrics)
+
+
+def _reused(run, candidate: str) -> GenerateResult:
+    labels = get_task(run.data.tags["rose.task"]).labels
+    m = run.data.metrics
+    kept = {lab: int(m.get(metric_key("kept", lab), 0)) for lab in labels}
+    shortfall = {lab: int(m.get(metric_key("shortfall", lab), 0)) for lab in labels}
+    path = datasets.download_dataset(run.info.run_id)
+    return GenerateResult(run.info.run_id, path, candidate, kept, shortfall, dict(m), reused=True)
+
+
+def _log_params(config: GenerateConfig, strategy: Strategy) -> None:
+    params = to_params(config)
+    params.update(strategy_name=strategy.name, strategy_steps=json.dumps(strategy.specs))
+    try:
+        tracking.log_params(params)
+    except Exception as exc:  # a resumed run whose output paths changed keeps its first values
+        log.warning("params not logged again: %s", str(exc).splitlines()[0])
+
+
+def _progress(config: GenerateConfig, task, candidate: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    total = len(task.labels) * math.ceil(config.per_label / max(1, config.examples_per_request))
+    return tqdm(total=total, desc=candidate, unit="req", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
+    s = ctx.stats
+    kept = state.kept()
+    m: dict[str, float] = {}
+    for label in state.labels:
+        m[metric_key("kept", label)] = kept[label]
+        m[metric_key("shortfall", label)] = state.shortfall.get(label, 0)
+        m[metric_key("target_language_share", label)] = state.language_share.get(label, 0.0)
+        if label in state.demos_used:
+            m[metric_key("demos_used", label)] = state.demos_used[label]
+    judged = s["revision_judged"]
+    m.update(
+        kept_total=sum(kept.values()), shortfall_total=sum(state.shortfall.values()),
+        duplicates_dropped=s["duplicates_dropped"], parse_dropped=s["parse_dropped"],
+        length_dropped=s["length_dropped"], empty_answers=s["empty_answers"],
+        revision_rejected=s["revision_rejected"], revision_unparsed=s["revision_unparsed"],
+        language_dropped=s["language_dropped"], target_language_share=state.language_share.get("", 0.0),
+        tokens_generated=s["tokens_generated"], requests=s["requests"], requests_cached=s["requests_cached"],
+        tokens_per_second=s["tokens_generated"] / s["generation_seconds"] if s["generation_seconds"] else 0.0,
+        wall_time_s=wall,
+    )  # fmt: skip
+    if judged:
+        m["revision_acceptance"] = s["revision_accepted"] / judged
+    return {k: float(v) for k, v in m.items()}
+
+
+def _write(out_dir: Path, state: State, ctx: Context) -> Path:
+    """The dataset folder: data (jsonl, parquet), rejected examples, demonstrations, descriptions, prompts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{k: ex.get(k) for k in datasets.EXAMPLE_FIELDS} for ex in state.examples]
+    path = datasets.write_jsonl(rows, out_dir / datasets.DATA_FILE)
+    _parquet(rows, out_dir / datasets.PARQUET_FILE)
+    datasets.write_jsonl(
+        [{k: v for k, v in ex.items() if not k.startswith("_")} for ex in state.rejected],
+        out_dir / datasets.REJECTED_FILE,
+    )
+    datasets.write_jsonl(list(state.prompts.values()), out_dir / datasets.PROMPTS_FILE)
+    demos = {"language": state.demo_language, "demonstrations": state.demonstrations, "demos_used": state.demos_used}
+    (out_dir / datasets.DEMOS_FILE).write_text(json.dumps(demos, ensure_ascii=False, indent=1), encoding="utf-8")
+    with (out_dir / datasets.DESCRIPTIONS_FILE).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["label", "description"])
+        writer.writerows((label, state.descriptions.get(label, "")) for label in state.labels)
+    return path
+
+
+def _parquet(rows: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=list(datasets.EXAMPLE_FIELDS)).astype({"verdict": "object"}).to_parquet(path)
+
+
+def _log_input(path: Path, candidate: str) -> None:
+    import mlflow
+    import pandas as pd
+
+    df = (
+        pd.read_json(path, lines=True, dtype=False)
+        if path.stat().st_size
+        else pd.DataFrame(columns=list(datasets.EXAMPLE_FIELDS))
+    )
+    with warnings.catch_warnings():  # mlflow's notes on integer columns and ambiguous local sources
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_pandas(df, source=str(path), name=candidate, targets="label")
+        mlflow.log_input(dataset, context="generated")

@@ -1,0 +1,288 @@
+"""The building blocks of a strategy: small steps over one :class:`State`, each ``step(state, ctx) -> state``.
+
+- :class:`LabelDescriptions`: one short English description per label (Summarized Label), generated from k
+  English training examples or read from a CSV.
+- :class:`Demonstrations`: k human examples per label from the target language or English.
+- :class:`Generate`: ask for examples until N per label are kept or the request budget is spent.
+- :class:`Revise` and :class:`LanguageCheck` wrap generation as judges of each new example (revision is a
+  filter, not a rewrite); a standalone :class:`LanguageCheck` only measures the target-language share.
+
+Reference: Anikina et al. (EMNLP 2025), section 1 of method.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rose.data import load_split, sample_demonstrations, truncate_words
+from rose.errors import RoseError
+from rose.generate import prompts
+from rose.generate.backends.base import Request, SamplingParams
+from rose.generate.context import Context, request_seed
+from rose.generate.parse import normalise, parse_examples_counted, within_length
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class State:
+    """Everything a strategy builds up: descriptions, demonstrations, kept and rejected examples, prompts."""
+
+    labels: list[str]
+    descriptions: dict[str, str] = field(default_factory=dict)
+    demonstrations: dict[str, list[str]] = field(default_factory=dict)
+    demo_pool: dict[str, list[str]] = field(default_factory=dict)
+    demo_language: str | None = None
+    demos_used: dict[str, int] = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    prompts: dict[str, dict] = field(default_factory=dict)  # prompt hash -> what was sent
+    shortfall: dict[str, int] = field(default_factory=dict)
+    language_share: dict[str, float] = field(default_factory=dict)
+
+    def kept(self) -> dict[str, int]:
+        out = dict.fromkeys(self.labels, 0)
+        for ex in self.examples:
+            out[ex["label"]] += 1
+        return out
+
+
+def _remember(state: State, request: Request, kind: str, label: str) -> str:
+    h = request.prompt_hash()
+    if h not in state.prompts:
+        state.prompts[h] = {
+            "prompt_hash": h,
+            "kind": kind,
+            "label": label,
+            "messages": request.messages,
+            "prompt": request.prompt,
+        }
+    return h
+
+
+class LabelDescriptions:
+    """One English description per label: read from ``csv`` or written by the model from English examples."""
+
+    def __init__(self, csv_path: str | None = None, examples: int | None = None):
+        self.csv_path = csv_path
+        self.examples = examples
+
+    def __call__(self, state: State, ctx: Context) -> State:
+        path = self.csv_path or ctx.config.descriptions
+        state.descriptions = read_descriptions(path, state.labels) if path else self._write(state, ctx)
+        return state
+
+    def _write(self, state: State, ctx: Context) -> dict[str, str]:
+        c = ctx.config
+        english = load_split(ctx.task, "en", "train", c.source)
+        chosen = sample_demonstrations(english, state.labels, self.examples or c.summary_examples, c.seed, c.demo_words)
+        empty = [label for label in state.labels if not chosen[label]]
+        if empty:
+            raise RoseError(
+                f"no English training examples for label(s) {', '.join(empty)} to summarise: "
+                "pass --descriptions with a CSV of label descriptions instead"
+            )
+        backend = ctx.summary_backend or ctx.backend
+        params = SamplingParams(c.temperature, c.top_p, c.repetition_penalty, c.summary_max_tokens)
+        requests = []
+        for label in state.labels:
+            messages = prompts.summary_messages(ctx.task, label, chosen[label])
+            rendered = dict(messages=messages) if ctx.chat else dict(prompt=prompts.as_completion(messages, "This"))
+            req = Request(
+                **rendered,
+                params=params,
+                seed=request_seed(c.seed, "summary", label),
+                meta={"kind": "summary", "label": label},
+            )
+            _remember(state, req, "summary", label)
+            requests.append(req)
+        out = {}
+        for label, answer in zip(state.labels, ctx.ask(requests, backend), strict=True):
+            text = " ".join(answer.text.strip().split("\n\n")[0].split())
+            if not ctx.chat:
+                text = "This " + text
+            if not text:
+                ctx.stats["summary_empty"] += 1
+                log.warning("empty label summary for %r: the prompt will state the label name only", label)
+            out[label] = text
+        return out
+
+
+def read_descriptions(path: str | Path, labels: list[str]) -> dict[str, str]:
+    """Label descriptions from a CSV with columns ``label`` (or ``intent``) and ``description``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise RoseError(f"no such descriptions file: {path}: pass a CSV with columns label,description")
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    key = next((k for k in ("label", "intent", "category") if rows and k in rows[0]), None)
+    if key is None or "description" not in rows[0]:
+        raise RoseError(f"{path}: expected columns label,description (or intent,description)")
+    found = {r[key].strip(): r["description"].strip() for r in rows}
+    missing = [label for label in labels if label not in found]
+    if missing:
+        raise RoseError(f"{path}: no description for label(s) {', '.join(missing)}")
+    return {label: found[label] for label in labels}
+
+
+class Demonstrations:
+    """k seeded human examples per label, each cut to a word limit, from the target language or English."""
+
+    def __init__(self, source: str = "target", k: int | None = None):
+        if source not in ("target", "en"):
+            raise RoseError(f"demonstrations: source must be 'target' or 'en', got {source!r}")
+        self.source = source
+        self.k = k
+
+    def __call__(self, state: State, ctx: Context) -> State:
+        c = ctx.config
+        code = ctx.language.code if self.source == "target" else "en"
+        data = load_split(ctx.task, code, "train", c.source)
+        k = c.demos_per_label if self.k is None else self.k
+        state.demonstrations = sample_demonstrations(data, state.labels, k, c.seed, c.demo_words)
+        by_label = data.by_label()
+        empty = [label for label in state.labels if not state.demonstrations[label]]
+        if empty and k > 0:
+            raise RoseError(
+                f"label(s) {', '.join(empty)} have no {code} training examples under {c.source} to "
+                "show as demonstrations: use a strategy without demonstrations or other data"
+            )
+        state.demo_pool = {
+            label: [truncate_words(t, c.demo_words) for t in by_label.get(label, [])] for label in state.labels
+        }
+        state.demo_language = code
+        return state
+
+
+class Generate:
+    """Ask for examples of each label until ``per_label`` are kept or the request budget is spent.
+
+    Per label, request i has its own seed; answers are parsed, length-filtered and deduplicated on normalised
+    text in request order, then passed through the judges that wrap this step. Surplus candidates wait for the
+    next round, so no request is made while enough unjudged examples remain.
+    """
+
+    def __call__(self, state: State, ctx: Context, judges: tuple = ()) -> State:
+        c = ctx.config
+        per_request = max(1, c.examples_per_request)
+        budget = c.max_requests_per_label or 3 * math.ceil(c.per_label / per_request) + 3
+        kept = {label: [] for label in state.labels}
+        pending = {label: [] for label in state.labels}
+        seen = {label: set() for label in state.labels}
+        asked = dict.fromkeys(state.labels, 0)
+        active = list(state.labels)
+        while active:
+            requests = []
+            for label in active:
+                short = c.per_label - len(kept[label]) - len(pending[label])
+                n = min(math.ceil(max(short, 0) / per_request), budget - asked[label])
+                for _ in range(n):
+                    requests.append(self.request(label, asked[label], state, ctx))
+                    asked[label] += 1
+            for req, answer in zip(requests, ctx.ask(requests), strict=True):
+                pending[req.meta["label"]].extend(self.candidates(req, answer, seen[req.meta["label"]], state, ctx))
+            batch = []
+            for label in active:
+                take = c.per_label - len(kept[label])
+                batch += pending[label][:take]
+                pending[label] = pending[label][take:]
+            for judge in judges:
+                judge.judge([ex for ex in batch if ex["_keep"]], state, ctx)
+            for ex in batch:
+                (kept[ex["label"]] if ex.pop("_keep") else state.rejected).append(ex)
+            ctx.show(kept=sum(map(len, kept.values())))
+            active = [
+                label
+                for label in active
+                if len(kept[label]) < c.per_label and (pending[label] or asked[label] < budget)
+            ]
+        state.examples = [ex for label in state.labels for ex in kept[label]]
+        state.shortfall = {label: c.per_label - len(kept[label]) for label in state.labels}
+        for label, gap in state.shortfall.items():
+            if gap:
+                log.warning(
+                    "label %r: %d of %d examples missing after %d requests", label, gap, c.per_label, asked[label]
+                )
+        return state
+
+    def request(self, label: str, i: int, state: State, ctx: Context) -> Request:
+        c = ctx.config
+        demos = state.demonstrations.get(label, [])
+        if c.redraw_demos and state.demo_pool.get(label):
+            pool = state.demo_pool[label]
+            demos = random.Random(f"{c.seed}:{label}:{i}").sample(pool, min(len(pool), len(demos) or 0))
+        rendered, used = _prompt(ctx, label, state.descriptions.get(label), tuple(demos))
+        state.demos_used[label] = min(used, state.demos_used.get(label, used))
+        kind = dict(messages=rendered) if ctx.chat else dict(prompt=rendered)
+        req = Request(
+            **kind,
+            params=ctx.params,
+            seed=request_seed(c.seed, label, i),
+            sample_index=i,
+            meta={"kind": "generate", "label": label, "n": c.examples_per_request},
+        )
+        _remember(state, req, "generate", label)
+        return req
+
+    def candidates(self, req: Request, answer, seen: set, state: State, ctx: Context) -> list[dict]:
+        label = req.meta["label"]
+        if not answer.text.strip():
+            ctx.stats["empty_answers"] += 1
+            log.info("empty answer to request %d of label %r (dropped)", req.sample_index, label)
+        texts, dropped = parse_examples_counted(answer.text, answer.cut_off)
+        ctx.stats["parse_dropped"] += dropped
+        out = []
+        for text in texts:
+            if not within_length(text, ctx.min_chars, ctx.max_chars):
+                ctx.stats["length_dropped"] += 1
+                continue
+            key = normalise(text)
+            if not key:  # punctuation only: garbled
+                ctx.stats["parse_dropped"] += 1
+                continue
+            if key in seen:
+                ctx.stats["duplicates_dropped"] += 1
+                continue
+            seen.add(key)
+            out.append(
+                {
+                    "text": text,
+                    "label": label,
+                    "task": ctx.task.name,
+                    "language": ctx.language.code,
+                    "generator": ctx.generator,
+                    "strategy": ctx.strategy,
+                    "candidate": ctx.candidate,
+                    "step": "generate",
+                    "prompt_hash": req.prompt_hash(),
+                    "request_index": req.sample_index,
+                    "verdict": None,
+                    "explanation": None,
+                    "_keep": True,
+                }
+            )
+        return out
+
+
+def _prompt(ctx: Context, label: str, description: str | None, demos: tuple[str, ...]) -> tuple[object, int]:
+    """The generation prompt of a label, fitted to the context (memoised per label, description and demos)."""
+    key = ("generate", label, description, demos)
+    if key not in ctx.memo:
+        if ctx.chat:
+
+            def build(d: list[str]) -> object:
+                n = ctx.config.examples_per_request
+                return prompts.generation_messages(ctx.task, ctx.language, label, n, description, d)
+        else:
+
+            def build(d: list[str]) -> object:
+                return prompts.completion_prompt(ctx.task, ctx.language, label, description, d)
+
+        budget = ctx.config.context_length - ctx.config.max_new_tokens
+        ctx.memo[key] = prompts.fit_demonstrations(build, list(demos), ctx.backend.count_tokens, budget)
+    return ctx.memo[key]

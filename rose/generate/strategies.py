@@ -1,0 +1,144 @@
+"""Strategies: named presets of steps, and user strategies from YAML.
+
+A strategy is a list of step specs ``(name, options)``. ``revise`` and a filtering ``language_check`` after
+``generate`` wrap it (they judge each new example); a ``language_check`` is always appended to measure the
+target-language share. A YAML strategy file looks like::
+
+    name: my_strategy
+    steps:
+      - label_descriptions: {examples: 10}
+      - demonstrations: {source: target, k: 5}
+      - generate: {}
+      - revise: {}
+      - language_check: {filter: true}
+
+Reference: Anikina et al. (EMNLP 2025), table of strategies in section 1 of method.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rose.errors import RoseError
+from rose.generate.judges import LanguageCheck, Revise
+from rose.generate.steps import Demonstrations, Generate, LabelDescriptions
+
+StepSpec = tuple[str, dict[str, Any]]
+
+_SL = ("label_descriptions", {})
+_EN = ("demonstrations", {"source": "en"})
+_TARGET = ("demonstrations", {"source": "target"})
+_GEN = ("generate", {})
+_REV = ("revise", {})
+
+PRESETS: dict[str, list[StepSpec]] = {
+    "zero_shot": [_GEN],
+    "sl": [_SL, _GEN],
+    "english_demos_sl": [_SL, _EN, _GEN],
+    "english_demos_revision": [_EN, _GEN, _REV],
+    "target_demos": [_TARGET, _GEN],
+    "target_demos_sl": [_SL, _TARGET, _GEN],
+    "target_demos_revision": [_TARGET, _GEN, _REV],
+    "target_demos_sl_revision": [_SL, _TARGET, _GEN, _REV],
+}
+
+STEPS: dict[str, Callable[..., Any]] = {
+    "label_descriptions": lambda descriptions=None, examples=None: LabelDescriptions(descriptions, examples),
+    "demonstrations": lambda source="target", k=None: Demonstrations(source, k),
+    "generate": lambda: Generate(),
+    "revise": lambda: Revise(),
+    "language_check": lambda filter=False: LanguageCheck(filter=filter),  # noqa: A006
+}
+
+
+@dataclass
+class Strategy:
+    name: str
+    specs: list[StepSpec]
+
+    def build(self, language_filter: bool = False) -> list:
+        """The runnable steps: judges wrap the generation step before them."""
+        steps: list = []
+        specs = list(self.specs) + ([("language_check", {"filter": True})] if language_filter else [])
+        for name, options in specs:
+            try:
+                step = STEPS[name](**options)
+            except TypeError as exc:
+                raise RoseError(f"strategy {self.name!r}: step {name!r}: bad options {options}: {exc}") from None
+            wraps = isinstance(step, Revise) or (isinstance(step, LanguageCheck) and step.filter)
+            if (
+                wraps
+                and steps
+                and isinstance(steps[-1], (Generate, Revise, LanguageCheck))
+                and _has_generate(steps[-1])
+            ):
+                step.inner = steps.pop()
+            elif isinstance(step, Revise):
+                raise RoseError(f"strategy {self.name!r}: 'revise' must come after a 'generate' step")
+            steps.append(step)
+        if not any(_has_generate(s) for s in steps):
+            raise RoseError(f"strategy {self.name!r} has no 'generate' step")
+        if not (isinstance(steps[-1], LanguageCheck) and steps[-1].inner is None):
+            steps.append(LanguageCheck())
+        return steps
+
+    @property
+    def uses_revision(self) -> bool:
+        return any(name == "revise" for name, _ in self.specs)
+
+
+def _has_generate(step) -> bool:
+    while step is not None:
+        if isinstance(step, Generate):
+            return True
+        step = getattr(step, "inner", None)
+    return False
+
+
+def get_strategy(name_or_path: str) -> Strategy:
+    """A preset by name, or a strategy from a YAML file."""
+    if name_or_path in PRESETS:
+        return Strategy(name_or_path, list(PRESETS[name_or_path]))
+    path = Path(name_or_path).expanduser()
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        return load_strategy(path)
+    raise RoseError(f"unknown strategy {name_or_path!r}: use one of {', '.join(PRESETS)} or a YAML strategy file")
+
+
+def load_strategy(path: str | Path) -> Strategy:
+    """A user strategy from YAML; an unknown step is an error naming its line."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise RoseError(f"no such strategy file: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RoseError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise RoseError(f"{path}: expected a mapping with a 'steps' list")
+    nodes = next(v for k, v in root.value if k.value == "steps").value
+    specs = []
+    for node, item in zip(nodes, data["steps"], strict=True):
+        line = node.start_mark.line + 1
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise RoseError(f"{path}:{line}: a step is one name with its options, e.g. 'generate: {{}}'")
+        ((name, options),) = item.items()
+        if name not in STEPS:
+            raise RoseError(f"{path}:{line}: unknown step {name!r}: use one of {', '.join(STEPS)}")
+        if not isinstance(options or {}, dict):
+            raise RoseError(f"{path}:{line}: options of step {name!r} must be a mapping")
+        try:
+            STEPS[name](**(options or {}))
+        except (TypeError, RoseError) as exc:
+            raise RoseError(f"{path}:{line}: step {name!r}: bad options {options}: {exc}") from None
+        specs.append((name, dict(options or {})))
+    return Strategy(str(data.get("name") or path.stem), specs)

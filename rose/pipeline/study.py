@@ -1,0 +1,196 @@
+"""A study: tasks x languages x candidates (generator, strategy), read from a short YAML file.
+
+```yaml
+experiment: rose-demo
+tasks: [topic]
+languages: [en]
+source: ../shared/data          # human data: demonstrations, English examples, the human test set
+candidates:                     # or `generators:` x `strategies:` for the full grid
+  - {generator: smollm2-135m-instruct, strategy: target_demos}
+generate: {backend: hf, per_label: 8}       # rose generate settings shared by every candidate
+train: {classifier: multilingual-e5-small, seeds: [1, 2, 3]}
+score: {}
+human_test: true                # also evaluate every classifier on the human test set
+```
+Every key is checked before anything runs; a mistake is reported with its line and the fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rose.errors import RoseError
+
+TOP_KEYS = {
+    "experiment", "tasks", "languages", "source", "candidates", "generators", "strategies", "generate", "train",
+    "score", "human_test", "description",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Candidate:
+    generator: str
+    strategy: str
+    backend: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # per-candidate generate settings
+
+    @property
+    def name(self) -> str:
+        from rose.naming import candidate_name
+
+        return candidate_name(self.generator, self.strategy)
+
+
+@dataclass
+class Study:
+    path: str
+    experiment: str = "rose"
+    tasks: list[str] = field(default_factory=lambda: ["topic"])
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    source: str = "../shared/data"
+    candidates: list[Candidate] = field(default_factory=list)
+    generate: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    score: dict[str, Any] = field(default_factory=dict)
+    human_test: bool = True
+    description: str = ""
+
+    def cases(self) -> list[tuple[str, str]]:
+        return list(itertools.product(self.tasks, self.languages))
+
+
+def _lines(text: str) -> dict[tuple, int]:
+    """Line number (1-based) of every mapping key and sequence item, by its path in the document."""
+    import yaml
+
+    out: dict[tuple, int] = {}
+
+    def walk(node, path):
+        out[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                out[(*path, key.value)] = key.start_mark.line + 1
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+class _Where:
+    def __init__(self, path: str, lines: dict[tuple, int]):
+        self.path, self.lines = path, lines
+
+    def __call__(self, *keys) -> str:
+        for n in range(len(keys), -1, -1):
+            if keys[:n] in self.lines:
+                return f"{self.path}:{self.lines[keys[:n]]}"
+        return self.path
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check a study file; every problem is a RoseError naming the file, the line and the fix."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise RoseError(f"no study config at {path}: pass --config configs/demo.yaml or your own YAML file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text) or {}
+        where = _Where(str(path), _lines(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RoseError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise RoseError(f"{path}: a study config is a mapping of settings (experiment, tasks, candidates, ...)")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise RoseError(f"{where(key)}: unknown key {key!r}: known keys are {', '.join(sorted(TOP_KEYS))}")
+    study = Study(path=str(path))
+    study.experiment = str(raw.get("experiment", "rose"))
+    study.tasks = _as_list(raw.get("tasks", ["topic"]))
+    study.languages = _as_list(raw.get("languages", ["en"]))
+    study.source = str(raw.get("source", "../shared/data"))
+    study.human_test = bool(raw.get("human_test", True))
+    study.description = str(raw.get("description", ""))
+    for stage in ("generate", "train", "score"):
+        value = raw.get(stage) or {}
+        if not isinstance(value, dict):
+            raise RoseError(f"{where(stage)}: {stage!r} must be a mapping of `rose {stage}` settings")
+        setattr(study, stage, value)
+    study.candidates = _candidates(raw, where)
+    validate(study, where)
+    return study
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value or []]
+
+
+def _candidates(raw: dict, where: _Where) -> list[Candidate]:
+    out: list[Candidate] = []
+    if "candidates" in raw and ("generators" in raw or "strategies" in raw):
+        raise RoseError(f"{where('generators')}: give either `candidates:` or `generators:` x `strategies:`, not both")
+    if "generators" in raw or "strategies" in raw:
+        gens, strats = _as_list(raw.get("generators")), _as_list(raw.get("strategies"))
+        out = [Candidate(g, s) for g, s in itertools.product(gens, strats)]
+    for i, item in enumerate(raw.get("candidates") or []):
+        if not isinstance(item, dict) or "generator" not in item or "strategy" not in item:
+            raise RoseError(f"{where('candidates', i)}: a candidate needs `generator:` and `strategy:`")
+        extra = {k: v for k, v in item.items() if k not in ("generator", "strategy", "backend")}
+        out.append(Candidate(str(item["generator"]), str(item["strategy"]), item.get("backend"),
+                             tuple(sorted(extra.items()))))
+    if not out:
+        key = "candidates" if "candidates" in raw else "generators"
+        raise RoseError(f"{where(key)}: the study has no candidates: list at least one generator and strategy")
+    names = [c.name for c in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise RoseError(f"{where('candidates')}: candidate listed twice: {', '.join(sorted(dup))}")
+    return out
+
+
+def validate(study: Study, where: _Where) -> None:
+    """Check names against the catalog, the strategies, the models and the stage settings."""
+    from rose import config as cfg
+    from rose.catalog import get_language, get_task
+
+    for i, task in enumerate(study.tasks):
+        _reraise(lambda t=task: get_task(t), where("tasks", i))
+    for i, lang in enumerate(study.languages):
+        _reraise(lambda x=lang: get_language(x), where("languages", i))
+    if not study.tasks or not study.languages:
+        raise RoseError(f"{where('tasks')}: the study needs at least one task and one language")
+    from rose.pipeline import stages
+
+    for stage, cls in stages.config_classes().items():
+        settings = getattr(study, stage)
+        for key in settings:
+            if key.replace("-", "_") in stages.OWNED_BY_STUDY.get(stage, ()):
+                raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
+        probe = {**stages.probe_values(stage), **settings}
+        _reraise(lambda c=cls, p=probe: cfg.from_mapping(c, p, where=stage), where(stage))
+    for i, cand in enumerate(study.candidates):
+        at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
+        _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
+        _reraise(lambda c=cand: stages.check_model(c.generator), at)
+    _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+
+
+def _reraise(call, at: str) -> None:
+    try:
+        call()
+    except RoseError as exc:
+        msg = str(exc)
+        raise RoseError(msg if msg.startswith(at.split(":")[0] + ":") else f"{at}: {msg}") from None

@@ -1,0 +1,34 @@
+"""Settings of ``rose score``: one dataclass, mapped one to one onto flags and MLproject parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rose.config import field
+
+
+@dataclass
+class ScoreConfig:
+    """What to score and how.
+
+    Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
+    """
+
+    task: list[str] = field(help="task(s) to score, comma-separated (topic, intent, intent_all, sentiment; 'all')")
+    language: list[str] = field(help="language code(s), comma-separated (e.g. th,cy; 'all' for every one tracked)")
+    experiment: str = field("rose", help="MLflow experiment holding the generate and train runs")
+    candidates: list[str] = field([], help="candidate names to compare (default: every tracked candidate)")
+    reference_lm: str = field(
+        "smollm2-135m-instruct", help="causal LM for perplexity (short name, hub id, path; '' skips)"
+    )
+    embedding_model: str = field("multilingual-e5-small", help="embedding model for diversity ('' skips)")
+    tokenizer: str = field("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
+    intrinsic: bool = field(True, help="compute intrinsic metrics of generate runs that lack them")
+    recompute: bool = field(False, help="recompute intrinsic metrics even where a generate run has them")
+    intrinsic_sample: int = field(1000, help="texts per dataset for the costly metrics (embeddings, perplexity)")
+    fill_missing: bool = field(True, help="evaluate logged classifiers on datasets they were not tested on")
+    bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval")
+    seed: int = field(0, help="seed of the bootstrap, samples and the random baseline")
+    register_champion: bool = field(True, help="register the picked candidate's best seed with alias 'champion'")
+    model_name: str = field("rose-{task}-{language}", help="registered model name ({task} and {language} filled in)")
+    output_dir: str = field("", help="folder for the report files (default: a temporary folder, logged to MLflow)")

@@ -1,0 +1,158 @@
+"""Intrinsic metrics of one synthetic dataset: pure functions over texts, tokens, embeddings and log-likelihoods.
+
+Nothing here loads a model or knows about MLflow; :mod:`rose.score.models` supplies tokens, embeddings,
+language identification and token log-likelihoods, and :mod:`rose.score.run` logs the values.
+
+Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143): the intrinsic heuristics RoSE is compared with;
+distinct-n (Li et al. 2016), self-BLEU (Zhu et al. 2018), compression ratio (Shaib et al. 2024),
+Vendi score (Friedman and Dieng 2023).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import regex
+
+# Scripts written without spaces between words: their words are split into grapheme clusters.
+_NO_SPACE = regex.compile(r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\p{Han}\p{Hiragana}\p{Katakana}]")
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
+_GRAPHEME = regex.compile(r"\X")
+_ACCEPTED = {"accept", "accepted", "keep", "kept", "ok", "yes", "pass", "passed", "true", "valid", "correct"}
+
+# Direction of each metric when it is used to pick a candidate: +1 higher is better, -1 lower is better.
+DIRECTION: dict[str, int] = {
+    "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "self_bleu": -1, "compression_ratio": -1,
+    "embedding_distance": 1, "vendi": 1, "target_language_share": 1, "duplicate_rate": -1, "length_mean": 1,
+    "length_std": 1, "ngram_copy_rate": -1, "revision_acceptance": 1, "perplexity": -1, "generator_parameters": 1,
+}  # fmt: skip
+
+
+def simple_tokens(text: str) -> list[str]:
+    """Fallback tokens for every script: lower-cased words, with words of scripts written without spaces
+    (Thai, Lao, Khmer, Myanmar, CJK) split into grapheme clusters (a base letter with its marks)."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        out.extend(_GRAPHEME.findall(word) if _NO_SPACE.search(word) else [word])
+    return out
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(token_lists: Iterable[Sequence[str]], n: int) -> float:
+    """Distinct n-grams over all n-grams of the dataset (Li et al. 2016); 0 when there are none."""
+    counts = Counter(g for tokens in token_lists for g in ngrams(tokens, n))
+    total = sum(counts.values())
+    return len(counts) / total if total else 0.0
+
+
+def self_bleu(token_lists: Sequence[Sequence[str]], *, max_hypotheses: int | None = 200, seed: int = 0) -> float:
+    """Mean sentence BLEU (sacrebleu, 0-100) of each example against all the others as references.
+
+    Tokens are joined by spaces and scored with sacrebleu's ``none`` tokenizer, so any tokenisation works for
+    any script (subword pieces or :func:`simple_tokens`), offline. At most ``max_hypotheses`` examples (a seeded
+    sample) are scored as hypotheses; each against every other example. Lower means more diverse.
+    """
+    from sacrebleu.metrics import BLEU
+
+    texts = [" ".join(t) for t in token_lists]
+    if len(texts) < 2:
+        return 0.0
+    index = list(range(len(texts)))
+    if max_hypotheses and len(index) > max_hypotheses:
+        index = sorted(random.Random(seed).sample(index, max_hypotheses))
+    bleu = BLEU(tokenize="none", effective_order=True)
+    scores = [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in index]
+    return float(np.mean(scores))
+
+
+def compression_ratio(texts: Sequence[str]) -> float:
+    """UTF-8 size of the texts (one per line) over their gzip size; higher means more repetitive."""
+    data = "\n".join(texts).encode("utf-8")
+    return len(data) / len(gzip.compress(data, compresslevel=9, mtime=0)) if data else 0.0
+
+
+def _unit(embeddings: np.ndarray) -> np.ndarray:
+    x = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def mean_pairwise_cosine_distance(embeddings: np.ndarray) -> float:
+    """Mean of 1 - cos(a, b) over all pairs of different examples."""
+    x = _unit(embeddings)
+    n = len(x)
+    if n < 2:
+        return 0.0
+    total = x.sum(axis=0)
+    sim_sum = float(total @ total) - float((x * x).sum())  # sum over ordered pairs a != b
+    return 1.0 - sim_sum / (n * (n - 1))
+
+
+def vendi_score(embeddings: np.ndarray) -> float:
+    """Vendi score: exp of the Shannon entropy of the eigenvalues of the cosine similarity matrix / n.
+
+    Computed through the d x d dual matrix (same non-zero eigenvalues), so it is cheap for many examples.
+    Reference: Friedman and Dieng 2023, "The Vendi Score" (the ``vendi-score`` package's ``score_dual``).
+    """
+    x = _unit(embeddings)
+    if len(x) == 0:
+        return 0.0
+    eig = np.linalg.eigvalsh(x.T @ x / len(x))
+    eig = eig[eig > 1e-12]
+    return float(math.exp(-(eig * np.log(eig)).sum()))
+
+
+def target_language_share(texts: Sequence[str], target: str, detect: Callable[[str], str | None]) -> float:
+    """Share of texts that ``detect`` assigns to ``target`` (e.g. lingua's name of the language)."""
+    return sum(detect(t) == target for t in texts) / len(texts) if texts else 0.0
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def duplicate_rate(texts: Sequence[str]) -> float:
+    """Share of texts equal to an earlier one after case-folding and collapsing whitespace."""
+    return 1 - len({normalise(t) for t in texts}) / len(texts) if texts else 0.0
+
+
+def length_stats(token_lists: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """Mean and (population) standard deviation of the number of tokens per example."""
+    lengths = np.array([len(t) for t in token_lists], dtype=float)
+    return (float(lengths.mean()), float(lengths.std())) if len(lengths) else (0.0, 0.0)
+
+
+def ngram_copy_rate(
+    token_lists: Iterable[Sequence[str]], demo_token_lists: Iterable[Sequence[str]], n: int = 4
+) -> float:
+    """Share of the dataset's n-grams (counted with repetition) that occur in some demonstration."""
+    seen = {g for tokens in demo_token_lists for g in ngrams(tokens, n)}
+    grams = [g for tokens in token_lists for g in ngrams(tokens, n)]
+    return sum(g in seen for g in grams) / len(grams) if grams else 0.0
+
+
+def revision_acceptance(verdicts: Iterable[str | None]) -> float | None:
+    """Share of reviewed examples whose verdict accepts them; None when no example carries a verdict."""
+    given = [str(v).strip().lower() for v in verdicts if v not in (None, "")]
+    return sum(v in _ACCEPTED for v in given) / len(given) if given else None
+
+
+def perplexity(nll_sums: Sequence[float], token_counts: Sequence[int]) -> float:
+    """exp(total negative log-likelihood / total predicted tokens) over the dataset."""
+    total = float(np.sum(token_counts))
+    return float(math.exp(float(np.sum(nll_sums)) / total)) if total else float("nan")
+
+
+def random_baseline(candidates: Sequence[str], seed: int = 0) -> dict[str, float]:
+    """The "random" selection baseline: a seeded uniform score per candidate (order-independent)."""
+    rng = np.random.default_rng(seed)
+    values = rng.random(len(candidates))
+    return dict(zip(sorted(candidates), map(float, values), strict=True))

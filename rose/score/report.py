@@ -1,0 +1,206 @@
+"""Report files of a score run: CSV and markdown tables, a heatmap, scatter plots, one self-contained HTML page,
+and the leaderboard as terminal text.
+
+Every string that comes from data (candidate names, labels, generated examples, messages) goes through
+:func:`html.escape` before it enters the HTML page; images are inlined as base64 data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from rose.score.tables import CaseTables
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3}td.t,th.t{text-align:left}img{max-width:100%}.msg{color:#a40}li{margin:.2em 0}"""
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame, index: bool = False) -> str:
+    """A GitHub markdown table (pipes in cells escaped)."""
+    frame = df.reset_index() if index else df
+    cells = [[fmt(v).replace("|", "\\|") for v in row] for row in frame.itertuples(index=False)]
+    head = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells]) + "\n"
+
+
+def to_html_table(df: pd.DataFrame, index: bool = False) -> str:
+    """An HTML table with every header and cell escaped."""
+    frame = df.reset_index() if index else df
+    head = "".join(f'<th class="t">{html.escape(str(c))}</th>' for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td{"" if isinstance(v, (int, float)) else " class=t"}>{html.escape(fmt(v))}</td>'
+                         for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )  # fmt: skip
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def terminal(case: CaseTables) -> str:
+    """The leaderboard as aligned text for the terminal."""
+    cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1") if c in case.leaderboard]
+    rows = [[fmt(v) for v in r] for r in case.leaderboard[cols].itertuples(index=False)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+
+    def line(cells):
+        return "  ".join(
+            f"{x:<{w}}" if i == 0 else f"{x:>{w}}" for i, (x, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    title = f"RoSE leaderboard: task {case.task}, language {case.language} (champion: {case.champion or 'none'})"
+    return "\n".join([title, line(cols), *map(line, rows)])
+
+
+def heatmap(matrix: pd.DataFrame, title: str = ""):
+    """A matplotlib figure of the cross-evaluation matrix (rows: trained on, columns: tested on)."""
+    import matplotlib.pyplot as plt
+
+    n = len(matrix)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.9 * n, 2 + 0.7 * n))
+    image = ax.imshow(matrix.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(n), matrix.columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), matrix.index, fontsize=8)
+    ax.set_xlabel("tested on the synthetic data of")
+    ax.set_ylabel("trained on the synthetic data of")
+    for (i, j), v in pd.DataFrame(matrix.to_numpy()).stack().items():
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
+    fig.colorbar(image, ax=ax, label="macro-F1")
+    ax.set_title(title or "cross-evaluation")
+    fig.tight_layout()
+    return fig
+
+
+def scatter(scores: pd.DataFrame, human: pd.Series, title: str = ""):
+    """One panel per metric: the candidates' metric value against their human-test macro-F1."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in scores.columns if scores[m].reindex(human.index).notna().any()]
+    cols = min(4, max(1, len(metrics)))
+    rows = max(1, math.ceil(len(metrics) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        x = scores[metric].reindex(human.index)
+        ax.scatter(x, human * 100)
+        for name in human.index:
+            ax.annotate(name[:18], (x[name], human[name] * 100), fontsize=6)
+        ax.set_xlabel(metric, fontsize=8)
+        ax.set_ylabel("human-test macro-F1", fontsize=8)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle(title or "metrics against human-test F1")
+    fig.tight_layout()
+    return fig
+
+
+def png(fig, path: Path | None = None) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    data = buf.getvalue()
+    if path:
+        path.write_bytes(data)
+    return data
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def html_page(
+    cases: list[CaseTables],
+    images: dict[str, bytes],
+    summary: pd.DataFrame,
+    samples: dict[tuple[str, str, str], list[dict]],
+    messages: list[str],
+) -> str:
+    """One self-contained HTML report (CSS and images inline; every data-derived string escaped)."""
+    e = html.escape
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rose score</title><style>{_CSS}</style>"
+        "</head><body><h1>rose score: RoSE and intrinsic metrics</h1>"
+    ]
+    if messages:
+        parts.append("<h2>What is missing</h2><ul>" + "".join(f"<li class=msg>{e(m)}</li>" for m in messages) + "</ul>")
+    if len(summary):
+        parts.append("<h2>Metrics judged over all cases</h2>" + to_html_table(summary))
+    for c in cases:
+        key = f"{c.task}/{c.language}"
+        parts.append(f"<h2>Task {e(c.task)}, language {e(c.language)}: champion {e(c.champion)}</h2>")
+        parts.append("<h3>Leaderboard</h3>" + to_html_table(c.leaderboard))
+        parts.append("<h3>Cross-evaluation matrix</h3>" + to_html_table(c.matrix, index=True))
+        if f"heatmap:{key}" in images:
+            parts.append(_img(images[f"heatmap:{key}"], f"heatmap {key}"))
+        parts.append("<h3>Metric values</h3>" + to_html_table(c.scores, index=True))
+        if len(c.judged):
+            parts.append("<h3>Each metric against the human test set</h3>" + to_html_table(c.judged))
+        if f"scatter:{key}" in images:
+            parts.append(_img(images[f"scatter:{key}"], f"scatter {key}"))
+        for name in c.candidates:
+            rows = samples.get((c.task, c.language, name), [])
+            if rows:
+                items = "".join(
+                    f"<li><b>{e(str(r.get('label', '')))}</b>: {e(str(r.get('text', '')))}</li>" for r in rows
+                )
+                parts.append(f"<h4>Examples of {e(name)}</h4><ul>{items}</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write(
+    folder: Path,
+    cases: list[CaseTables],
+    summary: pd.DataFrame,
+    samples: dict[tuple[str, str, str], list[dict]] | None = None,
+    messages: list[str] = (),
+) -> Path:
+    """Write every report file under ``folder``; returns the HTML page's path."""
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")  # files only: never open a window
+    folder.mkdir(parents=True, exist_ok=True)
+    images: dict[str, bytes] = {}
+    md = ["# rose score\n"]
+    for c in cases:
+        stem, key = f"{c.task}_{c.language}", f"{c.task}/{c.language}"
+        c.matrix.to_csv(folder / f"matrix_{stem}.csv")
+        c.leaderboard.to_csv(folder / f"leaderboard_{stem}.csv", index=False)
+        c.scores.to_csv(folder / f"metrics_{stem}.csv")
+        md += [
+            f"## {key} (champion: {c.champion})\n",
+            "### Leaderboard\n",
+            to_markdown(c.leaderboard),
+            "### Cross-evaluation matrix (rows trained on, columns tested on)\n",
+            to_markdown(c.matrix, index=True),
+            "### Metrics\n",
+            to_markdown(c.scores, index=True),
+        ]
+        images[f"heatmap:{key}"] = png(heatmap(c.matrix, f"{key}: cross-evaluation"), folder / f"heatmap_{stem}.png")
+        if len(c.judged):
+            c.judged.to_csv(folder / f"selection_{stem}.csv", index=False)
+            md += ["### Against the human test set\n", to_markdown(c.judged)]
+            images[f"scatter:{key}"] = png(scatter(c.scores, c.human, key), folder / f"scatter_{stem}.png")
+    if len(summary):
+        summary.to_csv(folder / "selection_summary.csv", index=False)
+        md += ["## Over all cases\n", to_markdown(summary)]
+    (folder / "report.md").write_text("\n".join(md), encoding="utf-8")
+    page = folder / "report.html"
+    page.write_text(html_page(cases, images, summary, samples or {}, list(messages)), encoding="utf-8")
+    return page

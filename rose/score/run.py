@@ -1,0 +1,248 @@
+"""``score(config)``: RoSE and intrinsic metrics from the tracked runs, judged against human test data when there
+is some, written as a report on a score run, with the champion classifier in the model registry.
+
+Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from rose.errors import RoseError
+from rose.score.collect import INTRINSIC, Tracked, check_case, collect, fill_missing
+from rose.score.config import ScoreConfig
+from rose.score.tables import CaseTables, build_case, summary
+
+log = logging.getLogger(__name__)
+SAMPLES_PER_CANDIDATE = 3
+
+
+@dataclass
+class ScoreResult:
+    """What a score run produced: its run id, the tables per case, the judgement over cases and the champions."""
+
+    run_id: str
+    cases: list[CaseTables]
+    summary: pd.DataFrame
+    report: Path
+    champions: dict[tuple[str, str], dict] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    def leaderboard_text(self) -> str:
+        from rose.score.report import terminal
+
+        return "\n\n".join(terminal(c) for c in self.cases)
+
+
+def _cases(config: ScoreConfig, tracked: Tracked) -> list[tuple[str, str]]:
+    explicit = config.task and config.language and "all" not in config.task + config.language
+    cases = list(itertools.product(config.task, config.language)) if explicit else [
+        (t, lang) for t, lang in tracked.cases()
+        if ("all" in config.task or t in config.task) and ("all" in config.language or lang in config.language)
+    ]  # fmt: skip
+    if not cases:
+        raise RoseError(
+            f"no finished generate runs in experiment {config.experiment!r} for task(s) "
+            f"{','.join(config.task)} and language(s) {','.join(config.language)}: run `rose generate` "
+            "for two or more generators or strategies first"
+        )
+    return cases
+
+
+def _tools(config: ScoreConfig):
+    from rose.score import tools
+
+    lm = None
+    if config.reference_lm:
+        try:
+            lm = tools.reference_lm(config.reference_lm)
+        except Exception as exc:  # an LM that cannot be loaded offline: perplexity is skipped, said loudly
+            log.warning("perplexity skipped: cannot load %s (%s)", config.reference_lm, str(exc).splitlines()[0])
+    return tools.Tools(
+        tokenize=tools.subword_tokenizer(config.tokenizer) if config.tokenizer else tools.intrinsic.simple_tokens,
+        embed=tools.embedder(config.embedding_model) if config.embedding_model else None,
+        detect=tools.language_detector(),
+        nll=lm,
+    )
+
+
+class _Datasets:
+    """Generate runs' dataset folders, downloaded once per score."""
+
+    def __init__(self):
+        self.folders: dict[str, Path] = {}
+
+    def folder(self, run_id: str) -> Path:
+        from rose.datasets import download_dataset
+
+        if run_id not in self.folders:
+            self.folders[run_id] = download_dataset(run_id).parent
+        return self.folders[run_id]
+
+    def rows(self, run_id: str, name: str = "data.jsonl") -> list[dict]:
+        from rose.datasets import read_jsonl
+
+        path = self.folder(run_id) / name
+        return read_jsonl(path) if path.exists() else []
+
+    def demonstrations(self, run_id: str) -> list[str]:
+        path = self.folder(run_id) / "demonstrations.json"
+        return _strings(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else []
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, datasets: _Datasets, state: dict) -> None:
+    """Compute and log ``intrinsic/*`` metrics on generate runs that lack them (or all, with ``recompute``)."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from rose.catalog import get_language
+    from rose.score.tools import generator_parameters, measure_dataset
+
+    has = [c for c in case.generate.columns if c not in ("revision_acceptance_logged",) and c in _known()]
+    client = mlflow.MlflowClient()
+    for i, row in case.generate.iterrows():
+        if not config.recompute and has and pd.notna(case.generate.loc[i, has]).any():
+            continue
+        if "tools" not in state:
+            state["tools"] = _tools(config)
+        rows = datasets.rows(row["run_id"])
+        verdicts = [r.get("verdict") for r in rows + datasets.rows(row["run_id"], "rejected.jsonl")]
+        log.info("intrinsic metrics of %s (%d examples)", row["candidate"], len(rows))
+        values = measure_dataset(
+            [str(r.get("text", "")) for r in rows],
+            language_lingua=get_language(language).lingua,
+            demonstrations=datasets.demonstrations(row["run_id"]),
+            verdicts=verdicts,
+            tools=state["tools"],
+            sample=config.intrinsic_sample,
+            seed=config.seed,
+        )
+        if "revision_acceptance" not in values and pd.notna(row.get("revision_acceptance_logged")):
+            values["revision_acceptance"] = float(row["revision_acceptance_logged"])
+        params = generator_parameters(row["generator"]) if row["generator"] else None
+        if params:
+            values["generator_parameters"] = params
+        now = int(pd.Timestamp.now().timestamp() * 1000)
+        client.log_batch(row["run_id"], metrics=[Metric(INTRINSIC + k, float(v), now, 0) for k, v in values.items()])
+        for k, v in values.items():
+            case.generate.loc[i, k] = float(v)
+
+
+def _known() -> set[str]:
+    from rose.score.intrinsic import DIRECTION
+
+    return set(DIRECTION)
+
+
+def score(config: ScoreConfig) -> ScoreResult:
+    """Score the query's cases and log a score run; see the module docstring.
+
+    Raises RoseError naming what is missing (generate runs, train runs) and the command that produces it.
+    """
+    import mlflow
+
+    from rose import tracking
+    from rose.config import to_params
+    from rose.score import champion as champ
+    from rose.score import report
+
+    tracking.setup(config.experiment)
+    tracked = collect(config.experiment, config.task, config.language, config.candidates)
+    cases, messages, state, datasets = [], [], {}, _Datasets()
+    wanted = _cases(config, tracked)
+    for task, language in wanted:
+        case = tracked.case(task, language)
+        try:
+            ready = check_case(case, task, language, config.experiment)
+        except RoseError as exc:
+            if len(wanted) == 1:
+                raise
+            messages.append(str(exc))
+            continue
+        if config.intrinsic:
+            measure_intrinsic(case, language, config, datasets, state)
+        if config.fill_missing:
+            fill_missing(case, task, language, ready)
+        cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
+        messages.extend(m for m in case.messages if m not in messages)
+    if not cases:
+        raise RoseError("nothing to score: " + "; ".join(messages))
+    for m in messages:
+        log.warning("%s", m)
+    judged = summary(cases)
+    samples = {
+        (c.task, c.language, row.candidate): datasets.rows(row.run_id)[:SAMPLES_PER_CANDIDATE]
+        for c in cases for row in c.generate.itertuples() if row.candidate in c.candidates
+    }  # fmt: skip
+    folder = Path(config.output_dir) if config.output_dir else Path(tempfile.mkdtemp(prefix="rose-score-"))
+    page = report.write(folder, cases, judged, samples, messages)
+    champions = {c.task + "/" + c.language: c.champion for c in cases}
+    run_tags = tracking.tags(
+        "score",
+        ",".join(config.task),
+        ",".join(config.language),
+        champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(cases) > 1 else cases[0].champion,
+        digest=tracking.digest(to_params(config)),
+    )
+    result = ScoreResult("", cases, judged, page, messages=messages)
+    with tracking.run("score", run_tags, params=to_params(config)) as active:
+        result.run_id = active.info.run_id
+        _log_metrics(cases, judged)
+        mlflow.log_artifacts(str(folder), artifact_path="report")
+        if config.register_champion:
+            for c in cases:
+                if not c.champion:
+                    continue
+                seed = champ.best_seed(c.seeds, c.champion)
+                name = config.model_name.format(task=c.task, language=c.language)
+                version = champ.register(seed["run_id"], name, {
+                    "rose.candidate": c.champion, "rose.seed": str(seed["seed"]), "rose.task": c.task,
+                    "rose.language": c.language, "rose.score_run_id": result.run_id})  # fmt: skip
+                result.champions[(c.task, c.language)] = {
+                    "candidate": c.champion,
+                    "model": name,
+                    "version": str(version.version),
+                    "run_id": seed["run_id"],
+                }
+                mlflow.set_tag(f"rose.champion_model.{c.task}.{c.language}", f"models:/{name}@champion")
+    return result
+
+
+def _log_metrics(cases: list[CaseTables], judged: pd.DataFrame) -> None:
+    import mlflow
+
+    from rose.naming import metric_key
+
+    values = {}
+    for c in cases:
+        prefix = "" if len(cases) == 1 else f"{c.task}/{c.language}/"
+        for r in c.rose.itertuples():
+            if pd.notna(r.rose):
+                values[metric_key(f"{prefix}rose", r.candidate)] = r.rose
+        for r in c.judged.itertuples():
+            for k in ("top1", "regret", "spearman", "kendall"):
+                if pd.notna(getattr(r, k)):
+                    values[metric_key(f"{prefix}selection", r.metric, k)] = getattr(r, k)
+    for r in judged.itertuples():
+        for k in ("top1_rate", "mean_regret", "spearman", "kendall", "pearson"):
+            if len(cases) > 1 and pd.notna(getattr(r, k)):
+                values[metric_key("summary", r.metric, k)] = getattr(r, k)
+    if values:
+        mlflow.log_metrics({k: float(v) for k, v in values.items()})

@@ -1,0 +1,89 @@
+"""Training and tuning arguments: one documented dataclass each, one field per flag and MLproject parameter.
+
+Defaults follow the study (learning rate 1e-5, batch 16, up to 50 epochs, patience 5, max length 128, up to
+100 examples per label, 10% held out, seeds 1 to 10).
+
+Two protocols:
+- ``default``: early stopping on the macro-F1 of a stratified dev split held out from the training data, and the
+  weights of the best dev epoch are restored (kept in memory, never written per epoch); batches padded per batch.
+- ``reference``: the reference code's choices: the same 10% is held out but only reported; early stopping (and
+  the restored epoch) follow the *training* loss, which was a mistake; batches padded to ``max_length``.
+
+Reference: Anikina et al. (EMNLP 2025), section 2 of ../shared/docs/method.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rose.config import field
+
+PROTOCOLS = ("default", "reference")
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning a classifier over seeds on one training set, cross-evaluated on any number of sets."""
+
+    task: str = field(help="task: topic, intent, intent_all or sentiment")
+    language: str = field(help="ISO 639-1 code of the language, e.g. cy")
+    data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
+    eval: list[str] = field([], help="evaluation sets, comma-separated: human:<data folder> (its test split), "
+                                     "generate run ids or dataset files")  # fmt: skip
+    classifier: str = field("multilingual-e5-small", help="encoder: a short name, a hub id or a local folder")
+    seeds: list[int] = field(list(range(1, 11)), help="seeds, one nested MLflow run each (e.g. 1,2,3 or 1-10)")
+    per_label: int = field(100, help="at most this many training examples per label (human data: the baseline cap)")
+    max_epochs: int = field(50, help="at most this many epochs")
+    patience: int = field(5, help="epochs without improvement before early stopping")
+    learning_rate: float = field(1e-5, help="AdamW learning rate")
+    batch_size: int = field(16, help="training batch size")
+    max_length: int = field(128, help="truncate texts to this many tokens")
+    warmup_ratio: float = field(0.0, help="share of training steps with a linear learning-rate warm-up")
+    weight_decay: float = field(0.0, help="AdamW weight decay")
+    dropout: float | None = field(None, help="hidden and attention dropout (default: the model's own)")
+    freeze_embeddings: bool = field(
+        False, help="freeze the word embeddings (most of a multilingual encoder's CPU cost)"
+    )
+    group_by_length: bool = field(True, help="batch texts of similar length together (less padding)")
+    dev_fraction: float = field(0.1, help="share of the training data held out (stratified) as the dev split")
+    protocol: str = field("default", help="default: stop on dev macro-F1; reference: the reference code's choices",
+                          choices=list(PROTOCOLS))  # fmt: skip
+    register: str = field("", help="register the best seed's model under this name in the model registry")
+    experiment: str = field("rose", help="MLflow experiment")
+    num_threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")
+    bf16: str = field("auto", help="bf16 autocast: auto (where the hardware has it), true or false",
+                      choices=["auto", "true", "false"])  # fmt: skip
+    eval_batch_size: int = field(64, help="batch size for scoring dev and evaluation sets")
+    log_models: bool = field(True, help="log each seed's model as an MLflow pyfunc model")
+
+    def setting(self) -> dict:
+        """The values that define a setting (what the parent run's digest covers)."""
+        skip = {"eval", "seeds", "register", "experiment", "num_threads", "eval_batch_size", "log_models"}
+        return {k: v for k, v in vars(self).items() if k not in skip}
+
+
+@dataclass
+class TuneConfig:
+    """An Optuna search over training hyperparameters, scored by dev macro-F1 on the training data's own dev split.
+
+    The human test set is never used. Each trial is a nested MLflow run under one tune run; trials are pruned
+    from per-epoch dev macro-F1 (median pruner). The study is stored in SQLite (``.rose/optuna.db`` in the
+    project directory) or any database URL, so several machines can work on one study.
+    """
+
+    task: str = field(help="task: topic, intent, intent_all or sentiment")
+    language: str = field(help="ISO 639-1 code of the language, e.g. cy")
+    data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
+    classifier: str = field("multilingual-e5-small", help="encoder: a short name, a hub id or a local folder")
+    n_trials: int = field(20, help="trials to run in this process")
+    timeout: float | None = field(None, help="stop starting trials after this many seconds")
+    seed: int = field(1, help="training seed of every trial (and the sampler's seed)")
+    per_label: int = field(100, help="at most this many training examples per label")
+    max_epochs: int = field(50, help="at most this many epochs per trial")
+    max_length: int = field(128, help="truncate texts to this many tokens")
+    dev_fraction: float = field(0.1, help="share of the training data held out (stratified) as the dev split")
+    freeze_embeddings: bool = field(False, help="freeze the word embeddings")
+    storage: str = field("", help="Optuna storage URL (default: sqlite:///<project>/.rose/optuna.db)")
+    study_name: str = field("", help="Optuna study name (default: derived from task, language, data, classifier)")
+    experiment: str = field("rose", help="MLflow experiment")
+    num_threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")

@@ -1,0 +1,143 @@
+"""Scoring a classifier on labelled texts: batched prediction, metrics, confusion matrices.
+
+The metric functions are pure (numpy in, dict out) and know nothing of MLflow. Metric names follow
+docs/CONTRACTS.md: ``macro_f1``, ``accuracy`` and ``f1/<label>``; :func:`prefixed` puts a set's name in front
+(``eval/<set>/macro_f1``). Macro-F1 averages over the labels present in the targets or the predictions, as
+scikit-learn's ``f1_score(average="macro")`` does; per-label F1 is reported for every label of the task.
+
+The score stage fills missing cross-evaluation cells with :func:`evaluate_pyfunc` on a logged seed model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rose.errors import RoseError
+from rose.naming import metric_key
+
+log = logging.getLogger(__name__)
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> np.ndarray:
+    """Counts with true labels as rows and predicted labels as columns."""
+    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
+    return matrix
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:
+    """``{"accuracy", "macro_f1", "f1/<label>"...}`` from label indices (equal to scikit-learn's values)."""
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} targets but {len(y_pred)} predictions")
+    if not len(y_true):
+        raise RoseError("cannot score an empty evaluation set")
+    matrix = confusion(y_true, y_pred, len(label_names)).astype(float)
+    tp = np.diag(matrix)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    denominator = support + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    present = denominator > 0
+    out = {"accuracy": float(tp.sum() / matrix.sum()), "macro_f1": float(f1[present].mean())}
+    out.update({metric_key("f1", label): float(v) for label, v in zip(label_names, f1, strict=True)})
+    return out
+
+
+def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    """``{"macro_f1": x}`` -> ``{"<prefix>/macro_f1": x}``; ``prefix`` may have several parts (``eval/human``)."""
+    return {f"{prefix}/{key}": value for key, value in metrics.items()}
+
+
+def eval_key(set_name: str, metric: str = "macro_f1") -> str:
+    """The metric key of an evaluation set: ``eval/<set>/<metric>``."""
+    return metric_key("eval", set_name) + f"/{metric}"
+
+
+def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 64, max_length: int = 128,
+                  bf16: bool = False) -> np.ndarray:  # fmt: skip
+    """Class probabilities of ``texts`` (rows in input order); texts are batched by length for speed."""
+    import torch
+
+    if not len(texts):
+        return np.zeros((0, model.config.num_labels), dtype=np.float32)
+    device = next(model.parameters()).device
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for row, i in enumerate(chunk):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+            out[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None = None,
+                    *, batch_size: int = 256) -> dict[str, float]:  # fmt: skip
+    """Score a logged rose classifier (``mlflow.pyfunc.load_model(...)``) on labelled texts.
+
+    ``labels`` are label names; ``label_names`` (default: the model's own, read from its ``prob_<label>`` output
+    columns) fixes the order of per-label F1. A label the model does not know is an error. Returns the keys of
+    :func:`classification_metrics`; put the set's name in front with :func:`prefixed`.
+    """
+    import pandas as pd
+
+    frames = [model.predict(pd.DataFrame({"text": list(texts[i : i + batch_size])}))
+              for i in range(0, len(texts), batch_size)]  # fmt: skip
+    if not frames:
+        raise RoseError("cannot score an empty evaluation set")
+    pred = pd.concat(frames, ignore_index=True)
+    names = list(label_names) if label_names is not None else [c[5:] for c in pred.columns if c.startswith("prob_")]
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise RoseError(f"labels {', '.join(unknown)} are not labels of the classifier ({', '.join(names)})")
+    y_true = [index[label] for label in labels]
+    y_pred = [index[label] for label in pred["label"]]
+    return classification_metrics(y_true, y_pred, names)
+
+
+def plot_confusion(matrix: np.ndarray, label_names: Sequence[str], path: Path, title: str = "") -> Path:
+    """A confusion-matrix heat map (PNG) with counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(label_names)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.5 * n))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), label_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), label_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=9)
+    peak = matrix.max() or 1
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > peak / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion_csv(matrix: np.ndarray, label_names: Sequence[str], path: Path) -> Path:
+    """The confusion matrix as CSV, true labels as rows (first column) and predicted labels as columns."""
+    import pandas as pd
+
+    pd.DataFrame(matrix, index=list(label_names), columns=list(label_names)).rename_axis("true").to_csv(path)
+    return path

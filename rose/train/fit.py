@@ -1,0 +1,280 @@
+"""Fitting one seed: load and check the data once (:func:`prepare`), then train per seed (:func:`fit_seed`).
+
+Knows nothing of MLflow: per-epoch metrics go to the ``sinks`` a caller passes (``train`` logs them to MLflow,
+``tune`` reports them to Optuna).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from rose.catalog import get_task
+from rose.data import LabelledData, cap_per_label, stratified_split
+from rose.datasets import HUMAN_PREFIX, is_run_id, load_ref
+from rose.errors import RoseError
+from rose.train.config import PROTOCOLS, TrainConfig
+from rose.train.datamodule import ClassificationDataModule, Encoded, encode
+
+log = logging.getLogger(__name__)
+
+# Lightning's start-up notices (GPU available, tips) are noise in a loop over seeds
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+CAP_SEED = 0  # the per-label cap is one fixed sample, so every seed of a setting sees the same pool
+
+
+@dataclasses.dataclass
+class Setting:
+    """Everything seeds share: data (tokenized once), tokenizer, base model reference, provenance tags."""
+
+    config: TrainConfig
+    label_names: list[str]
+    train_data: LabelledData
+    eval_sets: list[LabelledData]
+    encoded: Encoded
+    tokenizer: object
+    base_path: Path
+    base_digest: str
+    reference: dict  # the base's state dict (what a delta artifact is computed against)
+    head_keys: set[str]  # parameters the base does not have (always stored)
+    tags: dict[str, str]
+    data_source: str | None
+    bf16: bool
+
+
+@dataclasses.dataclass
+class FitResult:
+    model: torch.nn.Module
+    dev_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    best_epoch: int
+    epochs: int
+    train_s: float
+    peak_rss_mb: float
+
+
+def resolve_classifier(name: str) -> Path | str:
+    """A local folder for the classifier, or a hub id left for transformers; a missing path is an error."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise RoseError(f"classifier folder {name} has no config.json: pass a transformers model folder")
+        return path
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        raise RoseError(f"classifier path {name} does not exist: pass a model folder, a hub id or a short name "
+                        "such as multilingual-e5-small")  # fmt: skip
+    try:
+        from rose.assets import resolve_model
+    except ImportError:
+        return name
+    resolved = resolve_model(name)
+    return Path(resolved) if Path(resolved).is_dir() else resolved
+
+
+def use_bf16(setting: str) -> bool:
+    """bf16 autocast: on when asked, or (``auto``) on a CUDA GPU or CPU with native bf16 support."""
+    if setting != "auto":
+        return setting == "true"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load_training_data(config: TrainConfig) -> LabelledData:
+    """The training set capped per label; an empty or single-label set is an error."""
+    data = load_ref(config.data, config.task, config.language, split="train")
+    if not len(data):
+        raise RoseError(f"{config.data}: the training data is empty (after dropping empty texts)")
+    labels = sorted(set(data.labels))
+    if len(labels) < 2:
+        raise RoseError(f"{config.data}: the training data has a single label ({labels[0]}): "
+                        "a classifier needs at least two")  # fmt: skip
+    missing = [lab for lab in get_task(config.task).labels if lab not in labels]
+    if missing:
+        log.warning("%s has no examples of %s: the classifier still predicts every label of the task",
+                    data.name, ", ".join(missing))  # fmt: skip
+    capped = cap_per_label(data, config.per_label, CAP_SEED)
+    capped.name = data.name
+    return capped
+
+
+def provenance(config: TrainConfig, data: LabelledData) -> tuple[dict[str, str], str | None]:
+    """Run-schema tags naming the training data, and an MLflow dataset source for it."""
+    ref = config.data
+    if ref.startswith(HUMAN_PREFIX):
+        task, lang = get_task(config.task), config.language
+        source = Path(ref[len(HUMAN_PREFIX) :] or "../shared/data").expanduser()
+        split = source / task.dataset / lang / "train.jsonl"
+        return {"train_data": "human"}, str(split.resolve()) if split.exists() else None
+    tags = {"train_data": data.name, "candidate": data.name}
+    if is_run_id(ref):
+        import mlflow
+
+        run = mlflow.MlflowClient().get_run(ref.removeprefix("runs:/"))
+        tags.update(data_run_id=run.info.run_id, generator=run.data.tags.get("rose.generator"),
+                    strategy=run.data.tags.get("rose.strategy"))  # fmt: skip
+        return {k: v for k, v in tags.items() if v}, f"{run.info.artifact_uri}/dataset/data.jsonl"
+    path = Path(ref).expanduser()
+    path = path / "data.jsonl" if path.is_dir() else path
+    if path.suffix == ".jsonl":
+        import json
+
+        with path.open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "{}")
+        tags.update({k: first[k] for k in ("generator", "strategy") if first.get(k)})
+    return tags, str(path.resolve())
+
+
+def prepare(config: TrainConfig) -> Setting:
+    """Check the config, load the training and evaluation data, the tokenizer and the base model's weights."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from rose.train.pyfunc import base_digest
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if config.protocol not in PROTOCOLS:
+        raise RoseError(f"unknown protocol {config.protocol!r}: use {' or '.join(PROTOCOLS)}")
+    if not config.seeds:
+        raise RoseError("no seeds: pass --seeds, e.g. 1,2,3")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    task = get_task(config.task)
+    label_names = list(task.labels)
+    base = resolve_classifier(config.classifier)
+    data = load_training_data(config)
+    eval_sets = _load_eval_sets(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(label_names), output_loading_info=True
+        )
+    except OSError as exc:
+        raise RoseError(f"cannot load classifier {config.classifier}: {str(exc).splitlines()[0]}") from None
+    base_path = Path(base) if Path(base).is_dir() else Path(model.name_or_path)
+    index = {label: i for i, label in enumerate(label_names)}
+    encoded = encode(tokenizer, data.texts, [index[lab] for lab in data.labels], config.max_length)
+    tags, source = provenance(config, data)
+    tags.update(classifier=config.classifier, protocol=config.protocol)
+    reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    digest = base_digest(base_path) if base_path.is_dir() else "unknown"
+    return Setting(config, label_names, data, eval_sets, encoded, tokenizer, base_path, digest, reference,
+                   set(info["missing_keys"]), tags, source, use_bf16(config.bf16))  # fmt: skip
+
+
+def _load_eval_sets(config: TrainConfig) -> list[LabelledData]:
+    sets, names = [], set()
+    for ref in config.eval:
+        data = load_ref(ref, config.task, config.language, split="test")
+        if not len(data):
+            raise RoseError(f"evaluation set {ref} is empty")
+        name, n = data.name, 2
+        while data.name in names:
+            data.name, n = f"{name}-{n}", n + 1
+        names.add(data.name)
+        sets.append(data)
+    return sets
+
+
+def split_index(data: LabelledData, dev_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of a stratified (train, dev) split of ``data``, different for each seed."""
+    numbered = LabelledData([str(i) for i in range(len(data))], data.labels, data.name)
+    train, dev = stratified_split(numbered, dev_fraction, seed)
+    return [int(t) for t in train.texts], [int(t) for t in dev.texts]
+
+
+def build_model(setting: Setting, seed: int, config: TrainConfig) -> torch.nn.Module:
+    """The base model with a fresh head initialised from ``seed`` (and the configured dropout)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    model_config = AutoConfig.from_pretrained(
+        setting.base_path, num_labels=len(setting.label_names), id2label=dict(enumerate(setting.label_names)),
+        label2id={lab: i for i, lab in enumerate(setting.label_names)})  # fmt: skip
+    if config.dropout is not None:
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout"):
+            if hasattr(model_config, key):
+                setattr(model_config, key, config.dropout)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(setting.base_path, config=model_config)
+    model.train()
+    if config.freeze_embeddings:
+        from rose.train.module import freeze_word_embeddings
+
+        log.debug("froze %d embedding parameters", freeze_word_embeddings(model))
+    return model
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while the block runs, sampled every 20 ms."""
+
+    def __enter__(self) -> PeakMemory:
+        import psutil
+
+        self._process, self.peak, self._stop = psutil.Process(), 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while True:
+            self.peak = max(self.peak, self._process.memory_info().rss / 2**20)
+            if self._stop.wait(0.02):
+                return
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None = None) -> FitResult:
+    """Train one seed (deterministic for a seed), restore its best epoch, and score the dev split."""
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from rose.train import evaluate
+    from rose.train.module import BestWeights, ClassifierModule, EpochHistory
+
+    config = config or setting.config
+    L.seed_everything(seed, workers=True, verbose=False)
+    train_idx, dev_idx = split_index(setting.train_data, config.dev_fraction, seed)
+    train, dev = setting.encoded.subset(train_idx), setting.encoded.subset(dev_idx)
+    reference = config.protocol == "reference"
+    datamodule = ClassificationDataModule(
+        train, dev, pad_id=setting.tokenizer.pad_token_id or 0, batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size, group_by_length=config.group_by_length,
+        pad_to_max_length=reference, max_length=config.max_length, seed=seed)  # fmt: skip
+    model = build_model(setting, seed, config)
+    module = ClassifierModule(model, setting.label_names, learning_rate=config.learning_rate,
+                              weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio)  # fmt: skip
+    monitor, mode = ("train/loss", "min") if reference else ("val/macro_f1", "max")
+    best, history = BestWeights(monitor, mode), EpochHistory(*sinks)
+    trainer = L.Trainer(
+        max_epochs=config.max_epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=True,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        precision="bf16-mixed" if setting.bf16 else "32-true",
+        callbacks=[history, best, EarlyStopping(monitor, patience=config.patience, mode=mode)])  # fmt: skip
+    start = time.perf_counter()
+    with PeakMemory() as memory, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|eval mode).*")
+        trainer.fit(module, datamodule=datamodule)
+    train_s = time.perf_counter() - start
+    model = module.model.cpu().eval()
+    dev_texts = [setting.train_data.texts[i] for i in dev_idx]
+    probs = evaluate.predict_proba(model, setting.tokenizer, dev_texts, batch_size=config.eval_batch_size,
+                                   max_length=config.max_length, bf16=setting.bf16)  # fmt: skip
+    dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
+    return FitResult(model, dev_metrics, history.history, best.best_epoch, trainer.current_epoch, train_s,
+                     memory.peak)  # fmt: skip

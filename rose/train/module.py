@@ -1,0 +1,155 @@
+"""The LightningModule around ``AutoModelForSequenceClassification`` and the callbacks of one training run.
+
+One torchmetrics collection per split (accuracy, macro-F1, per-label F1), a shared ``model_step``, AdamW with an
+optional linear warm-up and linear decay (the schedule of transformers' ``Trainer``), optional weight decay
+(never on biases and LayerNorm weights) and optionally frozen word embeddings.
+
+Reference: ashleve/lightning-hydra-template ``src/models/mnist_module.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Checkpoint
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rose.naming import metric_key
+
+log = logging.getLogger(__name__)
+
+
+def split_metrics(num_labels: int) -> MetricCollection:
+    """Accuracy, macro-F1 and per-label F1 (macro-F1 skips a label absent from both targets and predictions,
+    as scikit-learn does by default)."""
+    return MetricCollection({
+        "accuracy": MulticlassAccuracy(num_labels, average="micro"),
+        "macro_f1": MulticlassF1Score(num_labels, average="macro"),
+        "f1": MulticlassF1Score(num_labels, average="none"),
+    })  # fmt: skip
+
+
+def freeze_word_embeddings(model: torch.nn.Module) -> int:
+    """Stop training the input word embeddings; returns how many parameters were frozen."""
+    embeddings = model.get_input_embeddings()
+    for p in embeddings.parameters():
+        p.requires_grad_(False)
+    return sum(p.numel() for p in embeddings.parameters())
+
+
+class ClassifierModule(L.LightningModule):
+    """Fine-tunes a sequence classifier; logs ``<split>/loss``, ``<split>/accuracy``, ``<split>/macro_f1`` and
+    ``<split>/f1/<label>`` for the ``train`` and ``val`` splits."""
+
+    def __init__(self, model: torch.nn.Module, label_names: list[str], *, learning_rate: float = 1e-5,
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.0):  # fmt: skip
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.learning_rate, self.weight_decay, self.warmup_ratio = learning_rate, weight_decay, warmup_ratio
+        n = len(self.label_names)
+        self.train_metrics = split_metrics(n)
+        self.val_metrics = split_metrics(n)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
+        return loss, logits.argmax(dim=-1), batch["labels"]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, preds, targets = self.model_step(batch)
+        self.train_metrics.update(preds, targets)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, targets = self.model_step(batch)
+        self.val_metrics.update(preds, targets)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(targets))
+
+    def on_train_epoch_end(self) -> None:
+        self._log_split("train", self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split("val", self.val_metrics)
+
+    def _log_split(self, split: str, metrics: MetricCollection) -> None:
+        values = metrics.compute()
+        metrics.reset()
+        self.log(f"{split}/accuracy", values["accuracy"])
+        self.log(f"{split}/macro_f1", values["macro_f1"])
+        for label, value in zip(self.label_names, values["f1"], strict=True):
+            self.log(metric_key(split, "f1", label), value)
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class EpochEnd(Checkpoint):
+    """Base for callbacks that read the epoch's aggregated metrics.
+
+    Lightning calls the ``on_train_epoch_end`` of checkpoint-like callbacks after the epoch's logged values are
+    reduced, so ``train/loss`` and the ``val/*`` metrics of this epoch are in ``trainer.callback_metrics``.
+    """
+
+    @staticmethod
+    def epoch_metrics(trainer: L.Trainer) -> dict[str, float]:
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+
+
+class BestWeights(EpochEnd):
+    """Keeps an in-memory copy of the trainable weights at the best epoch and restores it when training ends."""
+
+    def __init__(self, monitor: str = "val/macro_f1", mode: str = "max"):
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = self.epoch_metrics(trainer).get(self.monitor)
+        if value is None:
+            return
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if better:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = {n: copy.deepcopy(p.detach()) for n, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            with torch.no_grad():
+                params = dict(pl_module.named_parameters())
+                for name, value in self.state.items():
+                    params[name].copy_(value)
+            log.debug("restored the weights of epoch %d (%s=%.4f)", self.best_epoch, self.monitor, self.best)
+
+
+class EpochHistory(EpochEnd):
+    """Records each epoch's metrics and passes them to ``sink(metrics, epoch)`` (e.g. MLflow, Optuna)."""
+
+    def __init__(self, *sinks):
+        self.sinks = sinks
+        self.history: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = self.epoch_metrics(trainer)
+        self.history.append(metrics)
+        for sink in self.sinks:
+            sink(metrics, trainer.current_epoch, trainer)

@@ -1,0 +1,264 @@
+"""A fine-tuned classifier as an MLflow pyfunc model: texts in, labels and probabilities out.
+
+Two layouts of the ``classifier`` artifact (``meta.json`` says which):
+
+- ``delta`` (every seed): only what training changed (``delta.safetensors``: changed tensors in full, and for a
+  matrix of which few rows changed, such as the word embeddings, just those rows), the model config with the
+  label names, the tokenizer files, and ``base.json`` naming the base model by id, path and content digest.
+  Loading rebuilds the full model from the base and refuses a base whose digest differs.
+- ``full`` (the registered model): the whole fine-tuned model folder, so it serves where the base was never seen.
+
+``predict`` takes a list of texts, a Series, or a DataFrame with a ``text`` column (else its first column) and
+returns a DataFrame with ``label`` and one ``prob_<label>`` column per label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import mlflow
+
+log = logging.getLogger(__name__)
+
+ARTIFACT = "classifier"
+DELTA_FILE = "delta.safetensors"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
+
+
+class BaseModelError(RuntimeError):
+    """The base model of a delta artifact is missing or is not the one the classifier was trained on."""
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The files holding a model folder's weights (safetensors first)."""
+    for pattern in WEIGHT_PATTERNS:
+        files = sorted(Path(folder).glob(pattern))
+        if files:
+            return files
+    return []
+
+
+def _cache_file() -> Path:
+    home = os.environ.get("ROSE_HOME") or Path.home() / ".cache" / "rose"
+    return Path(home) / "digests.json"
+
+
+def base_digest(folder: str | Path) -> str:
+    """sha256 over the weight files of a model folder (cached by path, size and modification time)."""
+    files = weight_files(folder)
+    if not files:
+        raise BaseModelError(f"no weight files (*.safetensors, pytorch_model*.bin) in {folder}")
+    key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    cache_path = _cache_file()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    h = hashlib.sha256()
+    for f in files:
+        with f.open("rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    value = "sha256:" + h.hexdigest()
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache[key] = value
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_path)
+    except OSError:
+        pass
+    return value
+
+
+def resolve_base(name: str) -> Path | None:
+    """A local folder for a base model given as a rose short name, a local path or a hub id (None if absent)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from rose.assets import resolve_model
+
+        resolved = Path(resolve_model(name))
+        if resolved.is_dir():
+            return resolved
+    except Exception:  # rose not installed here, or not a short name
+        pass
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt"]))
+    except Exception:
+        return None
+
+
+def delta_state(model, reference: dict, always: set[str] = frozenset()) -> dict:
+    """Tensors of ``model`` that differ from ``reference``: ``full::<name>`` or ``rows::<name>::index|values``."""
+    import torch
+
+    out = {}
+    for name, value in model.state_dict().items():
+        value = value.detach().cpu()
+        base = reference.get(name)
+        if name in always or base is None or base.shape != value.shape:
+            out[f"full::{name}"] = value.clone().contiguous()
+        elif torch.equal(base, value):
+            continue
+        elif value.ndim == 2 and (changed := (base != value).any(dim=1).nonzero().flatten()).numel() < len(value) / 2:
+            out[f"rows::{name}::index"] = changed.clone()
+            out[f"rows::{name}::values"] = value[changed].clone().contiguous()
+        else:
+            out[f"full::{name}"] = value.clone().contiguous()
+    return out
+
+
+def apply_delta(model, tensors: dict) -> None:
+    """Write a :func:`delta_state` into ``model`` in place."""
+    import torch
+
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in tensors.items():
+            kind, name, *part = key.split("::")
+            if kind == "full":
+                state[name].copy_(value)
+            elif part == ["values"]:
+                state[name][tensors[f"rows::{name}::index"]] = value.to(state[name].dtype)
+
+
+def save_delta(folder: Path, model, tokenizer, *, reference: dict, always: set[str], base_id: str,
+               base_path: Path, digest: str, max_length: int) -> Path:  # fmt: skip
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(delta_state(model, reference, always), str(folder / DELTA_FILE))
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "base.json").write_text(json.dumps({"id": base_id, "path": str(base_path), "digest": digest}, indent=1))
+    _write_meta(folder, "delta", model, max_length)
+    return folder
+
+
+def save_full(folder: Path, model, tokenizer, *, max_length: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _write_meta(folder, "full", model, max_length)
+    return folder
+
+
+def _write_meta(folder: Path, layout: str, model, max_length: int) -> None:
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    meta = {"layout": layout, "labels": labels, "max_length": max_length}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
+
+
+def load_classifier(folder: str | Path):
+    """(model, tokenizer, label names, max length) from a ``classifier`` folder of either layout."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if meta["layout"] == "full":
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    else:
+        from safetensors.torch import load_file
+
+        base = json.loads((folder / "base.json").read_text())
+        path = resolve_base(base["id"]) or (Path(base["path"]) if Path(base["path"]).is_dir() else None)
+        if path is None:
+            raise BaseModelError(f"base model {base['id']!r} is not available here (nor at {base['path']}): "
+                                 "fetch it, or use the registered self-contained model")  # fmt: skip
+        found = base_digest(path)
+        if found != base["digest"]:
+            raise BaseModelError(f"base model {base['id']!r} at {path} has digest {found}, but this classifier was "
+                                 f"trained on {base['digest']}: refusing to combine them")  # fmt: skip
+        config = AutoConfig.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+        apply_delta(model, load_file(str(folder / DELTA_FILE)))
+    model.eval()
+    return model, tokenizer, meta["labels"], meta["max_length"]
+
+
+def _texts(model_input) -> list[str]:
+    import pandas as pd
+
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, pd.DataFrame):
+        column = "text" if "text" in model_input.columns else model_input.columns[0]
+        return [str(t) for t in model_input[column]]
+    if isinstance(model_input, dict):
+        return _texts(model_input.get("text", next(iter(model_input.values()))))
+    return [str(t) for t in list(model_input)]
+
+
+class RoseClassifier(mlflow.pyfunc.PythonModel):
+    """Texts -> DataFrame of ``label`` and ``prob_<label>`` (see the module docstring)."""
+
+    def load_context(self, context) -> None:
+        self.model, self.tokenizer, self.labels, self.max_length = load_classifier(context.artifacts[ARTIFACT])
+
+    def predict(self, context, model_input, params: dict | None = None):
+        import pandas as pd
+
+        from rose.train.evaluate import predict_proba
+
+        probs = predict_proba(self.model, self.tokenizer, _texts(model_input), max_length=self.max_length)
+        frame = pd.DataFrame(probs, columns=[f"prob_{label}" for label in self.labels])
+        frame.insert(0, "label", [self.labels[i] for i in probs.argmax(axis=1)] if len(probs) else [])
+        return frame
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p).split('+')[0]}" for p in ("torch", "transformers", "safetensors", "tokenizers",
+                                                          "pandas", "mlflow")]  # fmt: skip
+
+
+def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
+    """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
+    import warnings
+
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    import rose
+
+    # one unnamed string column: a list of texts, a Series, or a one-column DataFrame (``text``) all fit it
+    signature = ModelSignature(
+        inputs=Schema([ColSpec(DataType.string)]),
+        outputs=Schema([ColSpec(DataType.string, "label")]
+                       + [ColSpec(DataType.float, f"prob_{lab}") for lab in label_names]),
+    )  # fmt: skip
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet = logging.getLogger("mlflow.pyfunc")
+    level, start = quiet.level, time.perf_counter()
+    quiet.setLevel(logging.ERROR)  # the CloudPickle notice: the class is pickled by reference to rose's code
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=RoseClassifier(), artifacts={ARTIFACT: str(folder)},
+                code_paths=[str(Path(rose.__file__).parent)], pip_requirements=_requirements(),
+                signature=signature, registered_model_name=registered_model_name,
+            )  # fmt: skip
+    finally:
+        quiet.setLevel(level)
+    return info, time.perf_counter() - start
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2**20

@@ -1,0 +1,172 @@
+"""``train(config) -> TrainResult``: fine-tune over seeds, cross-evaluate, log everything to MLflow.
+
+One parent run per setting (``rose.role=setting``: training data, classifier, hyperparameters) and one nested run
+per seed (``rose.role=seed``) with its parameters, per-epoch metrics (step = epoch), dev metrics, the metrics of
+every evaluation set (``eval/<set>/...``), a confusion matrix (PNG and CSV) per evaluation set, the time and memory
+it took, and its model (a delta pyfunc, see :mod:`rose.train.pyfunc`). The parent logs ``<metric>_mean`` and
+``<metric>_std`` over seeds and, with ``register``, registers the best seed's (by dev macro-F1) self-contained model.
+
+Reference: Anikina et al. (EMNLP 2025), section 2 of ../shared/docs/method.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+
+from rose import tracking
+from rose.config import to_params
+from rose.naming import slug
+from rose.train import evaluate, pyfunc
+from rose.train.config import TrainConfig
+from rose.train.fit import FitResult, Setting, fit_seed, prepare
+
+log = logging.getLogger(__name__)
+
+SUMMARY_PREFIXES = ("dev/", "eval/", "time/", "memory/", "model/", "epochs/")
+
+
+@dataclasses.dataclass
+class SeedResult:
+    seed: int
+    run_id: str
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs: int
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training call produced: per-seed metrics, their mean and std, and the runs."""
+
+    parent_run_id: str
+    seeds: list[SeedResult]
+    summary: dict[str, float]
+    registered: str | None = None
+
+    def mean(self, key: str) -> float:
+        return self.summary[f"{key}_mean"]
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train ``config.classifier`` on ``config.data`` once per seed and score it on every evaluation set."""
+    setting = prepare(config)
+    tracking.setup(config.experiment)
+    parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
+                                digest=tracking.digest({**config.setting(), "seeds": config.seeds,
+                                                        "eval": config.eval}))  # fmt: skip
+    params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
+    name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
+    results: list[SeedResult] = []
+    with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
+            tracking.run(name, parent_tags, params=params) as parent:  # fmt: skip
+        _log_training_input(setting)
+        best_folder, best_score = None, float("-inf")
+        for seed in config.seeds:
+            folder = Path(tmp) / f"seed{seed}"
+            result, fitted = _run_seed(setting, seed, name, folder)
+            results.append(result)
+            if result.metrics["dev/macro_f1"] > best_score:
+                best_folder, best_score = folder / pyfunc.ARTIFACT, result.metrics["dev/macro_f1"]
+            del fitted
+        summary = summarise([r.metrics for r in results])
+        mlflow.log_metrics(summary)
+        registered = None
+        if config.register and best_folder is not None:
+            registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
+        return TrainResult(parent.info.run_id, results, summary, registered)
+
+
+def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
+    config = setting.config
+    seed_tags = tracking.tags("train", config.task, config.language, role="seed", seed=seed, **setting.tags,
+                              digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
+    params = {**{k: v for k, v in to_params(config).items() if k not in ("seeds", "experiment")}, "seed": seed}
+    with tracking.run(f"{name}-seed{seed}", seed_tags, nested=True, params=params) as run:
+        _log_training_input(setting)
+        fitted = fit_seed(
+            setting, seed, sinks=[lambda metrics, epoch, trainer: mlflow.log_metrics(metrics, step=epoch)]
+        )
+        metrics = {**evaluate.prefixed("dev", fitted.dev_metrics), "time/train_s": fitted.train_s,
+                   "memory/peak_rss_mb": fitted.peak_rss_mb, "epochs/trained": fitted.epochs,
+                   "epochs/best": fitted.best_epoch}  # fmt: skip
+        for data in setting.eval_sets:
+            scores, matrix = _score(setting, fitted, data)
+            metrics.update(evaluate.prefixed(f"eval/{slug(data.name)}", scores))
+            _log_confusion(matrix, setting.label_names, slug(data.name), folder)
+        if config.log_models:
+            pyfunc.save_delta(folder / pyfunc.ARTIFACT, fitted.model, setting.tokenizer,
+                              reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
+                              base_path=setting.base_path, digest=setting.base_digest,
+                              max_length=config.max_length)  # fmt: skip
+            pyfunc.log_classifier(folder / pyfunc.ARTIFACT, setting.label_names)
+            metrics["model/artifact_mb"] = pyfunc.folder_mb(folder / pyfunc.ARTIFACT)
+        mlflow.log_metrics(metrics)
+        log.info(
+            "seed %d: dev macro-F1 %.4f%s",
+            seed,
+            metrics["dev/macro_f1"],
+            "".join(f", {k} {v:.4f}" for k, v in metrics.items() if k.endswith("/macro_f1") and "eval" in k),
+        )
+        return SeedResult(seed, run.info.run_id, metrics, fitted.best_epoch, fitted.epochs), fitted
+
+
+def _score(setting: Setting, fitted: FitResult, data) -> tuple[dict, object]:
+    index = {label: i for i, label in enumerate(setting.label_names)}
+    probs = evaluate.predict_proba(fitted.model, setting.tokenizer, data.texts,
+                                   batch_size=setting.config.eval_batch_size,
+                                   max_length=setting.config.max_length, bf16=setting.bf16)  # fmt: skip
+    y_true, y_pred = [index[label] for label in data.labels], probs.argmax(axis=1)
+    return (evaluate.classification_metrics(y_true, y_pred, setting.label_names),
+            evaluate.confusion(y_true, y_pred, len(setting.label_names)))  # fmt: skip
+
+
+def _log_confusion(matrix, label_names: list[str], set_name: str, folder: Path) -> None:
+    out = folder / "confusion"
+    out.mkdir(parents=True, exist_ok=True)
+    evaluate.plot_confusion(matrix, label_names, out / f"{set_name}.png", title=set_name)
+    evaluate.confusion_csv(matrix, label_names, out / f"{set_name}.csv")
+    mlflow.log_artifacts(str(out), "confusion")
+
+
+def _log_training_input(setting: Setting) -> None:
+    """Reference the training data as the run's MLflow dataset input (source: the file or run artifact)."""
+    import pandas as pd
+
+    data = setting.train_data
+    frame = pd.DataFrame({"text": data.texts, "label": data.labels})
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a local file is meant
+        warnings.simplefilter("ignore")
+        try:
+            dataset = mlflow.data.from_pandas(frame, source=setting.data_source, name=data.name, targets="label")
+        except Exception:  # a source MLflow cannot resolve: the tags still name the data
+            dataset = mlflow.data.from_pandas(frame, name=data.name, targets="label")
+    mlflow.log_input(dataset, context="train")
+
+
+def _register(delta_folder: Path, full_folder: Path, setting: Setting, model_name: str) -> str:
+    """Log the best seed's model as a self-contained pyfunc on the parent run and register it."""
+    model, tokenizer, labels, max_length = pyfunc.load_classifier(delta_folder)
+    pyfunc.save_full(full_folder, model, tokenizer, max_length=max_length)
+    info, _ = pyfunc.log_classifier(full_folder, labels, name="model", registered_model_name=model_name)
+    mlflow.log_metric("model/registered_mb", pyfunc.folder_mb(full_folder))
+    log.info("registered %s version %s", model_name, info.registered_model_version)
+    return f"models:/{model_name}/{info.registered_model_version}"
+
+
+def summarise(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """``<metric>_mean`` and ``<metric>_std`` (sample std; 0 for one seed) of every final metric."""
+    out = {}
+    for key in per_seed[0] if per_seed else []:
+        if not key.startswith(SUMMARY_PREFIXES):
+            continue
+        values = [m[key] for m in per_seed if key in m]
+        out[f"{key}_mean"] = statistics.fmean(values)
+        out[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out

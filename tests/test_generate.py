@@ -1,0 +1,349 @@
+"""rose generate on the scripted fake backend: parsing, prompts of every preset, steps, errors, tracking."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakes import SHARED_DATA, fake_generate, generate_config, tracking_db
+from rose.errors import RoseError
+from rose.generate import parse
+from rose.generate.backends import FakeBackend, Request, SamplingParams
+from rose.generate.cache import CompletionCache
+from rose.generate.run import run_strategy
+from rose.generate.strategies import PRESETS, get_strategy
+
+needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
+
+
+def run(tmp_path: Path, backend=None, **overrides):
+    config = generate_config(tmp_path, **overrides)
+    backend = backend or FakeBackend()
+    cache = CompletionCache(tmp_path / "cache" / "completions.sqlite")
+    try:
+        state, ctx = run_strategy(config, backend, cache)
+    finally:
+        cache.close()
+    return state, ctx, backend
+
+
+def user_prompts(backend: FakeBackend, kind: str = "generate") -> list[str]:
+    return [r.messages[-1]["content"] if r.messages else r.prompt for r in backend.calls if r.meta["kind"] == kind]
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+SHAPES = {
+    "lines": "Alpha one\nBeta two\nGamma three",
+    "numbered": "1. Alpha one\n2) Beta two\n(3) Gamma three",
+    "bulleted": "- Alpha one\n* Beta two\n• Gamma three",
+    "quoted": '"Alpha one"\n\'Beta two\'\n“Gamma three”',
+    "json": '["Alpha one", "Beta two", "Gamma three"]',
+    "json_fenced": '```json\n[\n  "Alpha one",\n  "Beta two",\n  "Gamma three"\n]\n```',
+    "python": "['Alpha one', 'Beta two', \"Gamma three\"]",
+    "json_objects": '[{"text": "Alpha one"}, {"text": "Beta two"}, {"sentence": "Gamma three"}]',
+    "preamble": "Sure! Here are 3 sentences:\n\n1. Alpha one\n2. Beta two\n3. Gamma three",
+    "foreign_preamble": "Dyma dair brawddeg:\n1. Alpha one\n2. Beta two\n3. Gamma three",
+    "markdown": "1. **Alpha one**\n2. **\"Beta two\"**\n3. *Gamma three*",
+    "labelled": "Example 1: Alpha one\nExample 2: Beta two\nSentence 3: Gamma three",
+    "quoted_list_lines": '"Alpha one",\n"Beta two",\n"Gamma three"',
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_parse_every_shape(shape):
+    assert parse.parse_examples(SHAPES[shape]) == ["Alpha one", "Beta two", "Gamma three"]
+
+
+def test_parse_cut_off_answers():
+    assert parse.parse_examples("1. Alpha one\n2. Beta two\n3. Gamma th", cut_off=True) == ["Alpha one", "Beta two"]
+    assert parse.parse_examples('["Alpha one", "Beta two", "Gamma th') == ["Alpha one", "Beta two"]
+    assert parse.parse_examples_counted("Here are some:\n1. A\n2. B", cut_off=True) == (["A"], 2)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\n"])
+def test_parse_empty(text):
+    assert parse.parse_examples(text) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [("Yes, it fits.", True), ("yes", True), ("**Yes** - a good sentence", True), ("YES. It is Welsh.", True),
+     ("No, although yes, it is in Welsh.", False), ("No. yes yes yes", False), ("Nope, off topic", None),
+     ("The answer is yes.", None), ("", None), ("!!!", None), ("Yesterday it rained", None)],
+)  # fmt: skip
+def test_verdict_from_first_word_only(answer, verdict):
+    got, explanation = parse.parse_verdict(answer)
+    assert got is verdict
+    if answer.startswith("No, although"):
+        assert explanation == "although yes, it is in Welsh."
+
+
+def test_normalise_and_length_limits():
+    assert parse.normalise("  Hello,   WORLD! ") == parse.normalise("hello world") == "hello world"
+    assert parse.normalise("Straße") == parse.normalise("STRASSE")
+    lo, hi = parse.length_limits(["x" * n for n in range(20, 301)])
+    assert lo < 25 and hi > 300  # widened beyond the 2nd..98th percentile
+    assert parse.within_length("abc", 2, 5) and not parse.within_length("a", 2, 5)
+
+
+# --- requests and cache ----------------------------------------------------------------------------------------
+def test_request_key_covers_what_determines_the_answer():
+    base = Request(messages=[{"role": "user", "content": "hi"}], seed=1, sample_index=0)
+    variants = [
+        Request(messages=[{"role": "user", "content": "hi!"}], seed=1),
+        Request(messages=[{"role": "user", "content": "hi"}], seed=2),
+        Request(messages=[{"role": "user", "content": "hi"}], seed=1, sample_index=1),
+        Request(messages=[{"role": "user", "content": "hi"}], seed=1, params=SamplingParams(temperature=0.5)),
+        Request(prompt="hi", seed=1),
+    ]
+    keys = {base.key("hf", "m")} | {v.key("hf", "m") for v in variants}
+    assert len(keys) == 6 and base.key("hf", "m") != base.key("openai", "m") != base.key("hf", "n")
+    assert Request(messages=[{"role": "user", "content": "hi"}], seed=1, meta={"x": 1}).key("hf", "m") == base.key(
+        "hf", "m")
+
+
+def test_cache_survives_reopening(tmp_path):
+    from rose.generate.backends import Completion
+
+    cache = CompletionCache(tmp_path / "c.sqlite")
+    cache.put_many({"a": Completion("x", 3, "length")})
+    cache.close()
+    again = CompletionCache(tmp_path / "c.sqlite")
+    got = again.get_many(["a", "b"])
+    assert list(got) == ["a"] and got["a"].text == "x" and got["a"].cut_off and got["a"].cached
+
+
+# --- strategies and prompts ------------------------------------------------------------------------------------
+def test_unknown_strategy_is_a_clear_error(tmp_path):
+    with pytest.raises(RoseError, match="unknown strategy 'target_demo'.*target_demos"):
+        get_strategy("target_demo")
+
+
+def test_yaml_strategy_and_its_errors(tmp_path):
+    good = tmp_path / "mine.yaml"
+    good.write_text("name: mine\nsteps:\n  - demonstrations: {source: en, k: 2}\n  - generate\n  - revise: {}\n")
+    strategy = get_strategy(str(good))
+    assert strategy.name == "mine" and strategy.uses_revision
+    steps = strategy.build()
+    assert type(steps[0]).__name__ == "Demonstrations" and type(steps[1]).__name__ == "Revise"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsteps:\n  - generate: {}\n  - rewrite: {}\n")
+    with pytest.raises(RoseError, match=r"bad.yaml:4: unknown step 'rewrite'"):
+        get_strategy(str(bad))
+    worse = tmp_path / "worse.yaml"
+    worse.write_text("steps:\n  - demonstrations: {source: fr}\n")
+    with pytest.raises(RoseError, match=r"worse.yaml:2: .*'target' or 'en'"):
+        get_strategy(str(worse))
+    with pytest.raises(RoseError, match="after a 'generate'"):
+        _strategy(tmp_path, "steps:\n  - revise: {}\n  - generate: {}\n")
+
+
+def _strategy(tmp_path, text):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return get_strategy(str(path)).build()
+
+
+@needs_shared
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_builds_its_prompts(tmp_path, preset):
+    descriptions = SHARED_DATA / "label_descriptions" / "sib200_llama3-70b.csv"
+    state, ctx, backend = run(tmp_path, strategy=preset, per_label=3, descriptions=str(descriptions))
+    assert state.kept() == dict.fromkeys(state.labels, 3)
+    prompt = user_prompts(backend)[0]
+    system = next(r.messages[0]["content"] for r in backend.calls if r.meta["kind"] == "generate")
+    assert "Welsh" in system and "Welsh" in prompt and 'category "science/technology"' in prompt
+    cy_demo, en_demo = state.demonstrations.get("science/technology", [""])[0], ""
+    assert ("means:" in prompt) == ("sl" in preset.split("_"))
+    assert ("Examples of the category" in prompt) == ("demos" in preset)
+    if "target_demos" in preset:
+        assert state.demo_language == "cy" and cy_demo and cy_demo[:40] in prompt
+    if "english_demos" in preset:
+        en_demo = state.demonstrations["science/technology"][0]
+        assert state.demo_language == "en" and en_demo[:40] in prompt
+    assert bool(user_prompts(backend, "revise")) == ("revision" in preset)
+    assert all(ex["step"] == ("revise" if "revision" in preset else "generate") for ex in state.examples)
+
+
+@needs_shared
+def test_summaries_are_generated_from_english_examples_and_cached(tmp_path):
+    state, ctx, backend = run(tmp_path, strategy="sl", per_label=2)
+    summaries = user_prompts(backend, "summary")
+    assert len(summaries) == 7 and all(s.count("\n- ") == 10 for s in summaries)
+    assert state.descriptions["travel"].startswith("This category covers")
+    assert state.descriptions["travel"] in user_prompts(backend)[1] or any(
+        state.descriptions["travel"] in p for p in user_prompts(backend))
+    _, ctx2, backend2 = run(tmp_path, strategy="sl", per_label=2)  # same cache: nothing asked again
+    assert backend2.calls == [] and ctx2.stats["requests_cached"] == ctx2.stats["requests"] > 0
+
+
+@needs_shared
+def test_base_models_get_a_completion_prompt_that_continues_the_list(tmp_path):
+    state, ctx, backend = run(tmp_path, FakeBackend(chat=False, script="continues here\n5. another one\n6. cut"),
+                              per_label=2, demos_per_label=3, min_chars=1)
+    prompt = backend.calls[0].prompt
+    assert backend.calls[0].messages is None and prompt.endswith("\n4.")
+    assert "1. " in prompt and "3. " in prompt and "Welsh" in prompt
+    assert state.examples[0]["text"] == "continues here"
+
+
+@needs_shared
+def test_demonstrations_are_dropped_to_fit_the_context(tmp_path):
+    state, ctx, backend = run(tmp_path, per_label=2, context_length=500, max_new_tokens=300)
+    used = state.demos_used
+    assert all(0 <= n < 10 for n in used.values()) and set(used) == set(state.labels)
+    for request in backend.calls:
+        assert backend.count_tokens(request.messages) <= 500 - 300 or used[request.meta["label"]] == 0
+    _, _, full = run(tmp_path / "b", per_label=2)
+    assert user_prompts(full)[0].count("\n- ") == 10
+
+
+@needs_shared
+def test_redrawn_demonstrations_differ_per_request(tmp_path):
+    state, ctx, backend = run(tmp_path, per_label=10, examples_per_request=2, redraw_demos=True, demos_per_label=3)
+    prompts = [p for p, r in zip(user_prompts(backend), backend.calls, strict=True) if r.meta["label"] == "travel"]
+    assert len(prompts) >= 2 and len(set(prompts)) > 1
+
+
+def test_label_without_demonstrations_is_a_clear_error(tmp_path):
+    folder = tmp_path / "data" / "sib200" / "cy"
+    folder.mkdir(parents=True)
+    rows = [{"text": f"Brawddeg am deithio rhif {i}.", "label": "travel"} for i in range(5)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(RoseError, match=r"label\(s\) science/technology, politics.* no cy training examples"):
+        run(tmp_path, source=str(tmp_path / "data"), min_chars=1, max_chars=500)
+
+
+# --- the generation loop ---------------------------------------------------------------------------------------
+@needs_shared
+def test_dedup_in_stable_order_and_shortfall_when_budget_is_spent(tmp_path):
+    answer = "1. The same sentence again.\n2. the same  sentence again!\n3. Another sentence here."
+    state, ctx, backend = run(tmp_path, FakeBackend(script=answer), per_label=4, max_requests_per_label=3,
+                              min_chars=5)
+    by_label = {lab: [e["text"] for e in state.examples if e["label"] == lab] for lab in state.labels}
+    assert by_label["travel"] == ["The same sentence again.", "Another sentence here."]
+    assert state.shortfall == dict.fromkeys(state.labels, 2)
+    assert ctx.stats["duplicates_dropped"] == 7 * (1 + 3 * 2)
+    assert len([r for r in backend.calls if r.meta["label"] == "travel"]) == 3
+
+
+@needs_shared
+def test_loop_stops_when_enough_are_kept(tmp_path):
+    state, ctx, backend = run(tmp_path, per_label=12, examples_per_request=5)
+    assert state.shortfall == dict.fromkeys(state.labels, 0)
+    assert all(n == 12 for n in state.kept().values())
+    per_label = len(backend.calls) / 7
+    assert 3 <= per_label <= 5  # 12 needs three requests of 5, one more when duplicates were dropped
+
+
+@needs_shared
+@pytest.mark.parametrize(("answer", "counter"), [("", "empty_answers"), ("%%%%\n....\n!!!", "parse_dropped")])
+def test_empty_or_garbled_answers_are_counted_drops(tmp_path, answer, counter):
+    state, ctx, _ = run(tmp_path, FakeBackend(script=answer), per_label=2, max_requests_per_label=2, min_chars=1)
+    assert state.examples == [] and state.shortfall == dict.fromkeys(state.labels, 2)
+    assert ctx.stats[counter] >= 7 * 2
+
+
+@needs_shared
+def test_revision_rejects_from_first_word_and_keeps_the_rejected(tmp_path):
+    def revise(request):
+        text = request.messages[0]["content"]
+        return "No, although yes it is Welsh." if "rejectme" in text else "Yes. Fine."
+
+    def write(request):
+        i = request.sample_index
+        return f"1. keep this sentence {i}\n2. rejectme sentence {i}\n3. ¿¿¿\n"
+
+    backend = FakeBackend(script={"generate": write, "revise": revise, "summary": "This category is a test."})
+    state, ctx, _ = run(tmp_path, backend, strategy="target_demos_revision", per_label=3, min_chars=5)
+    assert all("rejectme" not in e["text"] and e["verdict"] is True for e in state.examples)
+    assert state.rejected and all(r["verdict"] is False and r["explanation"].startswith("although")
+                                  for r in state.rejected)
+    assert ctx.stats["revision_rejected"] == len(state.rejected)
+    garbled = FakeBackend(script={"generate": write, "revise": "Maybe."})
+    state, ctx, _ = run(tmp_path / "g", garbled, strategy="target_demos_revision", per_label=1,
+                        max_requests_per_label=2, min_chars=5)
+    assert state.examples == [] and ctx.stats["revision_unparsed"] == ctx.stats["revision_judged"] > 0
+
+
+@needs_shared
+def test_language_check_measures_and_filters(tmp_path):
+    from rose.data import load_split
+
+    welsh = load_split("topic", "cy", "train", SHARED_DATA).texts[:40]
+    english = load_split("topic", "en", "train", SHARED_DATA).texts[:40]
+
+    def write(request):
+        i = request.sample_index
+        return f"1. {welsh[i % 40]}\n2. {english[i % 40]}"
+
+    state, ctx, _ = run(tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000)
+    assert 0.3 <= state.language_share[""] <= 0.7
+    state, ctx, _ = run(tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000,
+                        language_filter=True)
+    assert state.language_share[""] == 1.0 and ctx.stats["language_dropped"] >= 7
+    assert all(r["step"] == "language_check" for r in state.rejected)
+
+
+@needs_shared
+def test_same_seed_same_dataset_other_seed_other_dataset(tmp_path):
+    a, _, _ = run(tmp_path / "a", per_label=6)
+    b, _, _ = run(tmp_path / "b", per_label=6)
+    c, _, _ = run(tmp_path / "c", per_label=6, seed=1)
+    assert [e["text"] for e in a.examples] == [e["text"] for e in b.examples] != [e["text"] for e in c.examples]
+
+
+# --- tracking and the command line -----------------------------------------------------------------------------
+@needs_shared
+def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
+    import mlflow
+
+    result = fake_generate(tmp_path, monkeypatch, strategy="target_demos_revision", per_label=4)
+    run_ = mlflow.get_run(result.run_id)
+    tags, metrics, params = run_.data.tags, run_.data.metrics, run_.data.params
+    assert tags["rose.stage"] == "generate" and tags["rose.candidate"] == "fake-lm__target_demos_revision"
+    assert tags["rose.backend"] == "fake" and tags["rose.generator"] == "fake-lm" and tags["rose.digest"]
+    assert metrics["kept/science-technology"] == 4 and metrics["kept_total"] == 28 and metrics["shortfall_total"] == 0
+    for key in ("duplicates_dropped", "parse_dropped", "length_dropped", "revision_acceptance", "revision_rejected",
+                "target_language_share", "target_language_share/travel", "tokens_generated", "tokens_per_second",
+                "wall_time_s", "requests"):
+        assert key in metrics, key
+    assert params["temperature"] == "0.4" and params["strategy_name"] == "target_demos_revision"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}
+    assert {f"dataset/{n}" for n in ("data.jsonl", "data.parquet", "rejected.jsonl", "demonstrations.json",
+                                     "label_descriptions.csv", "prompts.jsonl")} <= artifacts
+    inputs = run_.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.name == result.candidate and inputs[0].dataset.digest
+    rows = [json.loads(line) for line in result.dataset_path.read_text().splitlines()]
+    assert len(rows) == 28 and {"label", "generator", "strategy", "step", "prompt_hash", "verdict"} <= set(rows[0])
+    import pandas as pd
+
+    assert len(pd.read_parquet(result.dataset_path.with_suffix(".parquet"))) == 28
+    again = fake_generate(tmp_path, monkeypatch, strategy="target_demos_revision", per_label=4)
+    assert again.reused and again.run_id == result.run_id and again.kept == result.kept
+
+
+@needs_shared
+def test_cli_runs_on_the_fake_backend(tmp_path, monkeypatch, capsys):
+    from rose.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code = main(["generate", "--task", "intent", "--language", "sw", "--generator", "fake-lm", "--backend", "fake",
+                 "--strategy", "zero_shot", "--per-label", "2", "--source", str(SHARED_DATA)])
+    out = capsys.readouterr().out
+    assert code == 0 and "run id:" in out and "alarm_query: 2 kept" in out
+    assert (tmp_path / ".rose" / "cache" / "completions.sqlite").exists()
+    assert main(["generate", "--task", "intent", "--language", "sw", "--generator", "x", "--strategy", "nope",
+                 "--backend", "fake"]) == 2
+    assert "unknown strategy 'nope'" in capsys.readouterr().err
+
+
+def test_vllm_parameters_map_without_vllm():
+    from rose.generate.backends.vllm import engine_args, sampling_params_to_vllm
+
+    got = sampling_params_to_vllm(SamplingParams(), seed=7)
+    assert got == {"temperature": 0.4, "top_p": 0.9, "repetition_penalty": 1.2, "max_tokens": 512, "seed": 7, "n": 1}
+    assert engine_args("m", 4096)["enable_prefix_caching"] is True

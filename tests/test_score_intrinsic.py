@@ -1,0 +1,95 @@
+"""Each intrinsic metric against values computed by hand (and the reference libraries where one exists)."""
+
+import gzip
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import pdist
+
+from rose.score import intrinsic as m
+
+
+def test_simple_tokens_split_thai_into_graphemes_and_keep_words_elsewhere():
+    assert m.simple_tokens("แมวกินปลา") == ["แ", "ม", "ว", "กิ", "น", "ป", "ล", "า"]  # a vowel mark stays on ก
+    assert m.simple_tokens("Bore da, Cymru!") == ["bore", "da", "cymru"]
+    assert m.simple_tokens("שלום עולם") == ["שלום", "עולם"]
+
+
+def test_distinct_n_by_hand():
+    tokens = [["a", "b", "a"], ["a", "b"]]
+    assert m.distinct_n(tokens, 1) == pytest.approx(2 / 5)
+    assert m.distinct_n(tokens, 2) == pytest.approx(2 / 3)  # ab, ba, ab
+    assert m.distinct_n(tokens, 3) == pytest.approx(1.0)
+    assert m.distinct_n([["a"]], 2) == 0.0
+
+
+def test_distinct_n_thai():
+    tokens = [m.simple_tokens("แมวกินปลา"), m.simple_tokens("แมวกินนม")]
+    assert m.distinct_n(tokens, 1) == pytest.approx(8 / 15)
+    assert m.distinct_n(tokens, 2) == pytest.approx(9 / 13)  # 7 + 6 bigrams; แม มว วกิ กิน shared
+
+
+def test_self_bleu_by_hand():
+    assert m.self_bleu([["a", "b", "c", "d"]] * 2) == pytest.approx(100.0)
+    assert m.self_bleu([["a", "b"], ["c", "d"]]) == pytest.approx(0.0)
+    # p1 = 3/4, p2 = 2/3, p3 = 1/2, p4 = 0/1 -> exp smoothing gives 1/2; equal lengths, no brevity penalty
+    expected = 100 * (3 / 4 * 2 / 3 * 1 / 2 * 1 / 2) ** 0.25
+    assert m.self_bleu([["a", "b", "c", "d"], ["a", "b", "c", "e"]]) == pytest.approx(expected, abs=1e-6)
+    assert m.self_bleu([["a"]]) == 0.0
+
+
+def test_self_bleu_samples_hypotheses_reproducibly():
+    tokens = [[f"w{i}", f"w{i % 3}", "x"] for i in range(30)]
+    assert m.self_bleu(tokens, max_hypotheses=5, seed=1) == m.self_bleu(tokens, max_hypotheses=5, seed=1)
+
+
+def test_compression_ratio():
+    texts = ["ab", "cd"]
+    raw = "ab\ncd".encode()
+    assert m.compression_ratio(texts) == pytest.approx(len(raw) / len(gzip.compress(raw, 9, mtime=0)))
+    assert m.compression_ratio(["the same line"] * 50) > m.compression_ratio([f"line {i} {i**3}" for i in range(50)])
+    assert m.compression_ratio([]) == 0.0
+
+
+def test_mean_pairwise_cosine_distance():
+    assert m.mean_pairwise_cosine_distance(np.array([[1.0, 0], [2.0, 0], [0, 3.0]])) == pytest.approx(2 / 3)
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    assert m.mean_pairwise_cosine_distance(x) == pytest.approx(pdist(x, "cosine").mean())
+
+
+def test_vendi_score():
+    assert m.vendi_score(np.ones((5, 3))) == pytest.approx(1.0)  # all alike: one effective example
+    assert m.vendi_score(np.eye(4)) == pytest.approx(4.0)  # all orthogonal: four
+    x = np.random.default_rng(0).normal(size=(20, 5))
+    from vendi_score import vendi
+
+    assert m.vendi_score(x) == pytest.approx(vendi.score_X(x), rel=1e-6)
+
+
+def test_target_language_share():
+    detect = {"x": "WELSH", "y": "ENGLISH", "z": None}.get
+    assert m.target_language_share(["x", "y", "z", "x"], "WELSH", detect) == pytest.approx(0.5)
+    assert m.target_language_share([], "WELSH", detect) == 0.0
+
+
+def test_duplicate_rate_and_lengths():
+    assert m.duplicate_rate(["A b", "a  B", "c", "c"]) == pytest.approx(2 / 4)
+    assert m.length_stats([["a", "b"], ["a", "b", "c", "d"]]) == pytest.approx((3.0, 1.0))
+
+
+def test_ngram_copy_rate():
+    assert m.ngram_copy_rate([["a", "b", "c"]], [["b", "c", "d"]], n=2) == pytest.approx(0.5)  # bc of ab, bc
+    assert m.ngram_copy_rate([["a", "b"]], [], n=2) == 0.0
+
+
+def test_revision_acceptance():
+    assert m.revision_acceptance(["accepted", "rejected", None, "OK"]) == pytest.approx(2 / 3)
+    assert m.revision_acceptance([None, ""]) is None
+
+
+def test_perplexity_and_random_baseline():
+    assert m.perplexity([2.0, 4.0], [1, 3]) == pytest.approx(math.exp(6 / 4))
+    a = m.random_baseline(["b", "a", "c"], seed=1)
+    assert a == m.random_baseline(["c", "a", "b"], seed=1)  # order of the candidates does not matter
+    assert set(a) == {"a", "b", "c"} and all(0 <= v < 1 for v in a.values())
