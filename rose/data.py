@@ -151,6 +151,7 @@ def load_split(
     if split not in SPLITS:
         raise RoseError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     name = f"human-{split}"
+    source = resolve_source(source, task, lang)
     if str(source) in ("hub", "hf"):
         return _load_hub(task, lang, split, name)
     path = Path(source).expanduser()
@@ -165,6 +166,51 @@ def load_split(
     if not rows:
         raise RoseError(f"{path}: the file is empty")
     return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)
+
+
+BUNDLED = Path(__file__).parent / "resources"
+SHARED_DATA = "../shared/data"
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_source(source: str | Path, task: Task, lang: Language) -> str | Path:
+    """Make ``source`` concrete. ``auto`` means ``../shared/data`` when it is there, else the hub when it
+    answers, else the small example set rose ships for the task (English topic sentences). A relative
+    folder that does not exist from here is looked up from the project directory too."""
+    from rose.tracking import project_dir
+
+    text = str(source)
+    if text == "auto":
+        shared = project_dir() / SHARED_DATA
+        if (shared / task.dataset / lang.code).is_dir():
+            return shared
+        if _hub_reachable():
+            return "hub"
+        if (BUNDLED / task.name / lang.code).is_dir():
+            log.warning("no local data and no hub: using rose's own %s/%s examples", task.name, lang.code)
+            return BUNDLED / task.name
+        raise RoseError(
+            f"no data for {task.name}/{lang.code}: ../shared/data is missing, the hub is unreachable and rose "
+            "ships examples only for topic/en; pass --source with a folder or file"
+        )
+    path = Path(text).expanduser()
+    if text not in ("hub", "hf") and not path.is_absolute() and not path.exists():
+        candidate = project_dir() / path
+        if candidate.exists():
+            return candidate
+    return source
 
 
 def _load_hub(task: Task, lang: Language, split: str, name: str) -> LabelledData:

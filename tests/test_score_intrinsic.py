@@ -46,7 +46,7 @@ def test_self_bleu_samples_hypotheses_reproducibly():
 
 def test_compression_ratio():
     texts = ["ab", "cd"]
-    raw = "ab\ncd".encode()
+    raw = b"ab\ncd"
     assert m.compression_ratio(texts) == pytest.approx(len(raw) / len(gzip.compress(raw, 9, mtime=0)))
     assert m.compression_ratio(["the same line"] * 50) > m.compression_ratio([f"line {i} {i**3}" for i in range(50)])
     assert m.compression_ratio([]) == 0.0

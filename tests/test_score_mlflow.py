@@ -92,16 +92,29 @@ def store(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One populated store shared by the tests that only add to it."""
+    tmp = tmp_path_factory.mktemp("store")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+        mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        ids = build_store(tmp)
+        yield tmp, ids, mp
+
+
 def config(tmp, **kw) -> ScoreConfig:
     base = dict(task=[TASK], language=[LANG], tokenizer="", embedding_model="", reference_lm="", bootstrap=200,
                 output_dir=str(tmp / "report"))  # fmt: skip
     return ScoreConfig(**(base | kw))
 
 
-def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(store):
+def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(built):
     from rose.score.run import score
 
-    ids = build_store(store)
+    store, ids, _ = built
+    tracking.setup("rose")
     result = score(config(store))
     case = result.cases[0]
     # a's seed-1 model was evaluated on c's data: it mislabels nothing there (macro-F1 1.0), logged on the run
@@ -137,10 +150,11 @@ def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(store):
     assert len(mlflow.MlflowClient().get_metric_history(ids["generate"]["a__simple"], "intrinsic/distinct_1")) == 1
 
 
-def test_champion_replaced_keeps_a_tag(store):
+def test_champion_replaced_keeps_a_tag(built):
     from rose.score import champion
 
-    ids = build_store(store)
+    _, ids, _ = built
+    tracking.setup("rose")
     first = champion.register(ids["seeds"]["a__simple", 1], "m", {"rose.candidate": "a__simple"})
     second = champion.register(ids["seeds"]["b__simple", 2], "m", {"rose.candidate": "b__simple"})
     client = mlflow.MlflowClient()

@@ -32,10 +32,29 @@ def case():
         {"task": "topic", "language": "th", "train_candidate": i, "eval_candidate": j, "seed": s, "run_id": "r",
          "macro_f1": 0.5 + 0.1 * (i == names[0]) + 0.01 * s} for i in names for j in names for s in (1, 2)
     ])  # fmt: skip
-    generate = pd.DataFrame({"task": "topic", "language": "th", "candidate": names, "run_id": ["g1", "g2"],
-                             "generator": ["x", EVIL], "strategy": "simple", "start_time": 0, "distinct_1": [0.3, 0.4]})
-    seeds = pd.DataFrame({"task": "topic", "language": "th", "candidate": names * 2, "seed": [1, 1, 2, 2],
-                          "run_id": ["s1", "s2", "s3", "s4"], "dev_f1": 0.9, "human_f1": [0.7, 0.6, 0.7, 0.6]})
+    generate = pd.DataFrame(
+        {
+            "task": "topic",
+            "language": "th",
+            "candidate": names,
+            "run_id": ["g1", "g2"],
+            "generator": ["x", EVIL],
+            "strategy": "simple",
+            "start_time": 0,
+            "distinct_1": [0.3, 0.4],
+        }
+    )
+    seeds = pd.DataFrame(
+        {
+            "task": "topic",
+            "language": "th",
+            "candidate": names * 2,
+            "seed": [1, 1, 2, 2],
+            "run_id": ["s1", "s2", "s3", "s4"],
+            "dev_f1": 0.9,
+            "human_f1": [0.7, 0.6, 0.7, 0.6],
+        }
+    )
     return build_case(Tracked(generate, seeds, evals), "topic", "th", names, bootstrap=50)
 
 
@@ -54,7 +73,7 @@ def test_html_escapes_everything_from_data(tmp_path):
     text = "".join(parser.text)
     assert EVIL + " แมว" in text and "b<i>__evil" in text and "<b>sports</b>" in text
     assert parser.tags.count("img") == 2  # heatmap and scatter, inlined
-    assert "data:image/png;base64," in page.read_text() and "src=\"http" not in page.read_text()
+    assert "data:image/png;base64," in page.read_text() and 'src="http' not in page.read_text()
     assert {"matrix_topic_th.csv", "leaderboard_topic_th.csv", "heatmap_topic_th.png", "scatter_topic_th.png",
             "selection_topic_th.csv", "report.md"} <= {p.name for p in tmp_path.iterdir()}  # fmt: skip
 

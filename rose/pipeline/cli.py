@@ -1,13 +1,35 @@
-"""Command line of `rose pipeline` (light: no heavy imports here)."""
+"""Command line of ``rose pipeline`` (light: no heavy imports here)."""
+
+from __future__ import annotations
 
 import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="configs/demo.yaml", help="study YAML file (default: configs/demo.yaml)")
+    parser.add_argument("--executor", default="local", choices=["local", "ray"], help="where units run")
+    parser.add_argument("--max-parallel", "--max_parallel", type=int, default=1, dest="max_parallel",
+                        help="units running at once with the local executor (default: 1, in this process)")
+    parser.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
+                        help="print the plan (stages, counts, what is done) and run nothing")
+    parser.add_argument("--ray-address", "--ray_address", default=None, dest="ray_address",
+                        help="address of a running Ray cluster (default: start a local one)")
+    parser.add_argument("--gpus-per-generator", "--gpus_per_generator", type=float, default=0.0,
+                        dest="gpus_per_generator", help="GPUs each generation task asks Ray for")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rose.errors import RoseError
+    from rose.pipeline.run import leaderboards, run_pipeline, where_to_look
+    from rose.pipeline.study import load_study
 
-    raise RoseError("rose pipeline is not built yet")
+    result = run_pipeline(args.config, executor=args.executor, max_parallel=args.max_parallel,
+                          dry_run=args.dry_run, ray_address=args.ray_address,
+                          gpus_per_generator=args.gpus_per_generator)
+    if args.dry_run:
+        print(result.plan)
+        return 0
+    print(leaderboards(result.score_runs))
+    print(f"\nstudy finished in {result.wall_s:.0f} s ({result.ran} unit(s) run, {result.skipped} already done)")
+    print(where_to_look(load_study(args.config).experiment))
+    return 0

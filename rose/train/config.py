@@ -40,6 +40,7 @@ class TrainConfig:
     max_length: int = field(128, help="truncate texts to this many tokens")
     warmup_ratio: float = field(0.0, help="share of training steps with a linear learning-rate warm-up")
     weight_decay: float = field(0.0, help="AdamW weight decay")
+    max_grad_norm: float = field(1.0, help="clip gradients to this norm (0: no clipping; 1.0 as transformers' Trainer)")
     dropout: float | None = field(None, help="hidden and attention dropout (default: the model's own)")
     freeze_embeddings: bool = field(
         False, help="freeze the word embeddings (most of a multilingual encoder's CPU cost)"

@@ -264,7 +264,7 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     trainer = L.Trainer(
         max_epochs=config.max_epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        precision="bf16-mixed" if setting.bf16 else "32-true",
+        precision="bf16-mixed" if setting.bf16 else "32-true", gradient_clip_val=config.max_grad_norm or None,
         callbacks=[history, best, EarlyStopping(monitor, patience=config.patience, mode=mode)])  # fmt: skip
     start = time.perf_counter()
     with PeakMemory() as memory, warnings.catch_warnings():
