@@ -177,9 +177,9 @@ def e5_config(e5: E5File) -> Any:
     return XLMRobertaConfig(
         vocab_size=e5.vocab, hidden_size=e5.hidden, num_hidden_layers=e5.layers, num_attention_heads=e5.heads,
         intermediate_size=e5.intermediate, hidden_act="gelu", max_position_embeddings=e5.max_positions + 2,
-        type_vocab_size=e5.type_vocab, layer_norm_eps=e5.eps, pad_token_id=e5.special["pad"],
+        type_vocab_size=e5.type_vocab, layer_norm_eps=float(f"{e5.eps:.7g}"), pad_token_id=e5.special["pad"],
         bos_token_id=e5.special["bos"], eos_token_id=e5.special["eos"], architectures=["XLMRobertaModel"],
-        tokenizer_class="PreTrainedTokenizerFast", dtype="float32",
+        dtype="float32",
     )  # fmt: skip
 
 
@@ -206,8 +206,8 @@ def _decode_charsmap(blob: bytes) -> dict[bytes, bytes]:
         node, byte = np.nonzero(ok)
         hit = cand[node, byte]
         child = hit ^ offset[hit]
-        keys = [keys[i] + bytes((b + 1,)) for i, b in zip(node.tolist(), byte.tolist())]
-        for key, leaf, value_unit in zip(keys, ((units[hit] >> 8) & 1).tolist(), units[child].tolist()):
+        keys = [keys[i] + bytes((b + 1,)) for i, b in zip(node.tolist(), byte.tolist(), strict=True)]
+        for key, leaf, value_unit in zip(keys, ((units[hit] >> 8) & 1).tolist(), units[child].tolist(), strict=True):
             if leaf:
                 start = value_unit & ((1 << 31) - 1)
                 rules[key] = replacements[start : replacements.index(b"\0", start)]
@@ -268,7 +268,7 @@ def build_tokenizer(e5: E5File) -> Any:
     s = e5.special
     names = {k: e5.pieces[v] for k, v in s.items()}
     mask = e5.pieces[-1]
-    tk = Tokenizer(Unigram([(p, float(x)) for p, x in zip(e5.pieces, e5.scores)], unk_id=s["unk"]))
+    tk = Tokenizer(Unigram([(p, float(x)) for p, x in zip(e5.pieces, e5.scores, strict=True)], unk_id=s["unk"]))
     tk.normalizer = normalizers.Sequence(
         [normalizers.Precompiled(xlmr_charsmap(e5.norm)), normalizers.Replace(Regex(" {2,}"), " ")]
     )

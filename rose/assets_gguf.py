@@ -177,6 +177,7 @@ def _build_model(gguf_path: Path) -> Any:
     """A float32 ``AutoModelForCausalLM`` holding the GGUF's dequantized weights."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+
     metadata, tensors = read_gguf(gguf_path)
     config_dict = gguf_config_dict(metadata, tuple(t.name for t in tensors))
     config = AutoConfig.for_model(**config_dict)

@@ -253,9 +253,11 @@ def test_changed_base_is_refused_and_registered_model_is_self_contained(trained,
     import mlflow
     from safetensors.torch import load_file, save_file
 
-    from rose.train.pyfunc import ARTIFACT, BaseModelError, load_classifier
+    from rose.train.pyfunc import ARTIFACT, BaseModelError, export_self_contained, load_classifier
 
     result, base = trained
+    exported = export_self_contained(result.seeds[1].run_id)  # what the score stage registers as champion
+    assert exported == export_self_contained(result.seeds[1].run_id)
     local = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.seeds[0].run_id}/model", dst_path=tmp_path))
     folder = next(local.rglob("meta.json")).parent
     assert folder.name == ARTIFACT and json.loads((folder / "meta.json").read_text())["layout"] == "delta"
@@ -270,6 +272,8 @@ def test_changed_base_is_refused_and_registered_model_is_self_contained(trained,
     assert result.registered == "models:/tiny-topic/1"
     registered = mlflow.pyfunc.load_model(result.registered)  # never needs the (now deleted) base
     assert len(registered.predict(["Football is popular in Europe."])) == 1
+    version = mlflow.register_model(exported, "tiny-champion")
+    assert len(mlflow.pyfunc.load_model(f"models:/tiny-champion/{version.version}").predict(["Rain"])) == 1
 
 
 def free_port() -> int:

@@ -10,8 +10,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", default="local", choices=["local", "ray"], help="where units run")
     parser.add_argument("--max-parallel", "--max_parallel", type=int, default=1, dest="max_parallel",
                         help="units running at once with the local executor (default: 1, in this process)")
-    parser.add_argument("--dry-run", "--dry_run", action="store_true", dest="dry_run",
-                        help="print the plan (stages, counts, what is done) and run nothing")
+    parser.add_argument("--dry-run", "--dry_run", nargs="?", const="true", default="false", dest="dry_run",
+                        metavar="BOOL", help="print the plan (stages, counts, what is done) and run nothing")
     parser.add_argument("--ray-address", "--ray_address", default=None, dest="ray_address",
                         help="address of a running Ray cluster (default: start a local one)")
     parser.add_argument("--gpus-per-generator", "--gpus_per_generator", type=float, default=0.0,
@@ -20,9 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rose.config import parse_bool
     from rose.pipeline.run import leaderboards, run_pipeline, where_to_look
     from rose.pipeline.study import load_study
 
+    args.dry_run = parse_bool(args.dry_run)
     result = run_pipeline(args.config, executor=args.executor, max_parallel=args.max_parallel,
                           dry_run=args.dry_run, ray_address=args.ray_address,
                           gpus_per_generator=args.gpus_per_generator)

@@ -31,7 +31,11 @@ def model_uri(run_id: str) -> str:
         from rose.train.pyfunc import export_self_contained  # type: ignore[attr-defined]
     except ImportError:
         return f"runs:/{run_id}/model"
-    return export_self_contained(run_id)
+    try:
+        return export_self_contained(run_id)
+    except Exception as exc:  # not a rose classifier (e.g. a custom pyfunc): register the model as logged
+        log.warning("no self-contained copy of run %s (%s); registering its model as logged", run_id, repr(exc))
+        return f"runs:/{run_id}/model"
 
 
 def register(run_id: str, name: str, tags: dict[str, str] | None = None):

@@ -14,6 +14,7 @@ returns a DataFrame with ``label`` and one ``prob_<label>`` column per label.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -228,37 +229,74 @@ def _requirements() -> list[str]:
                                                           "pandas", "mlflow")]  # fmt: skip
 
 
-def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
-    """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
-    import warnings
-
+def _signature(label_names: list[str]):
+    """One unnamed string column in (a list of texts, a Series, or a one-column DataFrame all fit), labels and
+    probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema
 
-    import rose
+    outputs = [ColSpec(DataType.string, "label")] + [ColSpec(DataType.float, f"prob_{lab}") for lab in label_names]
+    return ModelSignature(inputs=Schema([ColSpec(DataType.string)]), outputs=Schema(outputs))
 
-    # one unnamed string column: a list of texts, a Series, or a one-column DataFrame (``text``) all fit it
-    signature = ModelSignature(
-        inputs=Schema([ColSpec(DataType.string)]),
-        outputs=Schema([ColSpec(DataType.string, "label")]
-                       + [ColSpec(DataType.float, f"prob_{lab}") for lab in label_names]),
-    )  # fmt: skip
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence MLflow's notices while logging (the CloudPickle notice: the class is pickled by reference)."""
+    import warnings
+
     quiet = logging.getLogger("mlflow.pyfunc")
-    level, start = quiet.level, time.perf_counter()
-    quiet.setLevel(logging.ERROR)  # the CloudPickle notice: the class is pickled by reference to rose's code
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            info = mlflow.pyfunc.log_model(
-                name=name, python_model=RoseClassifier(), artifacts={ARTIFACT: str(folder)},
-                code_paths=[str(Path(rose.__file__).parent)], pip_requirements=_requirements(),
-                signature=signature, registered_model_name=registered_model_name,
-            )  # fmt: skip
+            yield
     finally:
         quiet.setLevel(level)
+
+
+def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
+    """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
+    import rose
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    start = time.perf_counter()
+    with _quiet():
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=RoseClassifier(), artifacts={ARTIFACT: str(folder)},
+            code_paths=[str(Path(rose.__file__).parent)], pip_requirements=_requirements(),
+            signature=_signature(label_names), registered_model_name=registered_model_name,
+        )  # fmt: skip
     return info, time.perf_counter() - start
 
 
 def folder_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2**20
+
+
+def export_self_contained(run_id: str, name: str = "model_full") -> str:
+    """A self-contained copy of a seed run's delta model, logged on the same run at ``name``; returns its URI.
+
+    Used when a seed's model is registered (the score stage's champion), so the registered version serves on a
+    machine that has never seen the base. Reuses the copy when the run already has one.
+    """
+    import tempfile
+
+    client = mlflow.MlflowClient()
+    if any(a.path == name for a in client.list_artifacts(run_id)):
+        return f"runs:/{run_id}/{name}"
+    with tempfile.TemporaryDirectory(prefix="rose-export-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp))
+        model, tokenizer, labels, max_length = load_classifier(next(local.rglob("meta.json")).parent)
+        full = save_full(Path(tmp) / "full", model, tokenizer, max_length=max_length)
+        saved = Path(tmp) / name
+        import rose
+
+        with _quiet():
+            mlflow.pyfunc.save_model(
+                str(saved), python_model=RoseClassifier(), artifacts={ARTIFACT: str(full)},
+                code_paths=[str(Path(rose.__file__).parent)], pip_requirements=_requirements(),
+                signature=_signature(labels),
+            )  # fmt: skip
+        client.log_artifacts(run_id, str(saved), name)
+    return f"runs:/{run_id}/{name}"
