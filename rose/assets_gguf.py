@@ -185,7 +185,7 @@ def _build_model(gguf_path: Path) -> Any:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     state = gguf_state_dict(tensors, metadata["general.architecture"], model, config_dict)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    _, unexpected = model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()
     still_meta = [n for n, p in model.named_parameters() if p.is_meta]
     if still_meta or unexpected:
@@ -218,25 +218,3 @@ def build_gguf_folder(gguf_path: Path, out_dir: Path, *, chat_template: bool) ->
     tokenizer.save_pretrained(out_dir)
     if not chat_template:
         (out_dir / "chat_template.jinja").unlink(missing_ok=True)
-
-
-def smoke_generate(folder: Path, max_new_tokens: int = 4) -> str:
-    """Load a causal-LM folder the plain way and greedily generate a few tokens; returns the new text."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder)
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": "Say hello."}]
-        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True)  # fmt: skip
-    else:
-        inputs = tokenizer("The capital of France is", return_tensors="pt")
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-    new = out[0, inputs["input_ids"].shape[1] :]
-    if len(new) == 0:
-        raise ValueError(f"{folder}: the model generated nothing")
-    return tokenizer.decode(new, skip_special_tokens=True)

@@ -331,4 +331,5 @@ def test_offline_e5_encoder_trains(workdir):
 
     result = train(config(HUMAN, path, max_epochs=1, per_label=3, eval=[HUMAN], learning_rate=5e-5))
     seed = result.seeds[0].metrics
-    assert 0 <= seed["eval/human/macro_f1"] <= 1 and seed["model/artifact_mb"] < 50
+    full_mb = sum(f.stat().st_size for f in path.glob("*.safetensors")) / 2**20
+    assert 0 <= seed["eval/human/macro_f1"] <= 1 and seed["model/artifact_mb"] < full_mb / 4

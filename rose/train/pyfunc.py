@@ -4,8 +4,9 @@ Two layouts of the ``classifier`` artifact (``meta.json`` says which):
 
 - ``delta`` (every seed): only what training changed (``delta.safetensors``: changed tensors in full, and for a
   matrix of which few rows changed, such as the word embeddings, just those rows), the model config with the
-  label names, the tokenizer files, and ``base.json`` naming the base model by id, path and content digest.
-  Loading rebuilds the full model from the base and refuses a base whose digest differs.
+  label names, and ``base.json`` naming the base model by id, path and content digest (sha256 of its weight
+  files). Loading rebuilds the full model, and takes the tokenizer, from the base, and refuses a base whose
+  digest differs.
 - ``full`` (the registered model): the whole fine-tuned model folder, so it serves where the base was never seen.
 
 ``predict`` takes a list of texts, a Series, or a DataFrame with a ``text`` column (else its first column) and
@@ -134,14 +135,13 @@ def apply_delta(model, tensors: dict) -> None:
                 state[name][tensors[f"rows::{name}::index"]] = value.to(state[name].dtype)
 
 
-def save_delta(folder: Path, model, tokenizer, *, reference: dict, always: set[str], base_id: str,
+def save_delta(folder: Path, model, *, reference: dict, always: set[str], base_id: str,
                base_path: Path, digest: str, max_length: int) -> Path:  # fmt: skip
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file(delta_state(model, reference, always), str(folder / DELTA_FILE))
-    model.config.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    model.config.save_pretrained(folder)  # the tokenizer is the base's own: loaded from the base folder
     (folder / "base.json").write_text(json.dumps({"id": base_id, "path": str(base_path), "digest": digest}, indent=1))
     _write_meta(folder, "delta", model, max_length)
     return folder
@@ -170,8 +170,8 @@ def load_classifier(folder: str | Path):
     hf_logging.disable_progress_bar()
     folder = Path(folder)
     meta = json.loads((folder / "meta.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     if meta["layout"] == "full":
+        tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(folder)
     else:
         from safetensors.torch import load_file
@@ -185,6 +185,7 @@ def load_classifier(folder: str | Path):
         if found != base["digest"]:
             raise BaseModelError(f"base model {base['id']!r} at {path} has digest {found}, but this classifier was "
                                  f"trained on {base['digest']}: refusing to combine them")  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
         apply_delta(model, load_file(str(folder / DELTA_FILE)))

@@ -101,7 +101,7 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[See
             metrics.update(evaluate.prefixed(f"eval/{slug(data.name)}", scores))
             _log_confusion(matrix, setting.label_names, slug(data.name), folder)
         if config.log_models:
-            pyfunc.save_delta(folder / pyfunc.ARTIFACT, fitted.model, setting.tokenizer,
+            pyfunc.save_delta(folder / pyfunc.ARTIFACT, fitted.model,
                               reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
                               base_path=setting.base_path, digest=setting.base_digest,
                               max_length=config.max_length)  # fmt: skip
