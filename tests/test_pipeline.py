@@ -1,0 +1,234 @@
+"""The pipeline: study checks, the plan, resuming after kill -9, Ray, and a real tracking server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rose.errors import RoseError
+from tests.fakes import SHARED_DATA, tracking_db
+from tests.tiny import make_tiny_classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study_yaml(folder: Path, classifier: Path, *, experiment: str = "study", seeds=(1, 2), epochs: int = 2,
+               extra: str = "") -> Path:
+    text = textwrap.dedent(f"""\
+        experiment: {experiment}
+        tasks: [topic]
+        languages: [cy]
+        source: {SHARED_DATA}
+        candidates:
+          - {{generator: fake-a, strategy: zero_shot}}
+          - {{generator: fake-b, strategy: target_demos}}
+        generate:
+          backend: fake
+          per_label: 6
+          examples_per_request: 6
+          cache_dir: {folder / "cache"}
+        train:
+          classifier: {classifier}
+          seeds: [{", ".join(map(str, seeds))}]
+          per_label: 6
+          max_epochs: {epochs}
+          patience: {epochs}
+          learning_rate: 1.0e-3
+        score:
+          reference_lm: ""
+          embedding_model: ""
+          tokenizer: ""
+          bootstrap: 50
+        """) + extra
+    path = folder / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_classifier(tmp_path_factory.mktemp("tiny") / "clf")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# --- checks before anything runs -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.replace("languages: [cy]", "languages: [cy]\nlanguage: en"), r"study.yaml:4: unknown key 'language'"),
+        (lambda t: t.replace("strategy: zero_shot", "strategy: zero_shots"), r"study.yaml:6: .*unknown strategy"),
+        (lambda t: t.replace("backend: fake\n", "backend: hf\n").replace("fake-a", "no-such-model"),
+         r"study.yaml:6: .*unknown model 'no-such-model'"),
+        (lambda t: t.split("candidates:")[0] + "candidates: []\n" + "generate: {backend: fake}\n",
+         r"study.yaml:5: the study has no candidates"),
+        (lambda t: t.replace("per_label: 6\n  examples", "per_lable: 6\n  examples"),
+         r"study.yaml:10: generate: unknown setting 'per_lable'"),
+        (lambda t: t.replace("tasks: [topic]", "tasks: [topics]"), r"study.yaml:2: unknown task 'topics'"),
+    ],
+)
+def test_bad_config_is_refused_with_line_and_fix(tmp_path, tiny, edit, message):
+    from rose.pipeline.study import load_study
+
+    path = study_yaml(tmp_path, tiny)
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(RoseError, match=message):
+        load_study(path)
+
+
+def test_dry_run_prints_plan_and_runs_nothing(store, tiny, capsys):
+    from rose.cli import main
+    from rose.tracking import search_runs
+
+    path = study_yaml(store, tiny)
+    assert main(["pipeline", "--config", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "plan: generate: 0 done / 2, train: 0 done / 2, score: 0 done / 1" in out
+    assert "fake-a__zero_shot" in out and search_runs("study", finished_only=False) == []
+
+
+def test_shipped_configs_are_valid():
+    from rose.pipeline.plan import build
+    from rose.pipeline.study import load_study
+
+    paper = load_study(ROOT / "configs" / "paper.yaml")
+    assert len(paper.candidates) == 28 and len(paper.cases()) == 33
+    assert sum(u.stage == "generate" for u in build(paper)) == 28 * 33
+    demo = load_study(ROOT / "configs" / "demo.yaml")
+    assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
+    assert len(load_study(ROOT / "configs" / "rose.yaml").candidates) == 6
+
+
+# --- running a study -----------------------------------------------------------------------------------------
+def _finished(experiment: str):
+    from rose.tracking import search_runs
+
+    return search_runs(experiment)
+
+
+def _check_exactly_once(experiment: str, seeds=(1, 2)) -> None:
+    import mlflow
+
+    runs = _finished(experiment)
+    stages = Counter(r.data.tags["rose.stage"] for r in runs)
+    assert stages["generate"] == 2 and stages["score"] == 1 and stages["pipeline"] >= 1
+    seeds_done = Counter((r.data.tags["rose.train_data"], r.data.tags["rose.seed"]) for r in runs
+                         if r.data.tags.get("rose.role") == "seed")
+    assert seeds_done == {(c, str(s)): 1 for c in ("fake-a__zero_shot", "fake-b__target_demos") for s in seeds}
+    settings = [r for r in runs if r.data.tags.get("rose.role") == "setting"]
+    assert len(settings) == 2
+    for run in runs:
+        if run.data.tags.get("rose.role") == "seed":
+            assert "eval/human/macro_f1" in run.data.metrics
+            other = "fake-b__target_demos" if run.data.tags["rose.train_data"] == "fake-a__zero_shot" \
+                else "fake-a__zero_shot"
+            assert f"eval/{other}/macro_f1" in run.data.metrics
+    model = mlflow.pyfunc.load_model("models:/rose-topic-cy@champion")
+    assert len(model.predict(["Mae'r tîm wedi ennill y gêm."])) == 1
+
+
+@pytest.mark.slow
+def test_pipeline_killed_during_training_finishes_with_every_run_once(store, tiny):
+    path = study_yaml(store, tiny, seeds=(1, 2, 3), epochs=6)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "rose.cli", "pipeline", "--config", str(path)]
+    proc = subprocess.Popen(cmd, cwd=store, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            seeds = [r for r in _finished("study") if r.data.tags.get("rose.role") == "seed"]
+            if seeds:  # training has begun and one seed is done: stop the whole study hard
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.3)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not [r for r in _finished("study") if r.data.tags["rose.stage"] == "score"]
+    done = subprocess.run(cmd, cwd=store, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RoSE" in done.stdout or "rose" in done.stdout.lower()
+    _check_exactly_once("study", seeds=(1, 2, 3))
+    again = subprocess.run(cmd + ["--dry-run"], cwd=store, env=env, capture_output=True, text=True, timeout=300)
+    assert "plan: generate: 2 done / 2, train: 2 done / 2, score: 1 done / 1" in again.stdout
+
+
+@pytest.mark.slow
+def test_ray_executor_runs_the_same_plan(store, tiny):
+    pytest.importorskip("ray")
+    import ray
+
+    from rose.pipeline.run import run_pipeline
+
+    path = study_yaml(store, tiny, experiment="ray-study")
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        result = run_pipeline(path, executor="ray")
+    finally:
+        ray.shutdown()
+    assert result.score_runs and result.ran == 5
+    _check_exactly_once("ray-study")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, monkeypatch):
+    import httpx
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{uri}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.chdir(tmp_path)
+        from rose.pipeline.run import run_pipeline
+
+        path = study_yaml(tmp_path, tiny, experiment="server-study")
+        result = run_pipeline(path, max_parallel=2)
+        assert result.ran == 5
+        _check_exactly_once("server-study")
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for run in _finished("server-study"):
+            names = {a.path for a in client.list_artifacts(run.info.run_id)}
+            if run.data.tags["rose.stage"] == "generate":
+                assert "dataset" in names
+            if run.data.tags.get("rose.role") == "seed":
+                assert "model" in names and len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+        assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
