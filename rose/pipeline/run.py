@@ -97,7 +97,7 @@ def leaderboards(score_run_ids: list[str]) -> str:
     out = []
     for run_id in score_run_ids:
         try:
-            out.append(mlflow.artifacts.load_text(f"runs:/{run_id}/leaderboard.txt"))
+            out.append(mlflow.artifacts.load_text(f"runs:/{run_id}/report/leaderboard.txt"))
         except Exception:  # an older score run without the text file
             out.append(f"(score run {run_id}: open it in the MLflow UI)")
     return "\n\n".join(out)

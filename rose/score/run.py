@@ -206,6 +206,7 @@ def score(config: ScoreConfig) -> ScoreResult:
         result.run_id = active.info.run_id
         _log_metrics(cases, judged)
         mlflow.log_artifacts(str(folder), artifact_path="report")
+        mlflow.log_text(result.leaderboard_text(), "report/leaderboard.txt")
         if config.register_champion:
             for c in cases:
                 if not c.champion:
