@@ -49,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demos", type=int, default=3, help="demonstrations per label")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default); on a shared "
+        "machine 1 avoids OpenMP oversubscription, which slows both paths erratically",
+    )
     p.add_argument("--target", type=float, default=4.0, help="minimum speed-up (tokens per second ratio)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from rose.generate.run import run_strategy
 
     hf_logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = args.model or default_model()
     config = GenerateConfig(
         task=args.task, language=args.language, generator=model, backend="hf", strategy="target_demos",
@@ -73,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     backend = HFBackend(model, batch_size=args.batch_size)
     t0 = time.perf_counter()
     backend.load()
-    print(f"model {model} loaded in {time.perf_counter() - t0:.0f} s on {backend.device} "
-          f"({torch.get_num_threads()} threads)", flush=True)
+    print(
+        f"model {model} loaded in {time.perf_counter() - t0:.0f} s on {backend.device} "
+        f"({torch.get_num_threads()} threads)",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:  # a fresh cache: every request is generated
         cache = CompletionCache(Path(tmp) / "completions.sqlite")
@@ -83,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     batched_tokens, batched_s = ctx.stats["tokens_generated"], ctx.stats["generation_seconds"]
     kept = state.kept()
     requests = [r for r in state.prompts.values() if r["kind"] == "generate"]
-    print(f"batched: {ctx.stats['requests']} requests, {sum(kept.values())} examples kept, "
-          f"{batched_tokens} tokens in {batched_s:.1f} s", flush=True)
+    print(
+        f"batched: {ctx.stats['requests']} requests, {sum(kept.values())} examples kept, "
+        f"{batched_tokens} tokens in {batched_s:.1f} s",
+        flush=True,
+    )
 
     pipe = pipeline("text-generation", model=backend.lm, tokenizer=backend.tok, device=backend.lm.device)
     pipe.tokenizer.padding_side = "left"
@@ -96,9 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         n = 0
         while n < kept[label] and naive_requests < budget:
             t0 = time.perf_counter()
-            out = pipe(prompt["messages"], do_sample=True, temperature=config.temperature, top_p=config.top_p,
-                       repetition_penalty=config.repetition_penalty, max_new_tokens=config.max_new_tokens,
-                       return_full_text=False)
+            out = pipe(
+                prompt["messages"],
+                do_sample=True,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                repetition_penalty=config.repetition_penalty,
+                max_new_tokens=config.max_new_tokens,
+                return_full_text=False,
+            )
             naive_s += time.perf_counter() - t0
             naive_requests += 1
             text = out[0]["generated_text"]
@@ -115,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"naive:   {naive_requests} requests, {naive_kept} examples kept, {naive_tokens} tokens in {naive_s:.1f} s")
     print(f"tokens/s batched hf backend (batch {args.batch_size}): {batched_tps:.1f}")
     print(f"tokens/s naive pipeline (one prompt at a time):   {naive_tps:.1f}")
-    print(f"speed-up: {ratio:.2f}x (target >= {args.target}x); "
-          f"wall time batched {batched_s:.0f} s vs naive {naive_s:.0f} s")
+    print(
+        f"speed-up: {ratio:.2f}x (target >= {args.target}x); "
+        f"wall time batched {batched_s:.0f} s vs naive {naive_s:.0f} s"
+    )
     return 0 if ratio >= args.target else 1
 
 

@@ -135,12 +135,37 @@ def find_finished(experiment: str, stage: str, config_digest: str):
     return max(runs, key=lambda r: r.info.start_time) if runs else None
 
 
-@contextlib.contextmanager
-def run(name: str, run_tags: dict[str, str], *, nested: bool = False, params: dict | None = None):
-    """Start an MLflow run with the schema's tags (and params), yielding the active run."""
+def unfinished(experiment: str, stage: str, config_digest: str):
+    """The newest run of ``stage`` with this digest that did not finish (killed, crashed), or None."""
+    runs = [
+        r
+        for r in search_runs(experiment, finished_only=False, stage=stage, digest=config_digest)
+        if r.info.status != "FINISHED"
+    ]
+    return max(runs, key=lambda r: r.info.start_time) if runs else None
+
+
+def child_runs(parent_run_id: str) -> list:
+    """The active runs nested under ``parent_run_id`` (any status)."""
     import mlflow
 
-    with mlflow.start_run(run_name=name, tags=run_tags, nested=nested) as active:
+    run = mlflow.MlflowClient().get_run(parent_run_id)
+    return mlflow.MlflowClient().search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10000
+    )
+
+
+@contextlib.contextmanager
+def run(
+    name: str, run_tags: dict[str, str], *, nested: bool = False, params: dict | None = None, run_id: str | None = None
+):
+    """Start an MLflow run with the schema's tags (and params), yielding the active run.
+
+    With ``run_id``, continue that (unfinished) run instead of starting a new one.
+    """
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=run_tags, nested=nested) as active:
         if params:
             log_params(params)
         yield active

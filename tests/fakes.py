@@ -18,9 +18,18 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def generate_config(tmp_path: Path, **overrides):
     from rose.generate.config import GenerateConfig
 
-    values = dict(task="topic", language="cy", generator="fake-lm", backend="fake", strategy="target_demos",
-                  per_label=5, examples_per_request=5, source=str(SHARED_DATA), cache_dir=str(tmp_path / "cache"),
-                  output_dir=str(tmp_path / "out"))
+    values = dict(
+        task="topic",
+        language="cy",
+        generator="fake-lm",
+        backend="fake",
+        strategy="target_demos",
+        per_label=5,
+        examples_per_request=5,
+        source=str(SHARED_DATA),
+        cache_dir=str(tmp_path / "cache"),
+        output_dir=str(tmp_path / "out"),
+    )
     values.update(overrides)
     return GenerateConfig(**values)
 

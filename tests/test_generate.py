@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fakes import SHARED_DATA, fake_generate, generate_config, tracking_db
+
 from rose.errors import RoseError
 from rose.generate import parse
 from rose.generate.backends import FakeBackend, Request, SamplingParams
@@ -38,14 +38,14 @@ SHAPES = {
     "lines": "Alpha one\nBeta two\nGamma three",
     "numbered": "1. Alpha one\n2) Beta two\n(3) Gamma three",
     "bulleted": "- Alpha one\n* Beta two\n• Gamma three",
-    "quoted": '"Alpha one"\n\'Beta two\'\n“Gamma three”',
+    "quoted": "\"Alpha one\"\n'Beta two'\n“Gamma three”",
     "json": '["Alpha one", "Beta two", "Gamma three"]',
     "json_fenced": '```json\n[\n  "Alpha one",\n  "Beta two",\n  "Gamma three"\n]\n```',
     "python": "['Alpha one', 'Beta two', \"Gamma three\"]",
     "json_objects": '[{"text": "Alpha one"}, {"text": "Beta two"}, {"sentence": "Gamma three"}]',
     "preamble": "Sure! Here are 3 sentences:\n\n1. Alpha one\n2. Beta two\n3. Gamma three",
     "foreign_preamble": "Dyma dair brawddeg:\n1. Alpha one\n2. Beta two\n3. Gamma three",
-    "markdown": "1. **Alpha one**\n2. **\"Beta two\"**\n3. *Gamma three*",
+    "markdown": '1. **Alpha one**\n2. **"Beta two"**\n3. *Gamma three*',
     "labelled": "Example 1: Alpha one\nExample 2: Beta two\nSentence 3: Gamma three",
     "quoted_list_lines": '"Alpha one",\n"Beta two",\n"Gamma three"',
 }
@@ -101,7 +101,8 @@ def test_request_key_covers_what_determines_the_answer():
     keys = {base.key("hf", "m")} | {v.key("hf", "m") for v in variants}
     assert len(keys) == 6 and base.key("hf", "m") != base.key("openai", "m") != base.key("hf", "n")
     assert Request(messages=[{"role": "user", "content": "hi"}], seed=1, meta={"x": 1}).key("hf", "m") == base.key(
-        "hf", "m")
+        "hf", "m"
+    )
 
 
 def test_cache_survives_reopening(tmp_path):
@@ -174,15 +175,21 @@ def test_summaries_are_generated_from_english_examples_and_cached(tmp_path):
     assert len(summaries) == 7 and all(s.count("\n- ") == 10 for s in summaries)
     assert state.descriptions["travel"].startswith("This category covers")
     assert state.descriptions["travel"] in user_prompts(backend)[1] or any(
-        state.descriptions["travel"] in p for p in user_prompts(backend))
+        state.descriptions["travel"] in p for p in user_prompts(backend)
+    )
     _, ctx2, backend2 = run(tmp_path, strategy="sl", per_label=2)  # same cache: nothing asked again
     assert backend2.calls == [] and ctx2.stats["requests_cached"] == ctx2.stats["requests"] > 0
 
 
 @needs_shared
 def test_base_models_get_a_completion_prompt_that_continues_the_list(tmp_path):
-    state, ctx, backend = run(tmp_path, FakeBackend(chat=False, script="continues here\n5. another one\n6. cut"),
-                              per_label=2, demos_per_label=3, min_chars=1)
+    state, ctx, backend = run(
+        tmp_path,
+        FakeBackend(chat=False, script="continues here\n5. another one\n6. cut"),
+        per_label=2,
+        demos_per_label=3,
+        min_chars=1,
+    )
     prompt = backend.calls[0].prompt
     assert backend.calls[0].messages is None and prompt.endswith("\n4.")
     assert "1. " in prompt and "3. " in prompt and "Welsh" in prompt
@@ -220,8 +227,7 @@ def test_label_without_demonstrations_is_a_clear_error(tmp_path):
 @needs_shared
 def test_dedup_in_stable_order_and_shortfall_when_budget_is_spent(tmp_path):
     answer = "1. The same sentence again.\n2. the same  sentence again!\n3. Another sentence here."
-    state, ctx, backend = run(tmp_path, FakeBackend(script=answer), per_label=4, max_requests_per_label=3,
-                              min_chars=5)
+    state, ctx, backend = run(tmp_path, FakeBackend(script=answer), per_label=4, max_requests_per_label=3, min_chars=5)
     by_label = {lab: [e["text"] for e in state.examples if e["label"] == lab] for lab in state.labels}
     assert by_label["travel"] == ["The same sentence again.", "Another sentence here."]
     assert state.shortfall == dict.fromkeys(state.labels, 2)
@@ -259,12 +265,14 @@ def test_revision_rejects_from_first_word_and_keeps_the_rejected(tmp_path):
     backend = FakeBackend(script={"generate": write, "revise": revise, "summary": "This category is a test."})
     state, ctx, _ = run(tmp_path, backend, strategy="target_demos_revision", per_label=3, min_chars=5)
     assert all("rejectme" not in e["text"] and e["verdict"] is True for e in state.examples)
-    assert state.rejected and all(r["verdict"] is False and r["explanation"].startswith("although")
-                                  for r in state.rejected)
+    assert state.rejected and all(
+        r["verdict"] is False and r["explanation"].startswith("although") for r in state.rejected
+    )
     assert ctx.stats["revision_rejected"] == len(state.rejected)
     garbled = FakeBackend(script={"generate": write, "revise": "Maybe."})
-    state, ctx, _ = run(tmp_path / "g", garbled, strategy="target_demos_revision", per_label=1,
-                        max_requests_per_label=2, min_chars=5)
+    state, ctx, _ = run(
+        tmp_path / "g", garbled, strategy="target_demos_revision", per_label=1, max_requests_per_label=2, min_chars=5
+    )
     assert state.examples == [] and ctx.stats["revision_unparsed"] == ctx.stats["revision_judged"] > 0
 
 
@@ -281,8 +289,9 @@ def test_language_check_measures_and_filters(tmp_path):
 
     state, ctx, _ = run(tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000)
     assert 0.3 <= state.language_share[""] <= 0.7
-    state, ctx, _ = run(tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000,
-                        language_filter=True)
+    state, ctx, _ = run(
+        tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000, language_filter=True
+    )
     assert state.language_share[""] == 1.0 and ctx.stats["language_dropped"] >= 7
     assert all(r["step"] == "language_check" for r in state.rejected)
 
@@ -306,14 +315,33 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
     assert tags["rose.stage"] == "generate" and tags["rose.candidate"] == "fake-lm__target_demos_revision"
     assert tags["rose.backend"] == "fake" and tags["rose.generator"] == "fake-lm" and tags["rose.digest"]
     assert metrics["kept/science-technology"] == 4 and metrics["kept_total"] == 28 and metrics["shortfall_total"] == 0
-    for key in ("duplicates_dropped", "parse_dropped", "length_dropped", "revision_acceptance", "revision_rejected",
-                "target_language_share", "target_language_share/travel", "tokens_generated", "tokens_per_second",
-                "wall_time_s", "requests"):
+    for key in (
+        "duplicates_dropped",
+        "parse_dropped",
+        "length_dropped",
+        "revision_acceptance",
+        "revision_rejected",
+        "target_language_share",
+        "target_language_share/travel",
+        "tokens_generated",
+        "tokens_per_second",
+        "wall_time_s",
+        "requests",
+    ):
         assert key in metrics, key
     assert params["temperature"] == "0.4" and params["strategy_name"] == "target_demos_revision"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}
-    assert {f"dataset/{n}" for n in ("data.jsonl", "data.parquet", "rejected.jsonl", "demonstrations.json",
-                                     "label_descriptions.csv", "prompts.jsonl")} <= artifacts
+    assert {
+        f"dataset/{n}"
+        for n in (
+            "data.jsonl",
+            "data.parquet",
+            "rejected.jsonl",
+            "demonstrations.json",
+            "label_descriptions.csv",
+            "prompts.jsonl",
+        )
+    } <= artifacts
     inputs = run_.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.name == result.candidate and inputs[0].dataset.digest
     rows = [json.loads(line) for line in result.dataset_path.read_text().splitlines()]
@@ -331,13 +359,46 @@ def test_cli_runs_on_the_fake_backend(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
     monkeypatch.chdir(tmp_path)
-    code = main(["generate", "--task", "intent", "--language", "sw", "--generator", "fake-lm", "--backend", "fake",
-                 "--strategy", "zero_shot", "--per-label", "2", "--source", str(SHARED_DATA)])
+    code = main(
+        [
+            "generate",
+            "--task",
+            "intent",
+            "--language",
+            "sw",
+            "--generator",
+            "fake-lm",
+            "--backend",
+            "fake",
+            "--strategy",
+            "zero_shot",
+            "--per-label",
+            "2",
+            "--source",
+            str(SHARED_DATA),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "run id:" in out and "alarm_query: 2 kept" in out
     assert (tmp_path / ".rose" / "cache" / "completions.sqlite").exists()
-    assert main(["generate", "--task", "intent", "--language", "sw", "--generator", "x", "--strategy", "nope",
-                 "--backend", "fake"]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "--task",
+                "intent",
+                "--language",
+                "sw",
+                "--generator",
+                "x",
+                "--strategy",
+                "nope",
+                "--backend",
+                "fake",
+            ]
+        )
+        == 2
+    )
     assert "unknown strategy 'nope'" in capsys.readouterr().err
 
 

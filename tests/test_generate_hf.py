@@ -6,8 +6,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from fakes import SHARED_DATA, generate_config
+
 from rose.generate.backends import Request, SamplingParams
 
 CHAT_TEMPLATE = (
@@ -21,21 +21,39 @@ def _build(folder: Path, chat: bool) -> str:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    texts = ["Write examples of the category travel in Welsh, one per line.", "1. A sentence about sports.",
-             "Mae'r tywydd yn braf heddiw.", "The parliament voted on the new law today."] * 20
+    texts = [
+        "Write examples of the category travel in Welsh, one per line.",
+        "1. A sentence about sports.",
+        "Mae'r tywydd yn braf heddiw.",
+        "The parliament voted on the new law today.",
+    ] * 20
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<pad>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<unk>", "<pad>", "<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>")
     if chat:
         fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=None,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return str(folder)
@@ -48,9 +66,15 @@ def tiny(tmp_path_factory):
 
 
 def _requests(n: int, max_new_tokens: int = 12) -> list[Request]:
-    return [Request(messages=[{"role": "user", "content": f"Write examples of travel number {i}" + " x" * i}],
-                    params=SamplingParams(max_new_tokens=max_new_tokens), seed=100 + i, sample_index=i)
-            for i in range(n)]
+    return [
+        Request(
+            messages=[{"role": "user", "content": f"Write examples of travel number {i}" + " x" * i}],
+            params=SamplingParams(max_new_tokens=max_new_tokens),
+            seed=100 + i,
+            sample_index=i,
+        )
+        for i in range(n)
+    ]
 
 
 def test_batched_left_padded_generation_is_seeded_per_request(tiny):
@@ -65,8 +89,19 @@ def test_batched_left_padded_generation_is_seeded_per_request(tiny):
     assert len({c.text for c in batch}) > 1  # different seeds, different answers
     assert all(0 < c.n_tokens <= 12 for c in batch)
     assert any(c.finish_reason == "length" and c.n_tokens == 12 for c in batch)
-    greedy = Request(messages=[{"role": "user", "content": "hi"}], params=SamplingParams(temperature=0.0,
-                                                                                          max_new_tokens=6))
+    same = [
+        Request(
+            messages=[{"role": "user", "content": "Write travel examples."}],
+            seed=s,
+            params=SamplingParams(max_new_tokens=8),
+        )
+        for s in (1, 2, 3)
+    ]
+    shared = backend.generate(same + _requests(1, 8))  # one prompt thrice: its prefill is computed once
+    assert [c.text for c in shared[:3]] == [backend.generate([r])[0].text for r in same]
+    greedy = Request(
+        messages=[{"role": "user", "content": "hi"}], params=SamplingParams(temperature=0.0, max_new_tokens=6)
+    )
     assert backend.generate([greedy])[0].text == backend.generate([greedy])[0].text
     assert backend.count_tokens([{"role": "user", "content": "hi"}]) > backend.count_tokens("hi")
 
@@ -86,8 +121,17 @@ def test_strategy_runs_on_the_hf_backend(tiny, tmp_path):
     from rose.generate.cache import CompletionCache
     from rose.generate.run import run_strategy
 
-    config = generate_config(tmp_path, generator=tiny["chat"], backend="hf", per_label=2, max_requests_per_label=1,
-                             max_new_tokens=16, demos_per_label=2, demo_words=10, min_chars=1)
+    config = generate_config(
+        tmp_path,
+        generator=tiny["chat"],
+        backend="hf",
+        per_label=2,
+        max_requests_per_label=1,
+        max_new_tokens=16,
+        demos_per_label=2,
+        demo_words=10,
+        min_chars=1,
+    )
     cache = CompletionCache(tmp_path / "c.sqlite")
     state, ctx = run_strategy(config, HFBackend(tiny["chat"], batch_size=8), cache)
     assert ctx.stats["requests"] == 7 and ctx.stats["tokens_generated"] > 0
@@ -120,9 +164,18 @@ def test_real_offline_smollm2():
         pytest.skip("the offline smollm2-135m-instruct is not installed")
     backend = HFBackend(model, batch_size=2)
     assert backend.is_chat
-    requests = [Request(messages=[{"role": "system", "content": "You write short English sentences."},
-                                  {"role": "user", "content": "Write 3 sentences about travel, one per line."}],
-                        params=SamplingParams(max_new_tokens=32), seed=s, sample_index=s) for s in (1, 2)]
+    requests = [
+        Request(
+            messages=[
+                {"role": "system", "content": "You write short English sentences."},
+                {"role": "user", "content": "Write 3 sentences about travel, one per line."},
+            ],
+            params=SamplingParams(max_new_tokens=32),
+            seed=s,
+            sample_index=s,
+        )
+        for s in (1, 2)
+    ]
     first, second = backend.generate(requests)
     assert first.text and second.text and first.text != second.text
     assert backend.generate(requests[:1])[0].text == first.text

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from fakes import SHARED_DATA, fake_generate
+
 from rose.errors import RoseError
 from rose.generate.backends import Request, SamplingParams
 from rose.generate.backends.openai import OpenAIBackend
@@ -53,9 +53,11 @@ class Server:
                     self.wfile.write(b'{"error": "busy"}')
                     return
                 text = server.answer(body)
-                choice = ({"message": {"role": "assistant", "content": text}} if "messages" in body else {"text": text})
-                payload = {"choices": [{**choice, "finish_reason": "stop"}],
-                           "usage": {"completion_tokens": len(text.split())}}
+                choice = {"message": {"role": "assistant", "content": text}} if "messages" in body else {"text": text}
+                payload = {
+                    "choices": [{**choice, "finish_reason": "stop"}],
+                    "usage": {"completion_tokens": len(text.split())},
+                }
                 data = json.dumps(payload).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -73,7 +75,7 @@ class Server:
         if "Yes" in prompt and "first word" in prompt:
             return "Yes. It fits."
         h = hashlib.sha256((prompt + str(body.get("seed"))).encode()).hexdigest()
-        return "\n".join(f"{i}. Server sentence {h[i:i + 8]} number {i} for the dataset." for i in range(1, 6))
+        return "\n".join(f"{i}. Server sentence {h[i : i + 8]} number {i} for the dataset." for i in range(1, 6))
 
     def close(self):
         self.httpd.shutdown()
@@ -168,8 +170,16 @@ def test_generate_over_http_never_logs_the_key(tmp_path, monkeypatch, server):
     import mlflow
 
     monkeypatch.setenv("ROSE_TEST_KEY", SECRET)
-    result = fake_generate(tmp_path, monkeypatch, backend="openai", base_url=server.url, api_key_env="ROSE_TEST_KEY",
-                           generator="org/served-model:latest", strategy="target_demos_revision", per_label=3)
+    result = fake_generate(
+        tmp_path,
+        monkeypatch,
+        backend="openai",
+        base_url=server.url,
+        api_key_env="ROSE_TEST_KEY",
+        generator="org/served-model:latest",
+        strategy="target_demos_revision",
+        per_label=3,
+    )
     assert result.shortfall == dict.fromkeys(result.kept, 0)
     assert all(hit["auth"] == f"Bearer {SECRET}" for hit in server.seen)
     assert {hit["body"]["model"] for hit in server.seen} == {"org/served-model:latest"}

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fakes import SHARED_DATA, tracking_db
 
 pytestmark = [
@@ -20,10 +19,10 @@ pytestmark = [
 ]
 
 TESTS = Path(__file__).resolve().parent
-CHILD = """
+CHILD = f"""
 import json, sys
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {str(TESTS)!r})
 from fakes import generate_config
 from rose.generate.backends import FakeBackend
 from rose.generate.run import generate
@@ -31,14 +30,20 @@ tmp, delay = Path(sys.argv[1]), float(sys.argv[2])
 config = generate_config(tmp, strategy="target_demos_revision", per_label=8, examples_per_request=4, batch_size=2)
 result = generate(config, backend=FakeBackend(delay=delay, calls_file=tmp / "calls.jsonl"))
 print(json.dumps({{"run_id": result.run_id, "path": str(result.dataset_path)}}))
-""".format(tests=str(TESTS))
+"""
 
 
 def _start(tmp: Path, delay: float) -> subprocess.Popen:
     tmp.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_db(tmp))
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(tmp), str(delay)], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp), str(delay)],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> dict:
@@ -53,11 +58,11 @@ def _calls(tmp: Path) -> list[str]:
 
 
 def test_kill_and_resume_loses_nothing_and_asks_nothing_twice(tmp_path):
-    from rose.generate.cache import CompletionCache
-
     from fakes import generate_config
+
     from rose.datasets import EXAMPLE_FIELDS
     from rose.generate.backends import FakeBackend
+    from rose.generate.cache import CompletionCache
     from rose.generate.run import run_strategy
 
     # the uninterrupted run, in this process and without tracking: its requests and its dataset
@@ -67,8 +72,9 @@ def test_kill_and_resume_loses_nothing_and_asks_nothing_twice(tmp_path):
     state, _ = run_strategy(config, whole, cache)
     cache.close()
     whole_calls = [r.key(whole.name, whole.model) for r in whole.calls]
-    want = "".join(json.dumps({k: ex.get(k) for k in EXAMPLE_FIELDS}, ensure_ascii=False) + "\n"
-                   for ex in state.examples)
+    want = "".join(
+        json.dumps({k: ex.get(k) for k in EXAMPLE_FIELDS}, ensure_ascii=False) + "\n" for ex in state.examples
+    )
 
     run_dir = tmp_path / "killed"
     proc = _start(run_dir, 0.03)

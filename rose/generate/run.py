@@ -68,21 +68,41 @@ def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | N
     )
 
 
-def make_context(config: GenerateConfig, backend: Backend, cache: CompletionCache, strategy: Strategy,
-                 summary_backend: Backend | None = None) -> Context:
+def make_context(
+    config: GenerateConfig,
+    backend: Backend,
+    cache: CompletionCache,
+    strategy: Strategy,
+    summary_backend: Backend | None = None,
+) -> Context:
     """The context steps run in: loads the backend, picks chat or completion prompts, sets length limits."""
     task, language = get_task(config.task), get_language(config.language)
     backend.load()
     chat = {"chat": True, "completion": False}.get(config.prompt_format)
-    ctx = Context(config, task, language, backend, cache, config.generator, strategy.name,
-                  candidate_name(config.generator, strategy.name), chat=backend.is_chat if chat is None else chat,
-                  summary_backend=summary_backend)
+    ctx = Context(
+        config,
+        task,
+        language,
+        backend,
+        cache,
+        config.generator,
+        strategy.name,
+        candidate_name(config.generator, strategy.name),
+        chat=backend.is_chat if chat is None else chat,
+        summary_backend=summary_backend,
+    )
     ctx.min_chars, ctx.max_chars = _limits(config, task, language)
     return ctx
 
 
-def run_strategy(config: GenerateConfig, backend: Backend, cache: CompletionCache, strategy: Strategy | None = None,
-                 summary_backend: Backend | None = None, progress: bool = False) -> tuple[State, Context]:
+def run_strategy(
+    config: GenerateConfig,
+    backend: Backend,
+    cache: CompletionCache,
+    strategy: Strategy | None = None,
+    summary_backend: Backend | None = None,
+    progress: bool = False,
+) -> tuple[State, Context]:
     """Run a strategy's steps with no tracking; returns the final state and the context (with its counters)."""
     strategy = strategy or get_strategy(config.strategy)
     steps = strategy.build(config.language_filter)

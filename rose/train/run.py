@@ -55,32 +55,87 @@ class TrainResult:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train ``config.classifier`` on ``config.data`` once per seed and score it on every evaluation set."""
+    """Train ``config.classifier`` on ``config.data`` once per seed and score it on every evaluation set.
+
+    An identical finished setting is returned as it is; an identical setting that was stopped (a crash,
+    ``kill -9``) is continued: its finished seeds are kept, its unfinished seed runs deleted and run again.
+    """
     setting = prepare(config)
     tracking.setup(config.experiment)
+    digest = tracking.digest({**config.setting(), "seeds": config.seeds, "eval": config.eval})
+    if done := tracking.find_finished(config.experiment, "train", digest):
+        log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
+        return _reused(done)
+    stopped = tracking.unfinished(config.experiment, "train", digest)
     parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
-                                digest=tracking.digest({**config.setting(), "seeds": config.seeds,
-                                                        "eval": config.eval}))  # fmt: skip
+                                digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
-            tracking.run(name, parent_tags, params=params) as parent:  # fmt: skip
-        _log_training_input(setting)
+            tracking.run(name, parent_tags, params=params, run_id=stopped and stopped.info.run_id) as parent:  # fmt: skip
+        kept = _kept_seeds(parent.info.run_id) if stopped else {}
+        if not stopped:
+            _log_training_input(setting)
         best_folder, best_score = None, float("-inf")
         for seed in config.seeds:
             folder = Path(tmp) / f"seed{seed}"
-            result, fitted = _run_seed(setting, seed, name, folder)
+            if seed in kept:
+                log.info("seed %d: finished before the stop (%s); kept", seed, kept[seed].run_id)
+                result, model_folder = kept[seed], None
+            else:
+                result, fitted = _run_seed(setting, seed, name, folder)
+                model_folder = folder / pyfunc.ARTIFACT
+                del fitted
             results.append(result)
             if result.metrics["dev/macro_f1"] > best_score:
-                best_folder, best_score = folder / pyfunc.ARTIFACT, result.metrics["dev/macro_f1"]
-            del fitted
+                best_folder = model_folder or _download_model(result.run_id, Path(tmp) / f"kept{seed}")
+                best_score = result.metrics["dev/macro_f1"]
         summary = summarise([r.metrics for r in results])
         mlflow.log_metrics(summary)
         registered = None
-        if config.register and best_folder is not None:
+        if config.register and best_folder is not None and config.log_models:
             registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
         return TrainResult(parent.info.run_id, results, summary, registered)
+
+
+def _seed_result(run) -> SeedResult:
+    m = run.data.metrics
+    return SeedResult(
+        int(run.data.tags["rose.seed"]),
+        run.info.run_id,
+        dict(m),
+        int(m.get("epochs/best", 0)),
+        int(m.get("epochs/trained", 0)),
+    )
+
+
+def _kept_seeds(parent_run_id: str) -> dict[int, SeedResult]:
+    """Finished seed runs of a stopped setting; its unfinished seed runs are deleted (they will run again)."""
+    kept = {}
+    for run in tracking.child_runs(parent_run_id):
+        if run.info.status == "FINISHED" and "dev/macro_f1" in run.data.metrics:
+            kept[int(run.data.tags["rose.seed"])] = _seed_result(run)
+        else:
+            mlflow.MlflowClient().delete_run(run.info.run_id)
+    return kept
+
+
+def _reused(parent) -> TrainResult:
+    seeds = sorted((_seed_result(r) for r in tracking.child_runs(parent.info.run_id)
+                    if r.info.status == "FINISHED"), key=lambda r: r.seed)  # fmt: skip
+    summary = {k: v for k, v in parent.data.metrics.items() if k.endswith(("_mean", "_std"))}
+    return TrainResult(parent.info.run_id, seeds, summary)
+
+
+def _download_model(run_id: str, folder: Path) -> Path | None:
+    """The classifier folder of a seed run's logged model (None when the seed logged no model)."""
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(folder)))
+    except Exception:  # noqa: BLE001 - log_models was off for that seed
+        return None
+    meta = next(local.rglob("meta.json"), None)
+    return meta.parent if meta else None
 
 
 def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
