@@ -61,7 +61,11 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
+    import mlflow
+
+    uri = tracking_db(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # an earlier test may have pointed this process elsewhere
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -212,6 +216,9 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
         else:
             pytest.fail("mlflow server did not start")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
         monkeypatch.chdir(tmp_path)
         from rose.pipeline.run import run_pipeline
 
