@@ -234,7 +234,8 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
             if run.data.tags["rose.stage"] == "generate":
                 assert "dataset" in names
             if run.data.tags.get("rose.role") == "seed":
-                assert "model" in names and len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+                assert "confusion" in names and len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+                assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
     finally:
         os.kill(server.pid, signal.SIGTERM)

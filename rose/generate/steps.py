@@ -176,16 +176,18 @@ class Generate:
         seen = {label: set() for label in state.labels}
         asked = dict.fromkeys(state.labels, 0)
         active = list(state.labels)
+        produced = dict.fromkeys(state.labels, 0)
         while active:
+            plan = self.plan(active, kept, pending, asked, produced, budget, ctx)
             requests = []
             for label in active:
-                short = c.per_label - len(kept[label]) - len(pending[label])
-                n = min(math.ceil(max(short, 0) / per_request), budget - asked[label])
-                for _ in range(n):
+                for _ in range(plan[label]):
                     requests.append(self.request(label, asked[label], state, ctx))
                     asked[label] += 1
             for req, answer in zip(requests, ctx.ask(requests), strict=True):
-                pending[req.meta["label"]].extend(self.candidates(req, answer, seen[req.meta["label"]], state, ctx))
+                found = self.candidates(req, answer, seen[req.meta["label"]], state, ctx)
+                produced[req.meta["label"]] += len(found)
+                pending[req.meta["label"]].extend(found)
             batch = []
             for label in active:
                 take = c.per_label - len(kept[label])
@@ -209,6 +211,31 @@ class Generate:
                     "label %r: %d of %d examples missing after %d requests", label, gap, c.per_label, asked[label]
                 )
         return state
+
+    @staticmethod
+    def plan(active, kept, pending, asked, produced, budget: int, ctx: Context) -> dict[str, int]:
+        """Requests per label this round: enough for what is missing at the yield seen so far, then spare batch
+        slots round-robin to the labels still short (their requests share one prompt, so they batch cheaply).
+
+        Which examples are kept does not depend on the plan: candidates are taken in request order.
+        """
+        c = ctx.config
+        plan = {}
+        for label in active:
+            short = c.per_label - len(kept[label]) - len(pending[label])
+            rate = produced[label] / asked[label] if asked[label] else c.examples_per_request
+            need = math.ceil(short / max(rate, 0.5)) if short > 0 else 0
+            plan[label] = min(need, budget - asked[label])
+        spare = c.batch_size - sum(plan.values())
+        short_labels = [label for label in active if plan[label] > 0]
+        while spare > 0 and short_labels:
+            for label in list(short_labels):
+                if spare and asked[label] + plan[label] < budget:
+                    plan[label] += 1
+                    spare -= 1
+                else:
+                    short_labels.remove(label)
+        return plan
 
     def request(self, label: str, i: int, state: State, ctx: Context) -> Request:
         c = ctx.config

@@ -62,6 +62,8 @@ class HFBackend(Backend):
         self.dtype = dtype
         self.tok = None
         self.lm = None
+        self.prefix_cache_bytes = 1 << 30  # KV caches of recent prompts kept for reuse (0: off)
+        self._prefixes: dict[str, list] = {}
 
     def load(self) -> None:
         if self.lm is not None:
@@ -138,7 +140,10 @@ class HFBackend(Backend):
         )
         sampler = SeededSampler([r.seed for r in requests], params, pads)
         with torch.inference_mode():
-            seqs = self.lm.generate(**enc, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
+            extra = self._shared_prefill(texts, enc) if self.prefix_cache_bytes else {}
+            seqs = self.lm.generate(
+                **enc, **extra, generation_config=config, logits_processor=LogitsProcessorList([sampler])
+            )
         new = seqs[:, enc["input_ids"].shape[1] :].tolist()
         out = []
         for row in new:
@@ -148,6 +153,58 @@ class HFBackend(Backend):
             text = self.tok.decode(tokens, skip_special_tokens=True)
             out.append(Completion(text.strip(), n_tokens=len(tokens), finish_reason=finish))
         return out
+
+    def _shared_prefill(self, texts: list[str], enc: dict) -> dict:
+        """A KV cache of every row's prompt (all but its last token), from an LRU cache of prompts.
+
+        Requests of one label with fixed demonstrations repeat the same prompt with different seeds, within a batch
+        and across batches; on CPU the prompt's forward pass costs more than the answer. Each distinct prompt is
+        computed once (alone, so its cache does not depend on the batch) and copied, left-padded, into every row
+        that uses it, as vLLM's prefix caching does. Models whose cache is not one tensor per full prompt (sliding
+        windows) fall back to plain batched prefill.
+        """
+        from transformers import DynamicCache
+
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        length = ids.shape[1] - 1
+        if length < 1:
+            return {}
+        rows = []
+        for row, text in enumerate(texts):
+            pad = int((mask[row] == 0).sum())
+            kv = self._prefix(text, ids[row, pad:-1])
+            if kv is None:
+                return {}
+            rows.append((pad, kv))
+        layers = []
+        for layer in range(len(rows[0][1])):
+            k0, v0 = rows[0][1][layer]
+            keys = k0.new_zeros((len(rows), k0.shape[1], length, k0.shape[3]))
+            values = v0.new_zeros((len(rows), v0.shape[1], length, v0.shape[3]))
+            for row, (pad, kv) in enumerate(rows):
+                keys[row, :, pad:] = kv[layer][0][0]
+                values[row, :, pad:] = kv[layer][1][0]
+            layers.append((keys, values))
+        return {"past_key_values": DynamicCache(ddp_cache_data=layers, config=self.lm.config)}
+
+    def _prefix(self, text: str, ids) -> list | None:
+        if text in self._prefixes:
+            self._prefixes[text] = self._prefixes.pop(text)  # most recently used last
+            return self._prefixes[text]
+        if ids.shape[0] == 0:
+            return None
+        out = self.lm(input_ids=ids[None], use_cache=True)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        if any(k is None or k.shape[2] != ids.shape[0] for k, _ in kv):
+            return None
+        self._prefixes[text] = kv
+
+        def size(item: list) -> int:
+            return sum(k.numel() * k.element_size() * 2 for k, _ in item)
+
+        while len(self._prefixes) > 1 and sum(map(size, self._prefixes.values())) > self.prefix_cache_bytes:
+            self._prefixes.pop(next(iter(self._prefixes)))
+        return kv
 
 
 class SeededSampler:
@@ -174,7 +231,8 @@ class SeededSampler:
             return scores  # greedy
         scores = scores / p.temperature
         if p.top_p < 1.0:
-            ordered, index = scores.sort(dim=-1, descending=True)
+            # nucleus over the 1,000 most likely tokens: the rest hold no probability mass at these settings
+            ordered, index = scores.topk(min(1000, scores.shape[-1]), dim=-1)
             probs = ordered.softmax(dim=-1)
             drop = probs.cumsum(dim=-1) - probs > p.top_p
             ordered = ordered.masked_fill(drop, float("-inf"))
