@@ -67,7 +67,9 @@ def test_kill_and_resume_loses_nothing_and_asks_nothing_twice(tmp_path):
 
     # the uninterrupted run, in this process and without tracking: its requests and its dataset
     whole = FakeBackend(calls_file=tmp_path / "whole.jsonl")
-    config = generate_config(tmp_path / "whole", strategy="target_demos_revision", per_label=8, examples_per_request=4)
+    config = generate_config(
+        tmp_path / "whole", strategy="target_demos_revision", per_label=8, examples_per_request=4, batch_size=2
+    )
     cache = CompletionCache(tmp_path / "whole" / "completions.sqlite")
     state, _ = run_strategy(config, whole, cache)
     cache.close()
