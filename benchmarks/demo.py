@@ -29,10 +29,11 @@ def main() -> int:
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--keep", default="", help="run in this folder and keep it (default: a temporary one)")
     args = parser.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="rose-demo-bench-"))
+    # beside the checkout, so that ../shared/data is found as it is from the repository root
+    work = Path(args.keep or tempfile.mkdtemp(prefix="rose-demo-bench-", dir=ROOT.parent))
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "MLproject", work / "MLproject")
-    if (ROOT.parent / "shared").exists() and not (work.parent / "shared").exists():
+    if not (work.parent / "shared").exists():
         print(f"note: {work.parent}/shared is absent; the demo uses the hub or rose's own examples")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     started = time.perf_counter()
