@@ -1,28 +1,10 @@
-"""MLflow entry point ``tune``: the same flags as ``rose tune`` (see rose/train/config.py)."""
+"""``mlflow run . -e tune``: the tune stage with the MLproject's parameters (the same names as ``rose tune``)."""
 
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 
-from rose import tracking
-from rose.errors import RoseError
-from rose.train import tune_cli as cli
-
-
-def main(argv: list[str] | None = None) -> int:
-    tracking.adopt_launcher_run()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    parser = argparse.ArgumentParser(prog="tune", description="search training hyperparameters with Optuna")
-    cli.configure(parser)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except RoseError as exc:
-        print(f"tune: error: {exc}", file=sys.stderr)
-        return 2
-
+from rose.cli import main
+from rose.tracking import adopt_launcher_run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    adopt_launcher_run()
+    sys.exit(main(["tune", *sys.argv[1:]]))

@@ -23,7 +23,12 @@ def _work(payload: tuple) -> tuple[str, str]:
 
     study_path, unit_digest, env = payload
     os.environ.update(env)
-    return unit_digest, stages.run_unit(study_path, unit_digest)
+    if not logging.getLogger().handlers:  # a fresh worker process: log like the driver
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return unit_digest, stages.run_unit(study_path, unit_digest)
+    except RoseError as exc:  # subclasses may not survive pickling back to the driver
+        raise RoseError(str(exc)) from None
 
 
 def _env() -> dict[str, str]:
@@ -33,24 +38,24 @@ def _env() -> dict[str, str]:
 
 
 def run_local(study_path: str, units: list[Unit], max_parallel: int = 1) -> None:
-    """Run the units that are not done, stage after stage; up to ``max_parallel`` at once within a stage."""
+    """Run the units that are not done, stage after stage; up to ``max_parallel`` at once within a stage.
+
+    Each unit runs in a fresh worker process that ends with it, so the memory a generator or a classifier
+    took is given back before the next unit starts (and a crash in one unit cannot corrupt the driver).
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
     for stage in STAGE_ORDER:
         todo = [u for u in units if u.stage == stage and not u.run_id]
         if not todo:
             continue
         log.info("%s: %d unit(s) to run", stage, len(todo))
-        if max_parallel <= 1 or len(todo) == 1:
-            from rose.pipeline import stages
-
+        with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, max_tasks_per_child=1) as pool:
+            futures = {}
             for unit in todo:
                 log.info("running %s", unit.label)
-                unit.run_id = stages.run_unit(study_path, unit.digest)
-            continue
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
-        with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx) as pool:
-            futures = {pool.submit(_work, (study_path, u.digest, _env())): u for u in todo}
+                futures[pool.submit(_work, (study_path, unit.digest, _env()))] = unit
             for future in as_completed(futures):
                 unit = futures[future]
                 _, unit.run_id = future.result()
