@@ -320,15 +320,10 @@ def test_serve_answers_invocations(trained, workdir):
 
 
 @pytest.mark.slow
-def test_offline_e5_encoder_trains(workdir):
-    try:
-        from rose.assets import resolve_model
-
-        path = Path(resolve_model("multilingual-e5-small"))
-    except Exception as exc:  # rose.assets missing or the asset cannot be built here
-        pytest.skip(f"offline e5 encoder not available: {exc}")
+def test_offline_e5_encoder_trains(workdir, rose_asset):
     from rose.train.run import train
 
+    path = rose_asset("multilingual-e5-small")
     result = train(config(HUMAN, path, max_epochs=1, per_label=3, eval=[HUMAN], learning_rate=5e-5))
     seed = result.seeds[0].metrics
     full_mb = sum(f.stat().st_size for f in path.glob("*.safetensors")) / 2**20
