@@ -37,8 +37,13 @@ def main() -> int:
         print(f"note: {work.parent}/shared is absent; the demo uses the hub or rose's own examples")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "rose.cli", "pipeline", "--config", str(Path(args.config).resolve())],
-                          cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rose.cli", "pipeline", "--config", str(Path(args.config).resolve())],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     print(proc.stdout[-4000:])

@@ -86,22 +86,40 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in [
         Task(
-            "topic", "sib200", "sentences from news and encyclopedic text, classified by topic", SIB200_LABELS,
-            hub_id="Davlan/sib200", example_noun="sentence",
+            "topic",
+            "sib200",
+            "sentences from news and encyclopedic text, classified by topic",
+            SIB200_LABELS,
+            hub_id="Davlan/sib200",
+            example_noun="sentence",
         ),
         Task(
-            "intent", "massive", "commands and questions a user says to a voice assistant, classified by intent",
-            MASSIVE10, text_field="utt", label_field="intent", hub_id="AmazonScience/massive",
+            "intent",
+            "massive",
+            "commands and questions a user says to a voice assistant, classified by intent",
+            MASSIVE10,
+            text_field="utt",
+            label_field="intent",
+            hub_id="AmazonScience/massive",
             example_noun="utterance",
         ),
         Task(
-            "intent_all", "massive", "commands and questions a user says to a voice assistant, classified by intent",
-            MASSIVE60, text_field="utt", label_field="intent", hub_id="AmazonScience/massive",
+            "intent_all",
+            "massive",
+            "commands and questions a user says to a voice assistant, classified by intent",
+            MASSIVE60,
+            text_field="utt",
+            label_field="intent",
+            hub_id="AmazonScience/massive",
             example_noun="utterance",
         ),
         Task(
-            "sentiment", "sentiment", "short texts (reviews, posts, news sentences), classified by sentiment",
-            ("negative", "positive"), example_noun="text", drop_labels=("neutral",),
+            "sentiment",
+            "sentiment",
+            "short texts (reviews, posts, news sentences), classified by sentiment",
+            ("negative", "positive"),
+            example_noun="text",
+            drop_labels=("neutral",),
         ),
     ]
 }

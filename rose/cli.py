@@ -91,8 +91,10 @@ def _data_catalog(args: argparse.Namespace) -> None:
     from rose.catalog import LANGUAGES, TASKS
 
     for task in TASKS.values():
-        print(f"task {task.name}: {len(task.labels)} labels ({task.dataset}): {', '.join(task.labels[:10])}"
-              + (" ..." if len(task.labels) > 10 else ""))
+        print(
+            f"task {task.name}: {len(task.labels)} labels ({task.dataset}): {', '.join(task.labels[:10])}"
+            + (" ..." if len(task.labels) > 10 else "")
+        )
     for lang in LANGUAGES.values():
         print(f"language {lang.code}: {lang.name} ({lang.script}; SIB-200 {lang.sib200}, MASSIVE {lang.massive})")
 
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     for noisy in ("httpx", "urllib3", "alembic", "mlflow", "filelock", "numexpr"):

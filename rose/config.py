@@ -88,8 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     for f in dataclasses.fields(cls):
         if f.metadata.get("cli") is False:
             continue
-        default = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else None
+        default = (
+            f.default
+            if f.default is not _MISSING
+            else (f.default_factory() if f.default_factory is not _MISSING else None)
         )
         base, is_list = _base_type(hints[f.name])
         shown = ",".join(map(str, default)) if is_list and default else default
@@ -158,3 +160,35 @@ def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa:
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def read_yaml(path: str | Path, what: str) -> tuple[Any, dict[tuple, int]]:
+    """Parse a YAML file; returns the data and the line (1-based) of every mapping key and list item by its
+    path in the document (``("candidates", 0)``). A missing file or bad YAML is a one-line RoseError."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise RoseError(f"no {what} at {path}: check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data, root = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise RoseError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    lines: dict[tuple, int] = {}
+
+    def walk(node: Any, at: tuple) -> None:
+        lines[at] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*at, key.value)] = key.start_mark.line + 1
+                walk(value, (*at, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*at, i))
+
+    if root is not None:
+        walk(root, ())
+    return data, lines

@@ -38,7 +38,7 @@ class LabelledData:
 
     def by_label(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = defaultdict(list)
-        for text, label in zip(self.texts, self.labels):
+        for text, label in zip(self.texts, self.labels, strict=True):
             out[label].append(text)
         return dict(out)
 
@@ -306,6 +306,12 @@ def summary(task: str, language: str, source: str | Path) -> list[dict]:
     for split in SPLITS:
         data = load_split(t, language, split, source)
         counts = data.counts()
-        rows.append({"split": split, "rows": len(data), **{lab: counts.get(lab, 0) for lab in t.labels},
-                     "dropped": sum(data.dropped.values())})
+        rows.append(
+            {
+                "split": split,
+                "rows": len(data),
+                **{lab: counts.get(lab, 0) for lab in t.labels},
+                "dropped": sum(data.dropped.values()),
+            }
+        )
     return rows

@@ -86,8 +86,15 @@ def run_name_of(run_id: str) -> str:
     return run.data.tags.get("rose.candidate", run_id)
 
 
-def load_ref(ref: str, task: str | Task, language: str, *, split: str = "train", strict_labels: bool = True,
-             name: str | None = None) -> LabelledData:
+def load_ref(
+    ref: str,
+    task: str | Task,
+    language: str,
+    *,
+    split: str = "train",
+    strict_labels: bool = True,
+    name: str | None = None,
+) -> LabelledData:
     """Load the data a reference names.
 
     - ``human:<source>``: the human ``split`` of the task and language under ``<source>`` (``hub`` allowed);
@@ -100,7 +107,7 @@ def load_ref(ref: str, task: str | Task, language: str, *, split: str = "train",
     task = get_task(task) if isinstance(task, str) else task
     ref = ref.strip()
     if ref.startswith(HUMAN_PREFIX):
-        data = load_split(task, language, split, ref[len(HUMAN_PREFIX):] or "../shared/data")
+        data = load_split(task, language, split, ref[len(HUMAN_PREFIX) :] or "../shared/data")
         data.name = name or HUMAN_NAME
         return data
     if is_run_id(ref):
@@ -121,7 +128,8 @@ def load_ref(ref: str, task: str | Task, language: str, *, split: str = "train",
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")
-    data = rows_to_data(rows, task, text_field="text", label_field="label", where=str(path),
-                        strict_labels=strict_labels)
+    data = rows_to_data(
+        rows, task, text_field="text", label_field="label", where=str(path), strict_labels=strict_labels
+    )
     data.name = name or candidate or default_name
     return data

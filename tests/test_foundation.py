@@ -27,8 +27,14 @@ def test_catalog_has_three_tasks_and_eleven_languages():
     assert catalog.get_language("cy").sib200 == "cym_Latn"
 
 
-@pytest.mark.parametrize("call", [lambda: catalog.get_task("topik"), lambda: catalog.get_language("xx"),
-                                  lambda: catalog.check_label(catalog.get_task("topic"), "cooking")])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: catalog.get_task("topik"),
+        lambda: catalog.get_language("xx"),
+        lambda: catalog.check_label(catalog.get_task("topic"), "cooking"),
+    ],
+)
 def test_unknown_names_give_one_line_errors(call):
     with pytest.raises(RoseError) as exc:
         call()
@@ -76,8 +82,12 @@ def test_summary_counts(capsys):
 
 
 def test_jsonl_csv_parquet_with_column_mapping(tmp_path):
-    rows = [{"sentence": "The match ended 2-1.", "topic": "sports"}, {"sentence": "", "topic": "sports"},
-            {"sentence": "Rain tomorrow.", "topic": "weather"}, {"sentence": "New vaccine.", "topic": "health"}]
+    rows = [
+        {"sentence": "The match ended 2-1.", "topic": "sports"},
+        {"sentence": "", "topic": "sports"},
+        {"sentence": "Rain tomorrow.", "topic": "weather"},
+        {"sentence": "New vaccine.", "topic": "health"},
+    ]
     jl = tmp_path / "d.jsonl"
     jl.write_text("\n".join(json.dumps(r) for r in rows))
     import pandas as pd
@@ -138,8 +148,18 @@ def test_cap_and_stratified_split():
 
 
 # --- names ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("generator", ["google/gemma-3-4b-it", "/models/My Model:v2/", "llama3:8b", "C:\\m\\x y",
-                                       "hf.co/org/repo:Q4_K_M", "smollm2-135m-instruct", "Ünïcode model"])
+@pytest.mark.parametrize(
+    "generator",
+    [
+        "google/gemma-3-4b-it",
+        "/models/My Model:v2/",
+        "llama3:8b",
+        "C:\\m\\x y",
+        "hf.co/org/repo:Q4_K_M",
+        "smollm2-135m-instruct",
+        "Ünïcode model",
+    ],
+)
 def test_names_are_safe_and_stable(generator):
     name = naming.candidate_name(generator, "target_demos_sl_revision")
     assert name == naming.candidate_name(generator, "target_demos_sl_revision")

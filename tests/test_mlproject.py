@@ -30,8 +30,11 @@ def _mlflow_run(tmp_path: Path, entry: str, params: dict[str, str]) -> subproces
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local"]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_db(tmp_path), "PATH": f"{Path(sys.executable).parent}:"
-           + os.environ.get("PATH", "")}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_db(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}:" + os.environ.get("PATH", ""),
+    }
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -21,9 +21,11 @@ from tests.tiny import make_tiny_classifier
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study_yaml(folder: Path, classifier: Path, *, experiment: str = "study", seeds=(1, 2), epochs: int = 2,
-               extra: str = "") -> Path:
-    text = textwrap.dedent(f"""\
+def study_yaml(
+    folder: Path, classifier: Path, *, experiment: str = "study", seeds=(1, 2), epochs: int = 2, extra: str = ""
+) -> Path:
+    text = (
+        textwrap.dedent(f"""\
         experiment: {experiment}
         tasks: [topic]
         languages: [cy]
@@ -48,7 +50,9 @@ def study_yaml(folder: Path, classifier: Path, *, experiment: str = "study", see
           embedding_model: ""
           tokenizer: ""
           bootstrap: 50
-        """) + extra
+        """)
+        + extra
+    )
     path = folder / "study.yaml"
     path.write_text(text)
     return path
@@ -74,14 +78,23 @@ def store(tmp_path, monkeypatch) -> Path:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t: t.replace("languages: [cy]", "languages: [cy]\nlanguage: en"), r"study.yaml:4: unknown key 'language'"),
+        (
+            lambda t: t.replace("languages: [cy]", "languages: [cy]\nlanguage: en"),
+            r"study.yaml:4: unknown key 'language'",
+        ),
         (lambda t: t.replace("strategy: zero_shot", "strategy: zero_shots"), r"study.yaml:6: .*unknown strategy"),
-        (lambda t: t.replace("backend: fake\n", "backend: hf\n").replace("fake-a", "no-such-model"),
-         r"study.yaml:6: .*unknown model 'no-such-model'"),
-        (lambda t: t.split("candidates:")[0] + "candidates: []\n" + "generate: {backend: fake}\n",
-         r"study.yaml:5: the study has no candidates"),
-        (lambda t: t.replace("per_label: 6\n  examples", "per_lable: 6\n  examples"),
-         r"study.yaml:10: generate: unknown setting 'per_lable'"),
+        (
+            lambda t: t.replace("backend: fake\n", "backend: hf\n").replace("fake-a", "no-such-model"),
+            r"study.yaml:6: .*unknown model 'no-such-model'",
+        ),
+        (
+            lambda t: t.split("candidates:")[0] + "candidates: []\n" + "generate: {backend: fake}\n",
+            r"study.yaml:5: the study has no candidates",
+        ),
+        (
+            lambda t: t.replace("per_label: 6\n  examples", "per_lable: 6\n  examples"),
+            r"study.yaml:10: generate: unknown setting 'per_lable'",
+        ),
         (lambda t: t.replace("tasks: [topic]", "tasks: [topics]"), r"study.yaml:2: unknown task 'topics'"),
     ],
 )
@@ -130,16 +143,22 @@ def _check_exactly_once(experiment: str, seeds=(1, 2)) -> None:
     runs = _finished(experiment)
     stages = Counter(r.data.tags["rose.stage"] for r in runs)
     assert stages["generate"] == 2 and stages["score"] == 1 and stages["pipeline"] >= 1
-    seeds_done = Counter((r.data.tags["rose.train_data"], r.data.tags["rose.seed"]) for r in runs
-                         if r.data.tags.get("rose.role") == "seed")
+    seeds_done = Counter(
+        (r.data.tags["rose.train_data"], r.data.tags["rose.seed"])
+        for r in runs
+        if r.data.tags.get("rose.role") == "seed"
+    )
     assert seeds_done == {(c, str(s)): 1 for c in ("fake-a__zero_shot", "fake-b__target_demos") for s in seeds}
     settings = [r for r in runs if r.data.tags.get("rose.role") == "setting"]
     assert len(settings) == 2
     for run in runs:
         if run.data.tags.get("rose.role") == "seed":
             assert "eval/human/macro_f1" in run.data.metrics
-            other = "fake-b__target_demos" if run.data.tags["rose.train_data"] == "fake-a__zero_shot" \
+            other = (
+                "fake-b__target_demos"
+                if run.data.tags["rose.train_data"] == "fake-a__zero_shot"
                 else "fake-a__zero_shot"
+            )
             assert f"eval/{other}/macro_f1" in run.data.metrics
     model = mlflow.pyfunc.load_model("models:/rose-topic-cy@champion")
     assert len(model.predict(["Mae'r tîm wedi ennill y gêm."])) == 1
@@ -200,10 +219,25 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
 
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     try:
         uri = f"http://127.0.0.1:{port}"

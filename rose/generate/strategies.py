@@ -110,23 +110,14 @@ def get_strategy(name_or_path: str) -> Strategy:
 
 def load_strategy(path: str | Path) -> Strategy:
     """A user strategy from YAML; an unknown step is an error naming its line."""
-    import yaml
+    from rose.config import read_yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise RoseError(f"no such strategy file: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RoseError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    data, lines = read_yaml(path, "strategy file")
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise RoseError(f"{path}: expected a mapping with a 'steps' list")
-    nodes = next(v for k, v in root.value if k.value == "steps").value
     specs = []
-    for node, item in zip(nodes, data["steps"], strict=True):
-        line = node.start_mark.line + 1
+    for i, item in enumerate(data["steps"]):
+        line = lines[("steps", i)]
         if isinstance(item, str):
             item = {item: {}}
         if not isinstance(item, dict) or len(item) != 1:

@@ -8,14 +8,39 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="study YAML file (default: configs/demo.yaml)")
     parser.add_argument("--executor", default="local", choices=["local", "ray"], help="where units run")
-    parser.add_argument("--max-parallel", "--max_parallel", type=int, default=1, dest="max_parallel",
-                        help="units running at once with the local executor (default: 1, in this process)")
-    parser.add_argument("--dry-run", "--dry_run", nargs="?", const="true", default="false", dest="dry_run",
-                        metavar="BOOL", help="print the plan (stages, counts, what is done) and run nothing")
-    parser.add_argument("--ray-address", "--ray_address", default=None, dest="ray_address",
-                        help="address of a running Ray cluster (default: start a local one)")
-    parser.add_argument("--gpus-per-generator", "--gpus_per_generator", type=float, default=0.0,
-                        dest="gpus_per_generator", help="GPUs each generation task asks Ray for")
+    parser.add_argument(
+        "--max-parallel",
+        "--max_parallel",
+        type=int,
+        default=1,
+        dest="max_parallel",
+        help="units running at once with the local executor (default: 1, in this process)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        nargs="?",
+        const="true",
+        default="false",
+        dest="dry_run",
+        metavar="BOOL",
+        help="print the plan (stages, counts, what is done) and run nothing",
+    )
+    parser.add_argument(
+        "--ray-address",
+        "--ray_address",
+        default=None,
+        dest="ray_address",
+        help="address of a running Ray cluster (default: start a local one)",
+    )
+    parser.add_argument(
+        "--gpus-per-generator",
+        "--gpus_per_generator",
+        type=float,
+        default=0.0,
+        dest="gpus_per_generator",
+        help="GPUs each generation task asks Ray for",
+    )
     parser.set_defaults(func=run)
 
 
@@ -25,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from rose.pipeline.study import load_study
 
     args.dry_run = parse_bool(args.dry_run)
-    result = run_pipeline(args.config, executor=args.executor, max_parallel=args.max_parallel,
-                          dry_run=args.dry_run, ray_address=args.ray_address,
-                          gpus_per_generator=args.gpus_per_generator)
+    result = run_pipeline(
+        args.config,
+        executor=args.executor,
+        max_parallel=args.max_parallel,
+        dry_run=args.dry_run,
+        ray_address=args.ray_address,
+        gpus_per_generator=args.gpus_per_generator,
+    )
     if args.dry_run:
         print(result.plan)
         return 0

@@ -51,8 +51,15 @@ def build(study: Study) -> list[Unit]:
         for cand in study.candidates:
             others = [gens[c.name].digest for c in study.candidates if c.name != cand.name]
             settings = stages.train_settings(study, task, lang, cand)
-            unit = Unit("train", task, lang, settings, candidate=cand, seeds=list(settings.get("seeds", [])),
-                        needs=[gens[cand.name].digest, *others])
+            unit = Unit(
+                "train",
+                task,
+                lang,
+                settings,
+                candidate=cand,
+                seeds=list(settings.get("seeds", [])),
+                needs=[gens[cand.name].digest, *others],
+            )
             unit.digest = digest({"train": settings, "needs": unit.needs, "human_test": study.human_test})
             trains.append(unit)
         settings = stages.score_settings(study, task, lang)

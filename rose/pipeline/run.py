@@ -26,8 +26,15 @@ class PipelineResult:
     wall_s: float = 0.0
 
 
-def run_pipeline(config: str | Path, *, executor: str = "local", max_parallel: int = 1, dry_run: bool = False,
-                 ray_address: str | None = None, gpus_per_generator: float = 0.0) -> PipelineResult:
+def run_pipeline(
+    config: str | Path,
+    *,
+    executor: str = "local",
+    max_parallel: int = 1,
+    dry_run: bool = False,
+    ray_address: str | None = None,
+    gpus_per_generator: float = 0.0,
+) -> PipelineResult:
     """Run the study in ``config``; with ``dry_run`` only build and return the plan."""
     from rose import tracking
     from rose.pipeline import execute, plan
@@ -72,8 +79,12 @@ def _open_pipeline_run(study, plan_text: str) -> str:
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(study.experiment)
-    run_tags = tracking.tags("pipeline", ",".join(study.tasks), ",".join(study.languages),
-                             digest=tracking.digest({"study": Path(study.path).read_text(encoding="utf-8")}))
+    run_tags = tracking.tags(
+        "pipeline",
+        ",".join(study.tasks),
+        ",".join(study.languages),
+        digest=tracking.digest({"study": Path(study.path).read_text(encoding="utf-8")}),
+    )
     run = client.create_run(exp.experiment_id, tags={**run_tags, "mlflow.runName": f"pipeline-{Path(study.path).stem}"})
     client.log_text(run.info.run_id, Path(study.path).read_text(encoding="utf-8"), "study.yaml")
     client.log_text(run.info.run_id, plan_text, "plan.txt")

@@ -63,8 +63,15 @@ def check_model(name: str) -> None:
 
 
 def generate_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
-    settings = {**study.generate, **dict(cand.options), "task": task, "language": language,
-                "generator": cand.generator, "strategy": cand.strategy, "experiment": study.experiment}
+    settings = {
+        **study.generate,
+        **dict(cand.options),
+        "task": task,
+        "language": language,
+        "generator": cand.generator,
+        "strategy": cand.strategy,
+        "experiment": study.experiment,
+    }
     settings.setdefault("source", study.source)
     if cand.backend:
         settings["backend"] = cand.backend
@@ -81,8 +88,13 @@ def train_settings(study: Study, task: str, language: str, cand: Candidate) -> d
 
 
 def score_settings(study: Study, task: str, language: str) -> dict[str, Any]:
-    return {**study.score, "task": task, "language": language, "experiment": study.experiment,
-            "candidates": [c.name for c in study.candidates]}
+    return {
+        **study.score,
+        "task": task,
+        "language": language,
+        "experiment": study.experiment,
+        "candidates": [c.name for c in study.candidates],
+    }
 
 
 def run_unit(study_path: str, unit_digest: str) -> str:

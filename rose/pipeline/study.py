@@ -63,28 +63,6 @@ class Study:
         return list(itertools.product(self.tasks, self.languages))
 
 
-def _lines(text: str) -> dict[tuple, int]:
-    """Line number (1-based) of every mapping key and sequence item, by its path in the document."""
-    import yaml
-
-    out: dict[tuple, int] = {}
-
-    def walk(node, path):
-        out[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                out[(*path, key.value)] = key.start_mark.line + 1
-                walk(value, (*path, key.value))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, ())
-    return out
-
-
 class _Where:
     def __init__(self, path: str, lines: dict[tuple, int]):
         self.path, self.lines = path, lines
@@ -98,19 +76,11 @@ class _Where:
 
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; every problem is a RoseError naming the file, the line and the fix."""
-    import yaml
+    from rose.config import read_yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise RoseError(f"no study config at {path}: pass --config configs/demo.yaml or your own YAML file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text) or {}
-        where = _Where(str(path), _lines(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise RoseError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw, lines = read_yaml(path, "study config")
+    raw = raw or {}
+    where = _Where(str(path), lines)
     if not isinstance(raw, dict):
         raise RoseError(f"{path}: a study config is a mapping of settings (experiment, tasks, candidates, ...)")
     for key in raw:
@@ -150,8 +120,9 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
         if not isinstance(item, dict) or "generator" not in item or "strategy" not in item:
             raise RoseError(f"{where('candidates', i)}: a candidate needs `generator:` and `strategy:`")
         extra = {k: v for k, v in item.items() if k not in ("generator", "strategy", "backend")}
-        out.append(Candidate(str(item["generator"]), str(item["strategy"]), item.get("backend"),
-                             tuple(sorted(extra.items()))))
+        out.append(
+            Candidate(str(item["generator"]), str(item["strategy"]), item.get("backend"), tuple(sorted(extra.items())))
+        )
     if not out:
         key = "candidates" if "candidates" in raw else "generators"
         raise RoseError(f"{where(key)}: the study has no candidates: list at least one generator and strategy")
@@ -184,7 +155,7 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in stages.OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**stages.probe_values(stage), **settings}
-        _reraise(lambda c=cls, p=probe: cfg.from_mapping(c, p, where=stage), where(stage))
+        _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
