@@ -50,9 +50,7 @@ def setup(experiment: str = "rose") -> str:
     import mlflow
 
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:") and not os.environ.get("MLFLOW_REGISTRY_URI"):
-        mlflow.set_registry_uri(uri)
+    mlflow.set_tracking_uri(uri)  # the model registry follows it unless MLFLOW_REGISTRY_URI says otherwise
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         location = None

@@ -30,11 +30,9 @@ def _mlflow_run(tmp_path: Path, entry: str, params: dict[str, str]) -> subproces
     args = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local"]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": tracking_db(tmp_path),
-        "PATH": f"{Path(sys.executable).parent}:" + os.environ.get("PATH", ""),
-    }
+    # MLflow exports the active experiment of this process (MLFLOW_EXPERIMENT_ID); the new store has none of it
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env.update(MLFLOW_TRACKING_URI=tracking_db(tmp_path), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
     return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
