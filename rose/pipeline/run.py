@@ -125,6 +125,6 @@ def where_to_look(experiment: str) -> str:
         cmd, url = "(your tracking server is already running)", uri
     return (
         f"Look at the runs: {cmd}\n"
-        f"then open {url} and the experiment '{experiment}' (generate, train and score runs are tagged "
-        f"rose.stage); the champion classifier is in Models."
+        f"then open {url}, the experiment '{experiment}' and its 'Training runs' (generate, train and score "
+        f"runs are tagged rose.stage); the champion classifier is under Models."
     )
