@@ -259,3 +259,29 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["data", "summary", "--task", "nope", "--language", "en"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rose data: error: unknown task 'nope'") and "\n" not in err
+
+
+def test_source_auto_falls_back_to_shipped_examples(tmp_path, monkeypatch):
+    from rose.catalog import get_language, get_task
+
+    (tmp_path / "MLproject").write_text("name: x\n")
+    monkeypatch.chdir(tmp_path)  # no ../shared/data beside this project
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: False)
+    topic, en = get_task("topic"), get_language("en")
+    assert data.resolve_source("auto", topic, en) == data.BUNDLED / "topic"
+    train, test = data.load_split("topic", "en", "train", "auto"), data.load_split("topic", "en", "test", "auto")
+    assert set(train.labels) == set(test.labels) == set(topic.labels) and not set(train.texts) & set(test.texts)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: True)
+    assert data.resolve_source("auto", topic, en) == "hub"
+    with pytest.raises(RoseError, match="ships examples only for topic/en"):
+        monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: False)
+        data.resolve_source("auto", get_task("intent"), get_language("cy"))
+
+
+@needs_shared
+def test_source_auto_prefers_shared_data(monkeypatch):
+    from rose.catalog import get_language, get_task
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    source = data.resolve_source("auto", get_task("topic"), get_language("cy"))
+    assert Path(source).resolve() == SHARED.resolve()
