@@ -54,7 +54,7 @@ def run_local(study_path: str, units: list[Unit], max_parallel: int = 1) -> None
         with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, max_tasks_per_child=1) as pool:
             futures = {}
             for unit in todo:
-                log.info("running %s", unit.label)
+                log.info("queued %s", unit.label)
                 futures[pool.submit(_work, (study_path, unit.digest, _env()))] = unit
             for future in as_completed(futures):
                 unit = futures[future]

@@ -116,6 +116,7 @@ def run_unit(study_path: str, unit_digest: str) -> str:
     missing = [by_digest[d].label for d in unit.needs if not by_digest[d].run_id]
     if missing:
         raise RoseError(f"cannot run {unit.label}: still missing {'; '.join(missing)}")
+    log.info("running %s", unit.label)
     run_id = {"generate": _generate, "train": _train, "score": _score}[unit.stage](study, unit, by_digest)
     import mlflow
 
