@@ -49,7 +49,7 @@ class LabelledData:
         return LabelledData([self.texts[i] for i in index], [self.labels[i] for i in index], name or self.name)
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict]]:
+def read_rows(path: Path) -> list[tuple[int, dict]]:
     """Rows of a jsonl, csv or parquet file with their line numbers (1-based; header is line 1 in csv)."""
     if not path.exists():
         raise RoseError(f"no such file: {path}: check --source (a folder laid out as <dataset>/<lang>/<split>.jsonl)")
@@ -162,7 +162,7 @@ def load_split(
     else:
         text_field = text_column or "text"
         label_field = label_column or "label"
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise RoseError(f"{path}: the file is empty")
     return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)

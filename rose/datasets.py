@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rose.catalog import Task, get_task
-from rose.data import LabelledData, load_split, rows_to_data
+from rose.data import LabelledData, load_split, read_rows, rows_to_data
 from rose.errors import RoseError
 
 ARTIFACT_DIR = "dataset"
@@ -122,9 +122,7 @@ def load_ref(
                 f"no dataset at {ref}: pass a generate run id, a .jsonl/.parquet file, or human:<data folder>"
             )
         default_name = path.stem if path.name != DATA_FILE else path.parent.name
-    from rose.data import _read_rows
-
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")

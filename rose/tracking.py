@@ -69,9 +69,9 @@ def setup(experiment: str = "rose") -> str:
 def adopt_launcher_run() -> str | None:
     """Detach from the run ``mlflow run`` started for an entry point.
 
-    ``mlflow run`` starts a run in the launching experiment and passes its id in ``MLFLOW_RUN_ID``.
-    rose writes its own runs into the study's experiment, so the launcher run is ended here after
-    being tagged with where the real runs went. Returns its id, if any.
+    ``mlflow run`` starts a run in the launching experiment and passes its id (and experiment) in the
+    environment. rose writes its own runs into the study's experiment, so both variables are dropped here
+    and the launcher run stays a thin record that ``mlflow run`` itself ends. Returns its id, if any.
     """
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)

@@ -184,7 +184,7 @@ def test_pipeline_killed_during_training_finishes_with_every_run_once(store, tin
     assert not [r for r in _finished("study") if r.data.tags["rose.stage"] == "score"]
     done = subprocess.run(cmd, cwd=store, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "RoSE" in done.stdout or "rose" in done.stdout.lower()
+    assert "RoSE leaderboard: task topic, language cy" in done.stdout
     _check_exactly_once("study", seeds=(1, 2, 3))
     again = subprocess.run(cmd + ["--dry-run"], cwd=store, env=env, capture_output=True, text=True, timeout=300)
     assert "plan: generate: 2 done / 2, train: 2 done / 2, score: 1 done / 1" in again.stdout

@@ -133,12 +133,8 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     if config.resume and (done := tracking.find_finished(config.experiment, "generate", digest)):
         log.info("%s: an identical finished run exists (%s); not generating again", candidate, done.info.run_id)
         return _reused(done, candidate)
-    unfinished = [
-        r
-        for r in tracking.search_runs(config.experiment, finished_only=False, stage="generate", digest=digest)
-        if r.info.status != "FINISHED"
-    ]
-    resume_id = max(unfinished, key=lambda r: r.info.start_time).info.run_id if unfinished else None
+    stopped = tracking.unfinished(config.experiment, "generate", digest)
+    resume_id = stopped.info.run_id if stopped else None
 
     own = backend is None
     backend = backend or get_backend(config.backend, config)
@@ -160,7 +156,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     )
     started = time.perf_counter()
     try:
-        with mlflow.start_run(run_id=resume_id, run_name=None if resume_id else candidate, tags=run_tags) as run:
+        with tracking.run(candidate, run_tags, run_id=resume_id) as run:
             if resume_id:
                 log.info("%s: continuing unfinished run %s", candidate, resume_id)
             _log_params(config, strategy)

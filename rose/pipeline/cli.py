@@ -47,7 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rose.config import parse_bool
     from rose.pipeline.run import leaderboards, run_pipeline, where_to_look
-    from rose.pipeline.study import load_study
 
     args.dry_run = parse_bool(args.dry_run)
     result = run_pipeline(
@@ -63,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(leaderboards(result.score_runs))
     print(f"\nstudy finished in {result.wall_s:.0f} s ({result.ran} unit(s) run, {result.skipped} already done)")
-    print(where_to_look(load_study(args.config).experiment))
+    print(where_to_look(result.experiment))
     return 0

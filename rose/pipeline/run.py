@@ -20,6 +20,7 @@ EXECUTORS = ("local", "ray")
 class PipelineResult:
     run_id: str | None
     plan: str
+    experiment: str
     score_runs: list[str] = field(default_factory=list)
     ran: int = 0
     skipped: int = 0
@@ -51,7 +52,7 @@ def run_pipeline(
     text = plan.describe(units)
     skipped = sum(bool(u.run_id) for u in units)
     if dry_run:
-        return PipelineResult(None, text, skipped=skipped)
+        return PipelineResult(None, text, study.experiment, skipped=skipped)
     log.info("plan of %s:\n%s", config, text)
     started = time.perf_counter()
     run_id = _open_pipeline_run(study, text)
@@ -68,7 +69,9 @@ def run_pipeline(
     finally:
         _close_pipeline_run(run_id, status, units, skipped, time.perf_counter() - started)
     scores = [u.run_id for u in units if u.stage == "score"]
-    return PipelineResult(run_id, text, scores, len(units) - skipped, skipped, time.perf_counter() - started)
+    return PipelineResult(
+        run_id, text, study.experiment, scores, len(units) - skipped, skipped, time.perf_counter() - started
+    )
 
 
 def _open_pipeline_run(study, plan_text: str) -> str:
@@ -79,14 +82,12 @@ def _open_pipeline_run(study, plan_text: str) -> str:
 
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name(study.experiment)
+    text = Path(study.path).read_text(encoding="utf-8")
     run_tags = tracking.tags(
-        "pipeline",
-        ",".join(study.tasks),
-        ",".join(study.languages),
-        digest=tracking.digest({"study": Path(study.path).read_text(encoding="utf-8")}),
+        "pipeline", ",".join(study.tasks), ",".join(study.languages), digest=tracking.digest({"study": text})
     )
     run = client.create_run(exp.experiment_id, tags={**run_tags, "mlflow.runName": f"pipeline-{Path(study.path).stem}"})
-    client.log_text(run.info.run_id, Path(study.path).read_text(encoding="utf-8"), "study.yaml")
+    client.log_text(run.info.run_id, text, "study.yaml")
     client.log_text(run.info.run_id, plan_text, "plan.txt")
     client.log_param(run.info.run_id, "candidates", ",".join(c.name for c in study.candidates))
     return run.info.run_id
