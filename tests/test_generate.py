@@ -278,7 +278,7 @@ def test_revision_rejects_from_first_word_and_keeps_the_rejected(tmp_path):
 
 @needs_shared
 def test_language_check_measures_and_filters(tmp_path):
-    from rose.data import load_split
+    from rose.human_data import load_split
 
     welsh = load_split("topic", "cy", "train", SHARED_DATA).texts[:40]
     english = load_split("topic", "en", "train", SHARED_DATA).texts[:40]

@@ -60,10 +60,10 @@ def _calls(tmp: Path) -> list[str]:
 def test_kill_and_resume_loses_nothing_and_asks_nothing_twice(tmp_path):
     from fakes import generate_config
 
-    from rose.datasets import EXAMPLE_FIELDS
     from rose.generate.backends import FakeBackend
     from rose.generate.cache import CompletionCache
     from rose.generate.run import run_strategy
+    from rose.generated_data import EXAMPLE_FIELDS
 
     # the uninterrupted run, in this process and without tracking: its requests and its dataset
     whole = FakeBackend(calls_file=tmp_path / "whole.jsonl")

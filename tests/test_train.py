@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rose.data import LabelledData
 from rose.errors import RoseError
+from rose.human_data import LabelledData
 from tests.tiny import SHARED_DATA, human_rows, make_tiny_classifier, write_dataset
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
@@ -233,7 +233,7 @@ def test_pyfunc_round_trip_matches_logged_metrics(trained):
     import mlflow
     import pandas as pd
 
-    from rose.datasets import load_ref
+    from rose.generated_data import load_ref
     from rose.train.evaluate import evaluate_pyfunc
 
     result, _ = trained

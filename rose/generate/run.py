@@ -17,10 +17,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rose import datasets, tracking
+from rose import generated_data, tracking
 from rose.catalog import get_language, get_task
 from rose.config import to_params
-from rose.data import load_split
 from rose.errors import RoseError
 from rose.generate.backends import Backend, get_backend
 from rose.generate.cache import CompletionCache
@@ -29,6 +28,7 @@ from rose.generate.context import Context
 from rose.generate.parse import length_limits
 from rose.generate.steps import State
 from rose.generate.strategies import Strategy, get_strategy
+from rose.human_data import load_split
 from rose.naming import candidate_name, metric_key
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             metrics = _metrics(state, ctx, time.perf_counter() - started)
             path = _write(out_dir, state, ctx)
             mlflow.log_metrics(metrics)
-            mlflow.log_artifacts(str(out_dir), datasets.ARTIFACT_DIR)
+            mlflow.log_artifacts(str(out_dir), generated_data.ARTIFACT_DIR)
             _log_input(path, candidate)
             run_id = run.info.run_id
     finally:
@@ -189,7 +189,7 @@ def _reused(run, candidate: str) -> GenerateResult:
     m = run.data.metrics
     kept = {lab: int(m.get(metric_key("kept", lab), 0)) for lab in labels}
     shortfall = {lab: int(m.get(metric_key("shortfall", lab), 0)) for lab in labels}
-    path = datasets.download_dataset(run.info.run_id)
+    path = generated_data.download_dataset(run.info.run_id)
     return GenerateResult(run.info.run_id, path, candidate, kept, shortfall, dict(m), reused=True)
 
 
@@ -240,17 +240,17 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
 def _write(out_dir: Path, state: State, ctx: Context) -> Path:
     """The dataset folder: data (jsonl, parquet), rejected examples, demonstrations, descriptions, prompts."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [{k: ex.get(k) for k in datasets.EXAMPLE_FIELDS} for ex in state.examples]
-    path = datasets.write_jsonl(rows, out_dir / datasets.DATA_FILE)
-    _parquet(rows, out_dir / datasets.PARQUET_FILE)
-    datasets.write_jsonl(
+    rows = [{k: ex.get(k) for k in generated_data.EXAMPLE_FIELDS} for ex in state.examples]
+    path = generated_data.write_jsonl(rows, out_dir / generated_data.DATA_FILE)
+    _parquet(rows, out_dir / generated_data.PARQUET_FILE)
+    generated_data.write_jsonl(
         [{k: v for k, v in ex.items() if not k.startswith("_")} for ex in state.rejected],
-        out_dir / datasets.REJECTED_FILE,
+        out_dir / generated_data.REJECTED_FILE,
     )
-    datasets.write_jsonl(list(state.prompts.values()), out_dir / datasets.PROMPTS_FILE)
+    generated_data.write_jsonl(list(state.prompts.values()), out_dir / generated_data.PROMPTS_FILE)
     demos = {"language": state.demo_language, "demonstrations": state.demonstrations, "demos_used": state.demos_used}
-    (out_dir / datasets.DEMOS_FILE).write_text(json.dumps(demos, ensure_ascii=False, indent=1), encoding="utf-8")
-    with (out_dir / datasets.DESCRIPTIONS_FILE).open("w", encoding="utf-8", newline="") as fh:
+    (out_dir / generated_data.DEMOS_FILE).write_text(json.dumps(demos, ensure_ascii=False, indent=1), encoding="utf-8")
+    with (out_dir / generated_data.DESCRIPTIONS_FILE).open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["label", "description"])
         writer.writerows((label, state.descriptions.get(label, "")) for label in state.labels)
@@ -260,7 +260,7 @@ def _write(out_dir: Path, state: State, ctx: Context) -> Path:
 def _parquet(rows: list[dict], path: Path) -> None:
     import pandas as pd
 
-    pd.DataFrame(rows, columns=list(datasets.EXAMPLE_FIELDS)).astype({"verdict": "object"}).to_parquet(path)
+    pd.DataFrame(rows, columns=list(generated_data.EXAMPLE_FIELDS)).astype({"verdict": "object"}).to_parquet(path)
 
 
 def _log_input(path: Path, candidate: str) -> None:
@@ -270,7 +270,7 @@ def _log_input(path: Path, candidate: str) -> None:
     df = (
         pd.read_json(path, lines=True, dtype=False)
         if path.stat().st_size
-        else pd.DataFrame(columns=list(datasets.EXAMPLE_FIELDS))
+        else pd.DataFrame(columns=list(generated_data.EXAMPLE_FIELDS))
     )
     with warnings.catch_warnings():  # mlflow's notes on integer columns and ambiguous local sources
         warnings.simplefilter("ignore")

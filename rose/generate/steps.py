@@ -19,12 +19,12 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rose.data import load_split, sample_demonstrations, truncate_words
 from rose.errors import RoseError
 from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
 from rose.generate.parse import normalise, parse_examples_counted, within_length
+from rose.human_data import load_split, sample_demonstrations, truncate_words
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,7 @@ def fill_missing(tracked: Tracked, task: str, language: str, candidates: list[st
 
 
 def _load(run_id: str, task: str, language: str):
-    from rose.datasets import load_ref
+    from rose.generated_data import load_ref
 
     return load_ref(run_id, task, language, strict_labels=False)
 

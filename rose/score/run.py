@@ -80,14 +80,14 @@ class _Datasets:
         self.folders: dict[str, Path] = {}
 
     def folder(self, run_id: str) -> Path:
-        from rose.datasets import download_dataset
+        from rose.generated_data import download_dataset
 
         if run_id not in self.folders:
             self.folders[run_id] = download_dataset(run_id).parent
         return self.folders[run_id]
 
     def rows(self, run_id: str, name: str = "data.jsonl") -> list[dict]:
-        from rose.datasets import read_jsonl
+        from rose.generated_data import read_jsonl
 
         path = self.folder(run_id) / name
         return read_jsonl(path) if path.exists() else []

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from rose.catalog import get_task
-from rose.data import LabelledData, cap_per_label, stratified_split
-from rose.datasets import HUMAN_PREFIX, is_run_id, load_ref
 from rose.errors import RoseError
+from rose.generated_data import HUMAN_PREFIX, is_run_id, load_ref
+from rose.human_data import LabelledData, cap_per_label, stratified_split
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
 

