@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from rose.catalog import Task, get_task
 from rose.errors import RoseError
-from rose.human_data import LabelledData, load_split, read_rows, rows_to_data
+from rose.human_data import LabelledData, check_label_map, load_split, parse_label_map, read_rows, rows_to_data
 
 ARTIFACT_DIR = "dataset"
 DATA_FILE = "data.jsonl"
@@ -45,6 +46,33 @@ def write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def write_parquet(rows: list[dict[str, Any]], path: Path) -> Path:
+    """The dataset as parquet, with the columns of :data:`EXAMPLE_FIELDS`."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=list(EXAMPLE_FIELDS)).astype({"verdict": "object"})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_parquet(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def log_input(path: Path, name: str, context: str = "generated") -> None:
+    """Log a dataset file (jsonl) as the active run's MLflow dataset input, targets ``label``."""
+    import mlflow
+    import pandas as pd
+
+    frame = (
+        pd.read_json(path, lines=True, dtype=False)
+        if path.stat().st_size
+        else pd.DataFrame(columns=list(EXAMPLE_FIELDS))
+    )
+    with warnings.catch_warnings():  # mlflow's notes on integer columns and ambiguous local sources
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_pandas(frame, source=str(path), name=name, targets="label")
+        mlflow.log_input(dataset, context=context)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -94,6 +122,9 @@ def load_ref(
     split: str = "train",
     strict_labels: bool = True,
     name: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_map: str | dict | None = None,
 ) -> LabelledData:
     """Load the data a reference names.
 
@@ -103,13 +134,20 @@ def load_ref(
     - a path to a ``.jsonl``/``.parquet``/``.csv`` file or to a folder holding ``data.jsonl``: named after
       the ``candidate`` field of its rows, else the file's stem.
     A label outside the task is an error naming the file and line (``strict_labels``).
+
+    ``text_column``, ``label_column`` and ``label_map`` apply to a dataset *file* (and ``human:<file>``): a
+    user's own columns and label ids. Run ids, ``data.jsonl`` folders and human data folders keep their layout.
     """
     task = get_task(task) if isinstance(task, str) else task
     ref = ref.strip()
+    mapping = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
     if ref.startswith(HUMAN_PREFIX):
-        data = load_split(task, language, split, ref[len(HUMAN_PREFIX) :] or "../shared/data")
+        source = ref[len(HUMAN_PREFIX) :] or "../shared/data"
+        is_file = Path(source).expanduser().is_file()
+        data = load_split(task, language, split, source, **(mapping if is_file else {}))
         data.name = name or HUMAN_NAME
         return data
+    own_file = False
     if is_run_id(ref):
         path = download_dataset(ref)
         default_name = run_name_of(ref)
@@ -119,15 +157,24 @@ def load_ref(
             path = path / DATA_FILE
         if not path.exists():
             raise RoseError(
-                f"no dataset at {ref}: pass a generate run id, a .jsonl/.parquet file, or human:<data folder>"
+                f"no dataset at {ref}: pass a generate run id, a .jsonl/.parquet/.csv file, or human:<data folder>"
             )
-        default_name = path.stem if path.name != DATA_FILE else path.parent.name
+        own_file = path.name != DATA_FILE
+        default_name = path.stem if own_file else path.parent.name
     rows = read_rows(path)
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")
+    labels = parse_label_map(label_map) if own_file else {}
+    check_label_map(labels, task)
     data = rows_to_data(
-        rows, task, text_field="text", label_field="label", where=str(path), strict_labels=strict_labels
+        rows,
+        task,
+        text_field=(own_file and text_column) or "text",
+        label_field=(own_file and label_column) or "label",
+        where=str(path),
+        strict_labels=strict_labels,
+        label_map=labels,
     )
     data.name = name or candidate or default_name
     return data

@@ -12,6 +12,7 @@ import csv
 import json
 import logging
 import random
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,27 +92,32 @@ def rows_to_data(
     where: str,
     name: str = "",
     strict_labels: bool = False,
+    label_map: dict[str, str] | None = None,
 ) -> LabelledData:
-    """Keep rows whose label belongs to the task; count the rest. Missing columns are an error."""
+    """Keep rows whose label (after ``label_map``) belongs to the task; count the rest.
+
+    A missing column is an error; so is a label column of integers with no ``label_map`` (naming the column
+    that holds the task's labels, when one does).
+    """
+    label_map = label_map or {}
+    if rows and (text_field not in rows[0][1] or label_field not in rows[0][1]):
+        raise RoseError(_missing_column(rows[0][1], rows[0][0], task, text_field, label_field, where))
+    _check_label_column(rows, task, text_field, label_field, where, label_map)
     texts, labels, dropped = [], [], Counter()
     allowed = set(task.labels)
     for n, row in rows:
         if text_field not in row or label_field not in row:
-            missing = text_field if text_field not in row else label_field
-            raise RoseError(
-                f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): "
-                "pass --text-column/--label-column to map yours"
-            )
+            raise RoseError(_missing_column(row, n, task, text_field, label_field, where))
         text, label = row[text_field], row[label_field]
         text = "" if text is None else str(text).strip()
-        label = "" if label is None else str(label).strip()
+        label = map_label("" if label is None else str(label).strip(), label_map)
         if not text:
             dropped["empty text"] += 1
         elif label not in allowed:
             if strict_labels and label not in task.drop_labels:
                 raise RoseError(
                     f"{where}:{n}: label {label!r} is not a label of task {task.name!r} "
-                    f"({', '.join(task.labels)}): fix the label or choose the right --task"
+                    f"({', '.join(task.labels)}): fix the label, map it (--label-map) or choose the right --task"
                 )
             dropped["label outside task"] += 1
         else:
@@ -120,6 +126,136 @@ def rows_to_data(
     if dropped:
         log.info("%s: dropped %s", where, dict(dropped))
     return LabelledData(texts, labels, name=name, dropped=dropped)
+
+
+_INTEGER = re.compile(r"^-?\d+(\.0*)?$")
+
+
+def map_label(label: str, label_map: dict[str, str]) -> str:
+    """``label`` through ``label_map``; integer ids match whether written ``3`` or ``3.0``."""
+    if not label_map:
+        return label
+    if label in label_map:
+        return label_map[label]
+    if _INTEGER.match(label):
+        return label_map.get(label.split(".")[0], label)
+    return label
+
+
+def label_like_column(rows: list[tuple[int, dict]], task: Task, exclude: set[str]) -> str | None:
+    """The column whose values are (mostly) labels of the task, if any: what ``--label-column`` should name."""
+    sample = [row for _, row in rows[:200]]
+    allowed = set(task.labels) | set(task.drop_labels)
+    best, best_share = None, 0.0
+    for column in dict.fromkeys(k for row in sample for k in row):
+        if column in exclude:
+            continue
+        values = [str(row.get(column) or "").strip() for row in sample]
+        share = sum(v in allowed for v in values) / max(1, len(values))
+        if share > best_share:
+            best, best_share = column, share
+    return best if best_share >= 0.5 else None
+
+
+def _check_label_column(
+    rows: list[tuple[int, dict]], task: Task, text_field: str, label_field: str, where: str, label_map: dict
+) -> None:
+    if label_map:
+        return
+    values = {str(row[label_field]).strip() for _, row in rows[:500] if row.get(label_field) not in (None, "")}
+    allowed = set(task.labels) | set(task.drop_labels)
+    if not values or values & allowed or not all(_INTEGER.match(v) for v in values):
+        return
+    shown = ", ".join(sorted(values, key=lambda v: float(v))[:4]) + (", ..." if len(values) > 4 else "")
+    hint = label_like_column(rows, task, {text_field, label_field})
+    fix = (
+        f"use --label-column {hint} (it holds the task's labels)"
+        if hint
+        else f"pass --label-map with the label of each id, e.g. 0={task.labels[0]},1={task.labels[1]},..."
+    )
+    raise RoseError(f"{where}: column {label_field!r} holds integers ({shown}), not labels of task {task.name!r}: {fix}")
+
+
+def _missing_column(row: dict, n: int, task: Task, text_field: str, label_field: str, where: str) -> str:
+    missing = text_field if text_field not in row else label_field
+    flag = "--text-column" if missing == text_field else "--label-column"
+    hint = ""
+    if missing == label_field:
+        guess = label_like_column([(n, row)], task, {text_field})
+        hint = f" (column {guess!r} holds the task's labels: --label-column {guess})" if guess else ""
+    return (
+        f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): "
+        f"pass {flag} to name yours{hint}"
+    )
+
+
+def parse_label_map(spec: str | dict | None) -> dict[str, str]:
+    """A label map from inline ``0=science/technology,1=travel``, a mapping, or a file.
+
+    Files: ``.json`` (an object ``{"0": "travel"}`` or a list, where item i is the label of id i), ``.csv``/``.tsv``
+    (rows ``key,label``, an optional header ``key,label``), or text (``key=label`` per line, or one label per line
+    for ids 0, 1, ...).
+    """
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        return {str(k).strip(): str(v).strip() for k, v in spec.items()}
+    text = str(spec).strip()
+    path = Path(text).expanduser()
+    if path.is_file() or "=" not in text:
+        if not path.is_file():
+            raise RoseError(f"label map {text!r}: no such file: pass a file (.json, .csv, .txt) or 0=label,1=label")
+        return _read_label_map(path)
+    return _pairs(text.split(","), f"label map {text!r}")
+
+
+def _pairs(items: list[str], where: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise RoseError(f"{where}: {item.strip()!r} is not KEY=LABEL: write e.g. 0=science/technology,1=travel")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _read_label_map(path: Path) -> dict[str, str]:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RoseError(f"{path}: not valid JSON ({exc.msg})") from None
+        if isinstance(data, list):
+            return {str(i): str(v) for i, v in enumerate(data)}
+        if isinstance(data, dict):
+            return parse_label_map(data)
+        raise RoseError(f"{path}: a label map is a JSON object (id -> label) or a list of labels")
+    if suffix in (".csv", ".tsv"):
+        rows = [r for r in csv.reader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",") if r]
+        if rows and [c.strip().lower() for c in rows[0][:2]] in (["key", "label"], ["id", "label"]):
+            rows = rows[1:]
+        bad = [i for i, r in enumerate(rows, 1) if len(r) < 2]
+        if bad:
+            raise RoseError(f"{path}:{bad[0]}: expected two columns, key and label")
+        return {r[0].strip(): r[1].strip() for r in rows}
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if all("=" in line for line in lines):
+        return _pairs(lines, str(path))
+    return {str(i): line for i, line in enumerate(lines)}
+
+
+def check_label_map(label_map: dict[str, str], task: Task, where: str = "label map") -> None:
+    """Every label a map produces must be a label of the task (or one the task drops)."""
+    bad = sorted({v for v in label_map.values() if v not in task.labels and v not in task.drop_labels})
+    if bad:
+        raise RoseError(
+            f"{where}: {', '.join(map(repr, bad))} not a label of task {task.name!r} ({', '.join(task.labels)}): "
+            "fix the map"
+        )
 
 
 def _folder_file(source: Path, task: Task, lang: Language, split: str) -> Path:
@@ -144,8 +280,12 @@ def load_split(
     *,
     text_column: str | None = None,
     label_column: str | None = None,
+    label_map: str | dict | None = None,
 ) -> LabelledData:
-    """Human-labelled data of one task, language and split from a folder, a file or the hub."""
+    """Human-labelled data of one task, language and split from a folder, a file or the hub.
+
+    ``text_column``/``label_column`` name the columns of a file (default ``text``/``label``) and ``label_map``
+    maps its label values (ids) to the task's labels (see :func:`parse_label_map`)."""
     task = get_task(task) if isinstance(task, str) else task
     lang = get_language(language) if isinstance(language, str) else language
     if split not in SPLITS:
@@ -165,7 +305,21 @@ def load_split(
     rows = read_rows(path)
     if not rows:
         raise RoseError(f"{path}: the file is empty")
-    return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)
+    mapping = parse_label_map(label_map)
+    check_label_map(mapping, task)
+    return rows_to_data(
+        rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name, label_map=mapping
+    )
+
+
+def columns(config: object) -> dict:
+    """The column mapping a stage config carries (``text_column``, ``label_column``, ``label_map``) as keyword
+    arguments of :func:`load_split` and :func:`rose.generated_data.load_ref`; empty values mean the defaults."""
+    return {
+        "text_column": getattr(config, "text_column", "") or None,
+        "label_column": getattr(config, "label_column", "") or None,
+        "label_map": getattr(config, "label_map", "") or None,
+    }
 
 
 BUNDLED = Path(__file__).parent / "resources"

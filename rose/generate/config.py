@@ -41,7 +41,12 @@ class GenerateConfig:
     backend: str = field(
         "hf", help="hf (transformers), vllm, openai (any OpenAI-compatible server) or fake", choices=list(BACKENDS)
     )
-    source: str = field("../shared/data", help="human data: a folder <dataset>/<lang>/<split>.jsonl, or 'hub'")
+    source: str = field("../shared/data", help="human data: a folder <dataset>/<lang>/<split>.jsonl, a "
+                        ".jsonl/.csv/.parquet file, or 'hub'")  # fmt: skip
+    text_column: str = field("", help="text column of a --source file (default: text)")
+    label_column: str = field("", help="label column of a --source file (default: label)")
+    label_map: str = field("", help="map a --source file's label values to the task's labels: "
+                                    "0=science/technology,1=travel,... or a .json/.csv/.txt file")  # fmt: skip
     per_label: int = field(100, help="examples to keep per label")
     examples_per_request: int = field(20, help="examples asked for in one generation request")
     demos_per_label: int = field(10, help="demonstrations per label")

@@ -13,7 +13,6 @@ import logging
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from rose.generate.context import Context
 from rose.generate.parse import length_limits
 from rose.generate.steps import State
 from rose.generate.strategies import Strategy, get_strategy
-from rose.human_data import load_split
+from rose.human_data import columns, load_split
 from rose.naming import candidate_name, metric_key
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | N
         return config.min_chars, config.max_chars
     for code in (language.code, "en"):
         try:
-            lo, hi = length_limits(load_split(task, code, "train", config.source).texts)
+            lo, hi = length_limits(load_split(task, code, "train", config.source, **columns(config)).texts)
             break
         except RoseError:
             continue
@@ -165,7 +164,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             path = _write(out_dir, state, ctx)
             mlflow.log_metrics(metrics)
             mlflow.log_artifacts(str(out_dir), generated_data.ARTIFACT_DIR)
-            _log_input(path, candidate)
+            generated_data.log_input(path, candidate)
             run_id = run.info.run_id
     finally:
         cache.close()
@@ -242,7 +241,7 @@ def _write(out_dir: Path, state: State, ctx: Context) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{k: ex.get(k) for k in generated_data.EXAMPLE_FIELDS} for ex in state.examples]
     path = generated_data.write_jsonl(rows, out_dir / generated_data.DATA_FILE)
-    _parquet(rows, out_dir / generated_data.PARQUET_FILE)
+    generated_data.write_parquet(rows, out_dir / generated_data.PARQUET_FILE)
     generated_data.write_jsonl(
         [{k: v for k, v in ex.items() if not k.startswith("_")} for ex in state.rejected],
         out_dir / generated_data.REJECTED_FILE,
@@ -255,24 +254,3 @@ def _write(out_dir: Path, state: State, ctx: Context) -> Path:
         writer.writerow(["label", "description"])
         writer.writerows((label, state.descriptions.get(label, "")) for label in state.labels)
     return path
-
-
-def _parquet(rows: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    pd.DataFrame(rows, columns=list(generated_data.EXAMPLE_FIELDS)).astype({"verdict": "object"}).to_parquet(path)
-
-
-def _log_input(path: Path, candidate: str) -> None:
-    import mlflow
-    import pandas as pd
-
-    df = (
-        pd.read_json(path, lines=True, dtype=False)
-        if path.stat().st_size
-        else pd.DataFrame(columns=list(generated_data.EXAMPLE_FIELDS))
-    )
-    with warnings.catch_warnings():  # mlflow's notes on integer columns and ambiguous local sources
-        warnings.simplefilter("ignore")
-        dataset = mlflow.data.from_pandas(df, source=str(path), name=candidate, targets="label")
-        mlflow.log_input(dataset, context="generated")

@@ -24,7 +24,7 @@ from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
 from rose.generate.parse import normalise, parse_examples_counted, within_length
-from rose.human_data import load_split, sample_demonstrations, truncate_words
+from rose.human_data import columns, load_split, sample_demonstrations, truncate_words
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class LabelDescriptions:
 
     def _write(self, state: State, ctx: Context) -> dict[str, str]:
         c = ctx.config
-        english = load_split(ctx.task, "en", "train", c.source)
+        english = load_split(ctx.task, "en", "train", c.source, **columns(c))
         chosen = sample_demonstrations(english, state.labels, self.examples or c.summary_examples, c.seed, c.demo_words)
         empty = [label for label in state.labels if not chosen[label]]
         if empty:
@@ -142,7 +142,7 @@ class Demonstrations:
     def __call__(self, state: State, ctx: Context) -> State:
         c = ctx.config
         code = ctx.language.code if self.source == "target" else "en"
-        data = load_split(ctx.task, code, "train", c.source)
+        data = load_split(ctx.task, code, "train", c.source, **columns(c))
         k = c.demos_per_label if self.k is None else self.k
         state.demonstrations = sample_demonstrations(data, state.labels, k, c.seed, c.demo_words)
         by_label = data.by_label()

@@ -30,6 +30,10 @@ class TrainConfig:
     data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
     eval: list[str] = field([], help="evaluation sets, comma-separated: human:<data folder> (its test split), "
                                      "generate run ids or dataset files")  # fmt: skip
+    text_column: str = field("", help="text column of dataset files in --data/--eval (default: text)")
+    label_column: str = field("", help="label column of dataset files in --data/--eval (default: label)")
+    label_map: str = field("", help="map label values of dataset files to the task's labels: "
+                                    "0=science/technology,1=travel,... or a .json/.csv/.txt file")  # fmt: skip
     classifier: str = field("multilingual-e5-small", help="encoder: a short name, a hub id or a local folder")
     seeds: list[int] = field(list(range(1, 11)), help="seeds, one nested MLflow run each (e.g. 1,2,3 or 1-10)")
     per_label: int = field(100, help="at most this many training examples per label (human data: the baseline cap)")
@@ -75,6 +79,10 @@ class TuneConfig:
     task: str = field(help="task: topic, intent, intent_all or sentiment")
     language: str = field(help="ISO 639-1 code of the language, e.g. cy")
     data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
+    text_column: str = field("", help="text column of dataset files in --data (default: text)")
+    label_column: str = field("", help="label column of dataset files in --data (default: label)")
+    label_map: str = field("", help="map label values of dataset files to the task's labels: "
+                                    "0=science/technology,1=travel,... or a .json/.csv/.txt file")  # fmt: skip
     classifier: str = field("multilingual-e5-small", help="encoder: a short name, a hub id or a local folder")
     n_trials: int = field(20, help="trials to run in this process")
     timeout: float | None = field(None, help="stop starting trials after this many seconds")
