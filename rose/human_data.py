@@ -173,7 +173,9 @@ def _check_label_column(
         if hint
         else f"pass --label-map with the label of each id, e.g. 0={task.labels[0]},1={task.labels[1]},..."
     )
-    raise RoseError(f"{where}: column {label_field!r} holds integers ({shown}), not labels of task {task.name!r}: {fix}")
+    raise RoseError(
+        f"{where}: column {label_field!r} holds integers ({shown}), not labels of task {task.name!r}: {fix}"
+    )
 
 
 def _missing_column(row: dict, n: int, task: Task, text_field: str, label_field: str, where: str) -> str:
@@ -183,10 +185,7 @@ def _missing_column(row: dict, n: int, task: Task, text_field: str, label_field:
     if missing == label_field:
         guess = label_like_column([(n, row)], task, {text_field})
         hint = f" (column {guess!r} holds the task's labels: --label-column {guess})" if guess else ""
-    return (
-        f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): "
-        f"pass {flag} to name yours{hint}"
-    )
+    return f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): pass {flag} to name yours{hint}"
 
 
 def parse_label_map(spec: str | dict | None) -> dict[str, str]:

@@ -169,6 +169,12 @@ def run(
         yield active
 
 
+def run_name(stage: str, what: str = "") -> str:
+    """A run name that says what the run is: ``generate · <candidate>``, ``train · <candidate>``, ``seed 3``,
+    ``score · topic/en``, ``import · <candidate>``, ``tune · <data>``."""
+    return f"{stage} · {what}" if what else stage
+
+
 def log_params(params: dict[str, Any]) -> None:
     """Log params, making values strings of at most MLflow's length limit."""
     import mlflow

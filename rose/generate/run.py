@@ -155,7 +155,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     )
     started = time.perf_counter()
     try:
-        with tracking.run(candidate, run_tags, run_id=resume_id) as run:
+        with tracking.run(tracking.run_name("generate", candidate), run_tags, run_id=resume_id) as run:
             if resume_id:
                 log.info("%s: continuing unfinished run %s", candidate, resume_id)
             _log_params(config, strategy)

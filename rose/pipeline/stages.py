@@ -62,7 +62,55 @@ def check_model(name: str) -> None:
     )
 
 
+# Score settings an imported candidate's intrinsic metrics follow, so they match the generated candidates'.
+IMPORT_FROM_SCORE = ("reference_lm", "embedding_model", "tokenizer", "intrinsic_sample")
+
+
+def import_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
+    """``rose data import`` settings of an imported candidate (its generate unit runs the import)."""
+    settings = {
+        **dict(cand.options),
+        "task": task,
+        "language": language,
+        "data": _data_path(study, cand.data),
+        "candidate": cand.name,
+        "generator": cand.generator,
+        "strategy": cand.strategy,
+        "experiment": study.experiment,
+    }
+    settings.update({k: study.score[k] for k in IMPORT_FROM_SCORE if k in study.score})
+    return settings
+
+
+def _data_path(study: Study, data: str) -> str:
+    """A relative path is looked up from here, then beside the study file, then in the project directory."""
+    from rose.tracking import project_dir
+
+    path = Path(data).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path)
+    for base in (Path(study.path).parent, project_dir()):
+        if (base / path).exists():
+            return str(base / path)
+    return data
+
+
+def check_import(study: Study, cand: Candidate) -> None:
+    """An imported candidate's settings are valid and its data exists (a path, or a hub id)."""
+    from rose.config import from_mapping
+    from rose.human_data import parse_label_map
+    from rose.importing import ImportConfig
+
+    settings = import_settings(study, study.tasks[0], study.languages[0], cand)
+    from_mapping(ImportConfig, settings, where="candidate")
+    if not Path(settings["data"]).exists() and not _HUB_ID.match(cand.data):
+        raise RoseError(f"no such file: {cand.data}: an imported candidate's `data:` is a file, a folder or a hub id")
+    parse_label_map(settings.get("label_map"))
+
+
 def generate_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
+    if cand.imported:
+        return import_settings(study, task, language, cand)
     settings = {
         **study.generate,
         **dict(cand.options),
@@ -129,6 +177,10 @@ def _generate(study: Study, unit, by_digest) -> str:
     from rose.generate.config import GenerateConfig
     from rose.generate.run import generate
 
+    if unit.candidate is not None and unit.candidate.imported:
+        from rose.importing import ImportConfig, import_dataset
+
+        return import_dataset(from_mapping(ImportConfig, unit.settings, where=f"{study.path}: import")).run_id
     config = from_mapping(GenerateConfig, unit.settings, where=f"{study.path}: generate")
     return generate(config).run_id
 

@@ -7,6 +7,7 @@ languages: [en]
 source: ../shared/data          # human data: demonstrations, English examples, the human test set
 candidates:                     # or `generators:` x `strategies:` for the full grid
   - {generator: smollm2-135m-instruct, strategy: target_demos}
+  - {data: path/to/file.csv, name: llama3-70b, label_column: intent}   # a dataset made elsewhere (imported)
 generate: {backend: hf, per_label: 8}       # rose generate settings shared by every candidate
 train: {classifier: multilingual-e5-small, seeds: [1, 2, 3]}
 score: {}
@@ -36,13 +37,19 @@ class Candidate:
     generator: str
     strategy: str
     backend: str | None = None
-    options: tuple[tuple[str, Any], ...] = ()  # per-candidate generate settings
+    options: tuple[tuple[str, Any], ...] = ()  # per-candidate generate settings (import settings if imported)
+    data: str = ""  # a dataset made elsewhere: the candidate is imported (`rose data import`), not generated
+    given_name: str = ""  # the name an imported candidate is listed under
 
     @property
     def name(self) -> str:
-        from rose.naming import candidate_name
+        from rose.naming import candidate_name, slug
 
-        return candidate_name(self.generator, self.strategy)
+        return slug(self.given_name) if self.given_name else candidate_name(self.generator, self.strategy)
+
+    @property
+    def imported(self) -> bool:
+        return bool(self.data)
 
 
 @dataclass
@@ -117,6 +124,9 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
         gens, strats = _as_list(raw.get("generators")), _as_list(raw.get("strategies"))
         out = [Candidate(g, s) for g, s in itertools.product(gens, strats)]
     for i, item in enumerate(raw.get("candidates") or []):
+        if isinstance(item, dict) and "data" in item:
+            out.append(_imported(item, where("candidates", i)))
+            continue
         if not isinstance(item, dict) or "generator" not in item or "strategy" not in item:
             raise RoseError(f"{where('candidates', i)}: a candidate needs `generator:` and `strategy:`")
         extra = {k: v for k, v in item.items() if k not in ("generator", "strategy", "backend")}
@@ -131,6 +141,22 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
     if dup:
         raise RoseError(f"{where('candidates')}: candidate listed twice: {', '.join(sorted(dup))}")
     return out
+
+
+IMPORT_KEYS = ("data", "name", "generator", "strategy", "text_column", "label_column", "label_map", "split")
+
+
+def _imported(item: dict, at: str) -> Candidate:
+    """A candidate listed as ``{data: file, name: ..., text_column: ..., label_column: ..., label_map: ...}``."""
+    unknown = sorted(set(item) - set(IMPORT_KEYS))
+    if unknown:
+        raise RoseError(f"{at}: an imported candidate takes {', '.join(IMPORT_KEYS)}; unknown: {', '.join(unknown)}")
+    if not item.get("name"):
+        raise RoseError(f"{at}: an imported candidate needs `name:` (the candidate's name, e.g. llama3-70b)")
+    name = str(item["name"])
+    options = {k: str(v) for k, v in item.items() if k in ("text_column", "label_column", "label_map", "split")}
+    return Candidate(str(item.get("generator") or name), str(item.get("strategy") or "imported"), None,
+                     tuple(sorted(options.items())), data=str(item["data"]), given_name=name)  # fmt: skip
 
 
 def validate(study: Study, where: _Where) -> None:
@@ -158,6 +184,9 @@ def validate(study: Study, where: _Where) -> None:
         _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
+        if cand.imported:
+            _reraise(lambda c=cand: stages.check_import(study, c), at)
+            continue
         _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
         backend = cand.backend or study.generate.get("backend", "hf")
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names

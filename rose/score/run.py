@@ -107,38 +107,62 @@ def _strings(value) -> list[str]:
     return []
 
 
+def dataset_intrinsic(
+    texts: list[str],
+    language: str,
+    generator: str,
+    config: ScoreConfig,
+    state: dict,
+    *,
+    demonstrations: list[str] = (),
+    verdicts: list[str | None] = (),
+) -> dict[str, float]:
+    """The ``intrinsic/*`` values of one dataset (without the prefix), with the tools ``config`` names (loaded
+    once into ``state``). Used by score for generate runs and by ``rose data import`` for imported data."""
+    from rose.catalog import get_language
+    from rose.score.tools import generator_parameters, measure_dataset
+
+    if "tools" not in state:
+        state["tools"] = _tools(config)
+    values = measure_dataset(
+        texts,
+        language_lingua=get_language(language).lingua,
+        demonstrations=demonstrations,
+        verdicts=verdicts,
+        tools=state["tools"],
+        sample=config.intrinsic_sample,
+        seed=config.seed,
+    )
+    params = generator_parameters(generator) if generator else None
+    if params:
+        values["generator_parameters"] = params
+    return values
+
+
 def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, datasets: _Datasets, state: dict) -> None:
     """Compute and log ``intrinsic/*`` metrics on generate runs that lack them (or all, with ``recompute``)."""
     import mlflow
     from mlflow.entities import Metric
-
-    from rose.catalog import get_language
-    from rose.score.tools import generator_parameters, measure_dataset
 
     has = [c for c in case.generate.columns if c not in ("revision_acceptance_logged",) and c in _known()]
     client = mlflow.MlflowClient()
     for i, row in case.generate.iterrows():
         if not config.recompute and has and pd.notna(case.generate.loc[i, has]).any():
             continue
-        if "tools" not in state:
-            state["tools"] = _tools(config)
         rows = datasets.rows(row["run_id"])
         verdicts = [r.get("verdict") for r in rows + datasets.rows(row["run_id"], "rejected.jsonl")]
         log.info("intrinsic metrics of %s (%d examples)", row["candidate"], len(rows))
-        values = measure_dataset(
+        values = dataset_intrinsic(
             [str(r.get("text", "")) for r in rows],
-            language_lingua=get_language(language).lingua,
+            language,
+            row["generator"],
+            config,
+            state,
             demonstrations=datasets.demonstrations(row["run_id"]),
             verdicts=verdicts,
-            tools=state["tools"],
-            sample=config.intrinsic_sample,
-            seed=config.seed,
         )
         if "revision_acceptance" not in values and pd.notna(row.get("revision_acceptance_logged")):
             values["revision_acceptance"] = float(row["revision_acceptance_logged"])
-        params = generator_parameters(row["generator"]) if row["generator"] else None
-        if params:
-            values["generator_parameters"] = params
         now = int(pd.Timestamp.now().timestamp() * 1000)
         client.log_batch(row["run_id"], metrics=[Metric(INTRINSIC + k, float(v), now, 0) for k, v in values.items()])
         for k, v in values.items():
@@ -202,7 +226,8 @@ def score(config: ScoreConfig) -> ScoreResult:
         digest=tracking.digest(to_params(config)),
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
-    with tracking.run("score", run_tags, params=to_params(config)) as active:
+    name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")
+    with tracking.run(name, run_tags, params=to_params(config)) as active:
         result.run_id = active.info.run_id
         _log_metrics(cases, judged)
         mlflow.log_artifacts(str(folder), artifact_path="report")

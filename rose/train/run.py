@@ -70,7 +70,7 @@ def train(config: TrainConfig) -> TrainResult:
     parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
                                 digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
-    name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
+    name = tracking.run_name("train", setting.train_data.name)
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
             tracking.run(name, parent_tags, params=params, run_id=stopped and stopped.info.run_id) as parent:  # fmt: skip
@@ -143,7 +143,7 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[See
     seed_tags = tracking.tags("train", config.task, config.language, role="seed", seed=seed, **setting.tags,
                               digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
     params = {**{k: v for k, v in to_params(config).items() if k not in ("seeds", "experiment")}, "seed": seed}
-    with tracking.run(f"{name}-seed{seed}", seed_tags, nested=True, params=params) as run:
+    with tracking.run(f"seed {seed}", seed_tags, nested=True, params=params) as run:
         _log_training_input(setting)
         fitted = fit_seed(
             setting, seed, sinks=[lambda metrics, epoch, trainer: mlflow.log_metrics(metrics, step=epoch)]

@@ -83,7 +83,9 @@ def tune(config: TuneConfig) -> TuneResult:
     )  # fmt: skip
     tracking.setup(config.experiment)
     tags = tracking.tags("tune", config.task, config.language, role="study", study=name, **setting.tags)
-    with tracking.run(f"tune-{name}", tags, params={**vars(config), "storage": storage, "study_name": name}) as run:
+    with tracking.run(
+        tracking.run_name("tune", name), tags, params={**vars(config), "storage": storage, "study_name": name}
+    ) as run:
         study.optimize(lambda trial: _objective(trial, setting, base, name), n_trials=config.n_trials,
                        timeout=config.timeout, gc_after_trial=True)  # fmt: skip
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -113,7 +115,7 @@ def _objective(trial: optuna.Trial, setting, base: TrainConfig, study: str) -> f
                 pruned_at.append(epoch)
                 trainer.should_stop = True
 
-    with tracking.run(f"{study}-trial{trial.number}", tags, nested=True, params={**params, "trial": trial.number}):
+    with tracking.run(f"trial {trial.number}", tags, nested=True, params={**params, "trial": trial.number}):
         fitted = fit_seed(setting, base.seeds[0], sinks=[report], config=config)
         mlflow.log_metrics({**prefixed("dev", fitted.dev_metrics), "time/train_s": fitted.train_s})
         if pruned_at:
