@@ -12,7 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+try:
+    from tests.tiny import SHARED_DATA
+except ImportError:  # tests/ itself on the path
+    from tiny import SHARED_DATA
 
 
 def generate_config(tmp_path: Path, **overrides):

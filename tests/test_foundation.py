@@ -11,9 +11,8 @@ import pytest
 
 from rose import catalog, config, human_data, naming
 from rose.errors import RoseError
-
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is not beside the repository")
+from tests.tiny import SHARED_DATA as SHARED
+from tests.tiny import needs_shared
 
 
 # --- catalog -------------------------------------------------------------------------------------------------
