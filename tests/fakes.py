@@ -13,9 +13,14 @@ import tempfile
 from pathlib import Path
 
 try:
-    from tests.tiny import SHARED_DATA
+    from tests.tiny import BUNDLED, HAS_SHARED, SHARED_DATA
 except ImportError:  # tests/ itself on the path
-    from tiny import SHARED_DATA
+    from tiny import BUNDLED, HAS_SHARED, SHARED_DATA
+
+# Welsh from ../shared/data; on a plain clone, English from rose's bundled topic sentences (nine per label)
+LANGUAGE, LANGUAGE_NAME = ("cy", "Welsh") if HAS_SHARED else ("en", "English")
+SOURCE = SHARED_DATA if HAS_SHARED else BUNDLED
+DEMOS = 10 if HAS_SHARED else 9  # demonstrations a label can get (at most 10, the default)
 
 
 def generate_config(tmp_path: Path, **overrides):
@@ -23,13 +28,13 @@ def generate_config(tmp_path: Path, **overrides):
 
     values = dict(
         task="topic",
-        language="cy",
+        language=LANGUAGE,
         generator="fake-lm",
         backend="fake",
         strategy="target_demos",
         per_label=5,
         examples_per_request=5,
-        source=str(SHARED_DATA),
+        source=str(SOURCE),
         cache_dir=str(tmp_path / "cache"),
         output_dir=str(tmp_path / "out"),
     )

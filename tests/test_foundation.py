@@ -287,3 +287,16 @@ def test_source_auto_prefers_shared_data(monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     source = human_data.resolve_source("auto", get_task("topic"), get_language("cy"))
     assert Path(source).resolve() == SHARED.resolve()
+
+
+def test_bundled_english_topic_data_loads_and_summarises(capsys):
+    from rose.cli import main
+    from tests.tiny import BUNDLED
+
+    sizes = [len(human_data.load_split("topic", "en", s, BUNDLED)) for s in human_data.SPLITS]
+    assert sizes == [63, 7, 21]
+    assert human_data.load_split("topic", "en", "test", BUNDLED).counts() == dict.fromkeys(
+        catalog.get_task("topic").labels, 3
+    )
+    assert main(["data", "summary", "--task", "topic", "--language", "en", "--source", str(BUNDLED)]) == 0
+    assert "total" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from fakes import SHARED_DATA, generate_config
+from fakes import generate_config
 
 from rose.generate.backends import Request, SamplingParams
 
@@ -115,7 +115,6 @@ def test_base_model_gets_raw_prompts(tiny):
     assert out.n_tokens <= 5
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
 def test_strategy_runs_on_the_hf_backend(tiny, tmp_path):
     from rose.generate.backends.hf import HFBackend
     from rose.generate.cache import CompletionCache

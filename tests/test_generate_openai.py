@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fakes import SHARED_DATA, fake_generate
+from fakes import fake_generate
 
 from rose.errors import RoseError
 from rose.generate.backends import Request, SamplingParams
@@ -165,7 +165,6 @@ def test_concurrency_is_bounded():
         s.close()
 
 
-@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
 def test_generate_over_http_never_logs_the_key(tmp_path, monkeypatch, server):
     import mlflow
 

@@ -11,12 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes import SHARED_DATA, tracking_db
+from fakes import tracking_db
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository"),
-]
+pytestmark = pytest.mark.slow
 
 TESTS = Path(__file__).resolve().parent
 CHILD = f"""

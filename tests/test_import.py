@@ -209,8 +209,9 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
             r"data.jsonl:2: label 'cooking' is not a label of task 'topic'",
         ),
         (
-            lambda p: _jsonl(p, [{"text": r["text"], "label": r["label"]} for r in bundled_rows()
-                                 if r["label"] != "geography"]),  # fmt: skip
+            lambda p: _jsonl(
+                p, [{"text": r["text"], "label": r["label"]} for r in bundled_rows() if r["label"] != "geography"]
+            ),  # fmt: skip
             r"no examples of label\(s\) geography",
         ),
         (lambda p: _jsonl(p, [{"text": " ", "label": "travel"}]), r"no rows left to import \(dropped: empty_dropped 1"),
@@ -234,7 +235,11 @@ def test_duplicates_and_empty_texts_are_dropped_counted_and_kept_aside(store, tm
     from rose.importing import import_dataset
 
     rows = bundled_rows()
-    extra = [rows[0], {"text": "  " + rows[1]["text"] + " ", "label": rows[1]["label"]}, {"text": "", "label": "travel"}]
+    extra = [
+        rows[0],
+        {"text": "  " + rows[1]["text"] + " ", "label": rows[1]["label"]},
+        {"text": "", "label": "travel"},
+    ]
     path = _jsonl(tmp_path / "vendor.jsonl", rows + extra)
     result = import_dataset(import_config(path))
     assert result.candidate == "vendor" and sum(result.kept.values()) == len(rows)
@@ -268,7 +273,8 @@ def tiny(tmp_path_factory) -> Path:
 
 def study_yaml(folder: Path, tiny: Path, imported: str) -> Path:
     path = folder / "study.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         experiment: byod-study
         tasks: [topic]
         languages: [en]
@@ -281,7 +287,8 @@ def study_yaml(folder: Path, tiny: Path, imported: str) -> Path:
         train: {{classifier: {tiny}, seeds: [1], per_label: 6, max_epochs: 1, learning_rate: 1.0e-3,
                  batch_size: 8, num_threads: 1}}
         score: {{reference_lm: "", embedding_model: "", tokenizer: "", intrinsic_sample: 20, bootstrap: 20}}
-        """))
+        """)
+    )
     return path
 
 

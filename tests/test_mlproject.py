@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakes import SHARED_DATA, tracking_db
-from tests.tiny import make_tiny_classifier
+from tests.fakes import tracking_db
+from tests.tiny import TOPIC_EN, make_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_mlflow_run_generate_then_train(tmp_path):
 
     done = _mlflow_run(tmp_path, "generate", {
         "task": "topic", "language": "en", "generator": "fake-lm", "strategy": "target_demos", "backend": "fake",
-        "per_label": "3", "source": str(SHARED_DATA), "experiment": "mlproject", "cache_dir": str(tmp_path / "c"),
+        "per_label": "3", "source": str(TOPIC_EN), "experiment": "mlproject", "cache_dir": str(tmp_path / "c"),
     })  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     mlflow.set_tracking_uri(tracking_db(tmp_path))
@@ -53,7 +53,7 @@ def test_mlflow_run_generate_then_train(tmp_path):
     tiny = make_tiny_classifier(tmp_path / "tiny")
     done = _mlflow_run(tmp_path, "train", {
         "task": "topic", "language": "en", "data": gen.info.run_id, "classifier": str(tiny), "seeds": "1",
-        "eval": f"human:{SHARED_DATA}", "per_label": "3", "max_epochs": "1", "experiment": "mlproject",
+        "eval": f"human:{TOPIC_EN}", "per_label": "3", "max_epochs": "1", "experiment": "mlproject",
     })  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     (seed,) = search_runs("mlproject", stage="train", role="seed")

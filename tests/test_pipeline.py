@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rose.errors import RoseError
-from tests.fakes import SHARED_DATA, tracking_db
+from tests.fakes import LANGUAGE, SOURCE, tracking_db
 from tests.tiny import make_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +28,8 @@ def study_yaml(
         textwrap.dedent(f"""\
         experiment: {experiment}
         tasks: [topic]
-        languages: [cy]
-        source: {SHARED_DATA}
+        languages: [{LANGUAGE}]
+        source: {SOURCE}
         candidates:
           - {{generator: fake-a, strategy: zero_shot}}
           - {{generator: fake-b, strategy: target_demos}}
@@ -79,7 +79,7 @@ def store(tmp_path, monkeypatch) -> Path:
     "edit, message",
     [
         (
-            lambda t: t.replace("languages: [cy]", "languages: [cy]\nlanguage: en"),
+            lambda t: t.replace("source:", "language: en\nsource:"),
             r"study.yaml:4: unknown key 'language'",
         ),
         (lambda t: t.replace("strategy: zero_shot", "strategy: zero_shots"), r"study.yaml:6: .*unknown strategy"),
@@ -160,7 +160,7 @@ def _check_exactly_once(experiment: str, seeds=(1, 2)) -> None:
                 else "fake-a__zero_shot"
             )
             assert f"eval/{other}/macro_f1" in run.data.metrics
-    model = mlflow.pyfunc.load_model("models:/rose-topic-cy@champion")
+    model = mlflow.pyfunc.load_model(f"models:/rose-topic-{LANGUAGE}@champion")
     assert len(model.predict(["Mae'r tîm wedi ennill y gêm."])) == 1
 
 
@@ -184,7 +184,7 @@ def test_pipeline_killed_during_training_finishes_with_every_run_once(store, tin
     assert not [r for r in _finished("study") if r.data.tags["rose.stage"] == "score"]
     done = subprocess.run(cmd, cwd=store, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "RoSE leaderboard: task topic, language cy" in done.stdout
+    assert f"RoSE leaderboard: task topic, language {LANGUAGE}" in done.stdout
     _check_exactly_once("study", seeds=(1, 2, 3))
     again = subprocess.run(cmd + ["--dry-run"], cwd=store, env=env, capture_output=True, text=True, timeout=300)
     assert "plan: generate: 2 done / 2, train: 2 done / 2, score: 1 done / 1" in again.stdout

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.tiny import SHARED_DATA, make_tiny_classifier
-
-pytestmark = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data")
+from tests.tiny import TOPIC_EN, make_tiny_classifier
 
 
 def test_two_trials_in_sqlite_with_nested_runs(tmp_path, monkeypatch):
@@ -19,7 +15,7 @@ def test_two_trials_in_sqlite_with_nested_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     tiny = make_tiny_classifier(tmp_path / "encoder")
-    cfg = TuneConfig(task="topic", language="en", data=f"human:{SHARED_DATA}", classifier=str(tiny), n_trials=2,
+    cfg = TuneConfig(task="topic", language="en", data=f"human:{TOPIC_EN}", classifier=str(tiny), n_trials=2,
                      per_label=4, max_epochs=2, num_threads=1)  # fmt: skip
     result = tune(cfg)
     assert result.storage == f"sqlite:///{tmp_path / '.rose' / 'optuna.db'}"

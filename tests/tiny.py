@@ -132,8 +132,11 @@ def write_dataset(path: Path, rows: list[tuple[str, str]], candidate: str | None
 
 
 def human_rows(task_dataset: str = "sib200", language: str = "en", split: str = "train", per_label: int = 5):
-    """Up to ``per_label`` (text, label) rows per label from the shared data (for synthetic-looking files)."""
+    """Up to ``per_label`` (text, label) rows per label from the shared data, else (English topic) from rose's
+    bundled sentences (for synthetic-looking files)."""
     path = SHARED_DATA / task_dataset / language / f"{split}.jsonl"
+    if not HAS_SHARED and (task_dataset, language) == ("sib200", "en"):
+        path = BUNDLED / language / f"{split}.jsonl"
     seen: dict[str, int] = {}
     rows = []
     with path.open(encoding="utf-8") as fh:
