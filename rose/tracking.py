@@ -6,6 +6,7 @@ With no ``MLFLOW_TRACKING_URI`` set, runs go to a SQLite store (``mlflow.db``) a
 Run schema (tags). Every run: ``rose.stage`` (generate, train, score, tune, pipeline), ``rose.task``,
 ``rose.language``, ``rose.digest`` (digest of the configuration that produced it), ``rose.version``.
 Generate runs and train runs on generated data: ``rose.candidate``, ``rose.generator``, ``rose.strategy``.
+Imported datasets (``rose data import``) are generate runs with ``rose.origin=imported`` and ``rose.source``.
 Train runs: ``rose.train_data`` (candidate name or ``human``), ``rose.classifier``, ``rose.seed`` (seed runs),
 ``rose.role`` (``setting`` for the parent, ``seed`` for a nested run), ``rose.data_run_id`` (the generate run).
 """

@@ -228,6 +228,19 @@ def test_malformed_files_are_one_line_errors_and_import_nothing(store, tmp_path,
     assert runs() == [] and not (store / ".rose" / "import").exists()
 
 
+def test_a_failure_while_logging_leaves_no_run_behind(store, tmp_path, monkeypatch):
+    from rose import generated_data
+    from rose.importing import import_dataset
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generated_data, "log_input", broken)
+    with pytest.raises(OSError, match="disk full"):
+        import_dataset(import_config(third_party_csv(tmp_path / "vendor.csv"), label_column="intent"))
+    assert runs() == []
+
+
 def test_duplicates_and_empty_texts_are_dropped_counted_and_kept_aside(store, tmp_path):
     import mlflow
 

@@ -143,7 +143,7 @@ def check_case(tracked: Tracked, task: str, language: str, experiment: str) -> l
         raise RoseError(
             f"no finished generate runs for task {task!r} and language {language!r} in experiment {experiment!r}: "
             f"run `rose generate --task {task} --language {language} --generator <model> --strategy <strategy>` "
-            "for two or more generators or strategies first"
+            "for two or more generators or strategies first (or `rose data import` datasets made elsewhere)"
         )
     missing = [
         f"no train runs for candidate {row.candidate}: run `rose train --task {task} --language {language} "
