@@ -15,6 +15,7 @@ sentiment) are dropped, counted (``empty_dropped``, ``duplicates_dropped``, ``la
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ from rose.config import to_params
 from rose.errors import MissingDependency, RoseError
 from rose.human_data import check_label_map, parse_label_map, read_rows, rows_to_data
 from rose.naming import metric_key, slug
+from rose.score.config import ScoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,14 @@ ORIGIN = "imported"
 STEP = "import"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Settings that do not change what is imported: left out of the digest.
-NOT_IN_DIGEST = ("experiment", "resume", "intrinsic", "reference_lm", "embedding_model", "tokenizer",
-                 "intrinsic_sample", "data")  # fmt: skip
+NOT_IN_DIGEST = ("experiment", "resume", "intrinsic", "reference_lm", "reference_lm_languages", "embedding_model",
+                 "tokenizer", "intrinsic_sample", "data")  # fmt: skip
+
+
+def _score_default(name: str):
+    """The default of a ``rose score`` setting, so an import measures its data with the same tools as score."""
+    f = next(f for f in dataclasses.fields(ScoreConfig) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 @dataclass
@@ -58,10 +66,15 @@ class ImportConfig:
                                      "or a .json/.csv/.txt file")  # fmt: skip
     split: str = option("train", help="split of a datasets folder or hub dataset")
     intrinsic: bool = option(True, help="compute the intrinsic metrics now (as rose score would)")
-    reference_lm: str = option("smollm2-135m-instruct", help="causal LM for perplexity ('' skips)")
-    embedding_model: str = option("multilingual-e5-small", help="embedding model for diversity ('' skips)")
-    tokenizer: str = option("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
-    intrinsic_sample: int = option(1000, help="texts for the costly intrinsic metrics (embeddings, perplexity)")
+    reference_lm: str = option(_score_default("reference_lm"), help="causal LM for perplexity ('' skips)")
+    reference_lm_languages: list[str] = option(
+        _score_default("reference_lm_languages"), help="languages the reference LM reads (default: rose's table)"
+    )
+    embedding_model: str = option(_score_default("embedding_model"), help="embedding model for diversity ('' skips)")
+    tokenizer: str = option(_score_default("tokenizer"), help="subword tokenizer for distinct-n, self-BLEU, lengths")
+    intrinsic_sample: int = option(
+        _score_default("intrinsic_sample"), help="texts for the costly intrinsic metrics (embeddings, perplexity)"
+    )
     experiment: str = option("rose", help="MLflow experiment")
     resume: bool = option(True, help="return an identical finished import instead of importing again")
 
@@ -221,10 +234,10 @@ def _metrics(task: Task, kept: Counter, dropped: Counter, rows_read: int) -> dic
 
 def _intrinsic(examples: list[dict], language: str, generator: str, config: ImportConfig) -> dict[str, float]:
     from rose.score.collect import INTRINSIC
-    from rose.score.config import ScoreConfig
     from rose.score.run import dataset_intrinsic
 
     score_config = ScoreConfig(task=[config.task], language=[language], reference_lm=config.reference_lm,
+                               reference_lm_languages=config.reference_lm_languages,
                                embedding_model=config.embedding_model, tokenizer=config.tokenizer,
                                intrinsic_sample=config.intrinsic_sample)  # fmt: skip
     values = dataset_intrinsic([row["text"] for row in examples], language, generator, score_config, {})

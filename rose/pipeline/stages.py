@@ -63,7 +63,7 @@ def check_model(name: str) -> None:
 
 
 # Score settings an imported candidate's intrinsic metrics follow, so they match the generated candidates'.
-IMPORT_FROM_SCORE = ("reference_lm", "embedding_model", "tokenizer", "intrinsic_sample")
+IMPORT_FROM_SCORE = ("reference_lm", "reference_lm_languages", "embedding_model", "tokenizer", "intrinsic_sample")
 
 
 def import_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
