@@ -19,7 +19,7 @@ from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
 from rose.generate.parse import parse_verdict
-from rose.generate.steps import State
+from rose.generate.steps import LANGUAGE, State
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ class LanguageCheck(_Wrapper):
                 dict(ex, step="language_check") for ex, ok in zip(state.examples, keep, strict=True) if not ok
             ]
             ctx.stats["language_dropped"] += keep.count(False)
+            for ex, ok in zip(state.examples, keep, strict=True):
+                if not ok:
+                    ctx.drop(LANGUAGE, ex["label"])
             state.examples = [ex for ex, ok in zip(state.examples, keep, strict=True) if ok]
             for label in state.labels:
                 state.shortfall[label] = ctx.config.per_label - state.kept()[label]

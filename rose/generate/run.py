@@ -221,10 +221,12 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
         m[metric_key("target_language_share", label)] = state.language_share.get(label, 0.0)
         if label in state.demos_used:
             m[metric_key("demos_used", label)] = state.demos_used[label]
+    m.update(dropped_metrics(ctx.dropped))
     judged = s["revision_judged"]
     m.update(
         kept_total=sum(kept.values()), shortfall_total=sum(state.shortfall.values()),
         duplicates_dropped=s["duplicates_dropped"], parse_dropped=s["parse_dropped"],
+        cross_label_dropped=s["cross_label_dropped"],
         length_dropped=s["length_dropped"], empty_answers=s["empty_answers"],
         revision_rejected=s["revision_rejected"], revision_unparsed=s["revision_unparsed"],
         language_dropped=s["language_dropped"], target_language_share=state.language_share.get("", 0.0),
@@ -235,6 +237,15 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
     if judged:
         m["revision_acceptance"] = s["revision_accepted"] / judged
     return {k: float(v) for k, v in m.items()}
+
+
+def dropped_metrics(dropped) -> dict[str, float]:
+    """``dropped/<reason>/<label>``, ``dropped/<reason>`` and ``dropped_total`` from (reason, label) counts."""
+    m: dict[str, float] = {"dropped_total": float(sum(dropped.values()))}
+    for (reason, label), n in sorted(dropped.items()):
+        m[metric_key("dropped", reason, label)] = float(n)
+        m[f"dropped/{reason}"] = m.get(f"dropped/{reason}", 0.0) + n
+    return m
 
 
 def _write(out_dir: Path, state: State, ctx: Context) -> Path:
