@@ -278,6 +278,32 @@ def test_dedup_in_stable_order_and_shortfall_when_budget_is_spent(tmp_path):
 
 
 @needs_shared
+def test_a_text_written_for_two_labels_is_dropped_from_both(tmp_path):
+    def write(request):
+        label, i = request.meta["label"], request.sample_index
+        if label == "travel":  # garbled first, then the text science/technology already kept, then its own
+            return ["!!!", "Shared text about laboratories", "Trains to Cardiff run hourly"][i]
+        if label == "science/technology":
+            return ["Shared text about laboratories", "New telescope images released", "A faster chip"][i]
+        return f"A sentence for {label} number {i}"
+
+    state, ctx, backend = run(
+        tmp_path, FakeBackend(script=write), per_label=1, examples_per_request=1, batch_size=7,
+        max_requests_per_label=3, min_chars=1,
+    )  # fmt: skip
+    kept = {e["label"]: e["text"] for e in state.examples}
+    assert kept["science/technology"] == "New telescope images released"  # its kept copy withdrawn: asked again
+    assert kept["travel"] == "Trains to Cardiff run hourly" and state.shortfall == dict.fromkeys(state.labels, 0)
+    assert [(r["label"], r["text"], r["step"]) for r in state.rejected] == [
+        ("science/technology", "Shared text about laboratories", "dedup")
+    ]
+    asked = [r.sample_index for r in backend.calls if r.meta["label"] == "science/technology"]
+    assert asked == [0, 1, 2]  # round 3 fills its spare batch slots with science/technology's requests
+    assert ctx.dropped == {("cross_label", "science/technology"): 1, ("cross_label", "travel"): 1,
+                           ("garbled", "travel"): 1, ("surplus", "science/technology"): 1}  # fmt: skip
+
+
+@needs_shared
 def test_loop_stops_when_enough_are_kept(tmp_path):
     state, ctx, backend = run(tmp_path, per_label=12, examples_per_request=5)
     assert state.shortfall == dict.fromkeys(state.labels, 0)
@@ -372,8 +398,14 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
         "tokens_per_second",
         "wall_time_s",
         "requests",
+        "cross_label_dropped",
+        "dropped_total",
     ):
         assert key in metrics, key
+    by_reason = {k: v for k, v in metrics.items() if k.startswith("dropped/") and k.count("/") == 1}
+    by_label = {k: v for k, v in metrics.items() if k.startswith("dropped/") and k.count("/") == 2}
+    assert by_reason and sum(by_reason.values()) == sum(by_label.values()) == metrics["dropped_total"] > 0
+    assert metrics["dropped/revision_rejected"] == metrics["revision_rejected"]
     assert params["temperature"] == "0.4" and params["strategy_name"] == "target_demos_revision"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}
     assert {
