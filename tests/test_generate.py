@@ -200,6 +200,48 @@ def test_every_preset_builds_its_prompts(tmp_path, preset):
         assert state.demo_language == "en" and en_demo[:40] in prompt
     assert bool(user_prompts(backend, "revise")) == ("revision" in preset)
     assert all(ex["step"] == ("revise" if "revision" in preset else "generate") for ex in state.examples)
+    assert user_prompts(backend, "summary") == []  # the file's descriptions, not the generator's
+    meaning = "This intent involves describing or providing information about geographical locations"
+    for revise in (r for r in backend.calls if r.meta["kind"] == "revise"):  # every revision strategy
+        if revise.meta["label"] == "geography":
+            assert meaning in revise.messages[-1]["content"]
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("strategy", "descriptions", "source", "meaning"),
+    [
+        ("target_demos_revision", "", "catalog", "places, countries, landscapes"),
+        ("english_demos_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
+        ("target_demos_sl_revision", "", "generator", "This category covers texts about geography."),
+        ("target_demos_sl_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
+        ("target_demos", "file", "none", None),
+    ],
+)
+def test_the_revision_judge_is_told_what_the_label_means(tmp_path, strategy, descriptions, source, meaning):
+    from rose.catalog import get_task
+
+    path = tmp_path / "descriptions.csv"
+    rows = {label: f"About {label}." for label in get_task("topic").labels} | {
+        "geography": "Mountains and rivers, from the file."
+    }
+    path.write_text("intent,description\n" + "".join(f'{k},"{v}"\n' for k, v in rows.items()))
+    config = generate_config(tmp_path, strategy=strategy, descriptions=str(path) if descriptions else "")
+    assert get_strategy(strategy).descriptions_source(config) == source
+    state, ctx, backend = run(tmp_path, strategy=strategy, per_label=2, descriptions=config.descriptions)
+    judged = [r.messages[-1]["content"] for r in backend.calls if r.meta == {"kind": "revise", "label": "geography"}]
+    assert bool(judged) == (meaning is not None) and all(meaning in prompt for prompt in judged)
+    assert bool(user_prompts(backend, "summary")) == (source == "generator")
+
+
+def test_a_descriptions_file_missing_a_label_is_a_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "descriptions.csv"
+    path.write_text('intent,description\ntravel,"About travel."\nsports,""\n')
+    for strategy in ("zero_shot", "target_demos_revision", "sl"):  # even a strategy that uses no description
+        with pytest.raises(RoseError, match=r"descriptions.csv: no description for label\(s\) science/technology, "
+                           r"politics, sports, health") as err:  # fmt: skip
+            fake_generate(tmp_path, monkeypatch, strategy=strategy, descriptions=str(path))
+        assert "\n" not in str(err.value)
 
 
 @needs_shared
@@ -385,6 +427,7 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
     tags, metrics, params = run_.data.tags, run_.data.metrics, run_.data.params
     assert tags["rose.stage"] == "generate" and tags["rose.candidate"] == "fake-lm__target_demos_revision"
     assert tags["rose.backend"] == "fake" and tags["rose.generator"] == "fake-lm" and tags["rose.digest"]
+    assert tags["rose.descriptions"] == "catalog"  # a revision judge with no summary step: rose's own
     assert metrics["kept/science-technology"] == 4 and metrics["kept_total"] == 28 and metrics["shortfall_total"] == 0
     for key in (
         "duplicates_dropped",

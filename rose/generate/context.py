@@ -53,6 +53,7 @@ class Context:
     stats: Counter = field(default_factory=Counter)
     progress: Any = None  # a tqdm bar, or None
     memo: dict = field(default_factory=dict)  # prompts already built and fitted
+    descriptions: dict[str, str] = field(default_factory=dict)  # --descriptions, else the catalog's (judges' fallback)
     dropped: Counter = field(default_factory=Counter)  # (reason, label) -> lines that did not become examples
 
     @property
@@ -92,6 +93,10 @@ class Context:
             if answered != len(chunk):
                 raise RoseError(f"backend {backend.name} returned {answered} answers to {len(chunk)} requests")
         return [found[k] for k in keys]
+
+    def description(self, state_descriptions: dict[str, str], label: str) -> str | None:
+        """A label's meaning: the summary step's, else the ``--descriptions`` file's, else the catalog's."""
+        return state_descriptions.get(label) or self.descriptions.get(label)
 
     def drop(self, reason: str, label: str, n: int = 1) -> None:
         """Count ``n`` lines of ``label`` that did not become examples, and why."""

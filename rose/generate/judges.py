@@ -39,7 +39,8 @@ class _Wrapper:
 
 
 class Revise(_Wrapper):
-    """The generator judges each example: label fit (given the description), quality, target language."""
+    """The generator judges each example: label fit (given the label's description, as the reference does in every
+    revision strategy: the summary step's, else ``--descriptions``, else the catalog's), quality, target language."""
 
     def judge(self, items: list[dict], state: State, ctx: Context) -> None:
         c = ctx.config
@@ -47,7 +48,7 @@ class Revise(_Wrapper):
         requests = []
         for ex in items:
             messages = prompts.revision_messages(
-                ctx.task, ctx.language, ex["label"], state.descriptions.get(ex["label"]), ex["text"]
+                ctx.task, ctx.language, ex["label"], ctx.description(state.descriptions, ex["label"]), ex["text"]
             )
             kind = dict(messages=messages) if ctx.chat else dict(prompt=prompts.as_completion(messages))
             requests.append(

@@ -36,6 +36,7 @@ _NOTE = re.compile(r"^\W*(note|disclaimer|explanation)\s*:", re.I)
 _QUOTES = "\"'“”„‟«»‹›`「」『』"
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _VERDICT = re.compile(r"^\W*([^\W_]+)", re.U)
+# The one list of verdict words in rose: the revision judge's answers, and stored verdicts that score reads.
 YES = frozenset({"yes", "y", "true", "correct", "accept", "accepted", "valid", "keep", "kept", "ok", "pass", "passed"})
 NO = frozenset({"no", "n", "false", "incorrect", "reject", "rejected", "invalid", "drop", "dropped", "fail", "failed"})
 

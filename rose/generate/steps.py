@@ -133,8 +133,8 @@ def read_descriptions(path: str | Path, labels: list[str]) -> dict[str, str]:
     key = next((k for k in ("label", "intent", "category") if rows and k in rows[0]), None)
     if key is None or "description" not in rows[0]:
         raise RoseError(f"{path}: expected columns label,description (or intent,description)")
-    found = {r[key].strip(): r["description"].strip() for r in rows}
-    missing = [label for label in labels if label not in found]
+    found = {(r[key] or "").strip(): (r["description"] or "").strip() for r in rows}
+    missing = [label for label in labels if not found.get(label)]
     if missing:
         raise RoseError(f"{path}: no description for label(s) {', '.join(missing)}")
     return {label: found[label] for label in labels}
