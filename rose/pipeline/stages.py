@@ -73,6 +73,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
         "experiment": study.experiment,
     }
     settings.setdefault("source", study.source)
+    if isinstance(settings.get("descriptions"), dict):  # one descriptions file per task
+        settings["descriptions"] = str(settings["descriptions"].get(task, ""))
     if cand.backend:
         settings["backend"] = cand.backend
     return settings

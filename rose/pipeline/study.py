@@ -155,6 +155,9 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in stages.OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**stages.probe_values(stage), **settings}
+        if stage == "generate" and isinstance(settings.get("descriptions"), dict):
+            _check_descriptions(study, settings["descriptions"], where)
+            probe["descriptions"] = ""
         _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
@@ -163,6 +166,21 @@ def validate(study: Study, where: _Where) -> None:
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: stages.check_model(c.generator), at)
     _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+
+
+def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
+    """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
+    from rose.catalog import get_task
+    from rose.generate.steps import read_descriptions
+
+    at = where("generate", "descriptions")
+    for task in files:
+        if task not in study.tasks:
+            raise RoseError(f"{at}: descriptions for {task!r}, which is not a task of this study ({study.tasks})")
+    for task in study.tasks:
+        if task not in files:
+            raise RoseError(f"{at}: no descriptions file for task {task!r}: add `{task}: <file.csv>`")
+        _reraise(lambda t=task: read_descriptions(str(files[t]), list(get_task(t).labels)), at)
 
 
 def _reraise(call, at: str) -> None:
