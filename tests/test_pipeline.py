@@ -123,6 +123,11 @@ def test_shipped_configs_are_valid():
     from rose.pipeline.plan import build
     from rose.pipeline.study import load_study
 
+    demo = load_study(ROOT / "configs" / "demo.yaml")
+    assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
+    rose = load_study(ROOT / "configs" / "rose.yaml")
+    assert len(rose.candidates) == 6 and len({c.strategy for c in rose.candidates}) == 1
+    assert rose.score["group_by"] == "strategy"  # RoSE: generators compared within a strategy
     if not SHARED_DATA.exists():  # paper.yaml names the published descriptions under ../shared/data
         with pytest.raises(RoseError, match="no such descriptions file"):
             load_study(ROOT / "configs" / "paper.yaml")
@@ -134,6 +139,10 @@ def test_shipped_configs_are_valid():
     assert {(u.task, Path(u.settings["descriptions"]).name) for u in units} == {
         ("intent", "massive10_llama3-70b.csv"), ("topic", "sib200_llama3-70b.csv"), ("sentiment", "sentiment.csv")
     }  # fmt: skip
+    assert paper.score["group_by"] == "generator" and paper.train["protocol"] == "reference"
+    assert {c.generator for c in paper.candidates} == {
+        "google/gemma-3-4b-it", "google/gemma-3-27b-it", "meta-llama/Meta-Llama-3-8B-Instruct",
+        "TechxGenus/Meta-Llama-3-70B-Instruct-GPTQ"}  # fmt: skip
 
 
 def test_descriptions_per_task_are_checked_with_the_study(tmp_path):
@@ -159,9 +168,6 @@ def test_descriptions_per_task_are_checked_with_the_study(tmp_path):
     study.write_text(base + f"generate: {{backend: fake, descriptions: {{topic: {tmp_path / 'half.csv'}}}}}\n")
     with pytest.raises(RoseError, match=r"study.yaml:\d+: .*half.csv: no description for label\(s\) science"):
         load_study(study)
-    demo = load_study(ROOT / "configs" / "demo.yaml")
-    assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
-    assert len(load_study(ROOT / "configs" / "rose.yaml").candidates) == 6
 
 
 # --- running a study -----------------------------------------------------------------------------------------
