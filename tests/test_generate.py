@@ -89,6 +89,10 @@ def test_parse_cut_off_answers():
         ('Here is a JSON list:\n```json\n["Will it rain", "", 3, "Is it cold"]\n```\nLet me know if you need more.',
          ["Will it rain", "Is it cold"], {"preamble": 2, "markup": 2, "empty_item": 1, "not_text": 1}),
         ("1. Will it rain\n2.\n---\n- \n3. Is it cold", ["Will it rain", "Is it cold"], {"empty_item": 1, "markup": 2}),
+        # an indented note under an example is commentary; items under a header are examples; code is code
+        ("1. Will it rain\n   - This one asks about rain.\n2. Is it cold\n```python\nprint('x')\n```\n```\nAny snow\n```",
+         ["Will it rain", "Is it cold", "Any snow"], {"commentary": 1, "code": 1, "markup": 4}),
+        ("1. Weather:\n   - Will it rain\n   - Is it cold", ["Will it rain", "Is it cold"], {"preamble": 1}),
     ],
 )  # fmt: skip
 def test_parse_counts_every_line_that_is_not_an_example(answer, examples, dropped):

@@ -17,7 +17,8 @@ import re
 import unicodedata
 from collections import Counter
 
-_FENCE = re.compile(r"^```[\w-]*\s*$")
+_FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
+_TEXT_FENCES = {"", "text", "txt", "plaintext", "plain", "markdown", "md", "json", "jsonl", "csv", "python-list"}
 _BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,3}\s*[.):\]]|\(?[a-z]\)|#+)\s+")
 _LABELLED = re.compile(r"^\s*(?:example|sentence|utterance|text|sample)\s*\d*\s*[:.)-]\s+", re.I)
 # What a model writes about its answer rather than in it: "Here are 10 sentences about travel." or "I hope these
@@ -25,7 +26,7 @@ _LABELLED = re.compile(r"^\s*(?:example|sentence|utterance|text|sample)\s*\d*\s*
 # "Okay, set an alarm", "Sure, play the next song" and "let me know the weather" stay examples.
 _ABOUT = (
     r"(here (are|is)|below (are|is)|the following|these (are|were)|i (hope|have|'ve)|i('| a)m happy|hope (this|these)|"
-    r"let me know|feel free|as requested|i can (write|generate|provide|give))"
+    r"let me know|feel free|as requested|i can (write|generate|provide|give)|i('| a)m ready|please (go ahead|share))"
 )
 _DELIVERABLE = (
     r"(examples?|sentences?|utterances?|texts?|samples?|queries|commands|requests|phrases|statements|questions|"
@@ -46,6 +47,8 @@ CUT_OFF = "cut_off"  # the last line of an answer the token limit cut
 MARKUP = "markup"  # code fences, lone brackets, separator lines
 EMPTY_ITEM = "empty_item"  # a bullet or number with nothing after it, an empty string in a list
 NOT_TEXT = "not_text"  # a list item that is not a string (a number, a nested list)
+CODE = "code"  # lines inside a fenced block of program code (```python)
+COMMENTARY = "commentary"  # an indented note under a numbered or bulleted example
 
 
 def _strip_item(line: str) -> str:
@@ -137,7 +140,8 @@ def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str],
     """(examples, Counter of reasons) from one model answer: every line that is not an example is counted once.
 
     ``cut_off`` says the answer hit the token limit, so its last line may be incomplete and is dropped. The
-    reasons are :data:`PREAMBLE`, :data:`CUT_OFF`, :data:`MARKUP`, :data:`EMPTY_ITEM` and :data:`NOT_TEXT`.
+    reasons are :data:`PREAMBLE`, :data:`COMMENTARY`, :data:`CUT_OFF`, :data:`MARKUP`, :data:`CODE`,
+    :data:`EMPTY_ITEM` and :data:`NOT_TEXT`.
     """
     text = (text or "").strip()
     if not text:
@@ -150,19 +154,34 @@ def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str],
         items, dropped = found
         dropped[MARKUP] += fences
         return items, +dropped
-    dropped = Counter({MARKUP: fences})
-    if cut_off and lines:
-        lines = lines[:-1]
+    dropped = Counter()
+    raw_lines = [ln for ln in text.splitlines() if ln.strip()]
+    if cut_off and raw_lines:
+        raw_lines = raw_lines[:-1]
         dropped[CUT_OFF] += 1
     out = []
-    for line in lines:
+    in_code = False
+    item_indent: int | None = None  # indentation of the last numbered or bulleted example
+    for line in raw_lines:
         raw = line.strip()
-        if raw in ("[", "]", "{", "}") or set(raw) <= set("-=*_#~ "):
+        fence = _FENCE.match(raw)
+        if fence:
+            in_code = not in_code and fence.group(1).lower() not in _TEXT_FENCES
             dropped[MARKUP] += 1
+            continue
+        indent = len(line) - len(line.lstrip())
+        if in_code:
+            dropped[CODE] += 1
+        elif raw in ("[", "]", "{", "}") or set(raw) <= set("-=*_#~ "):
+            dropped[MARKUP] += 1
+        elif item_indent is not None and indent > item_indent:
+            dropped[COMMENTARY] += 1  # an indented note under an example ("   - This sentence uses ...")
         elif is_preamble(raw):
             dropped[PREAMBLE] += 1
+            item_indent = None  # a header: the lines under it may be examples
         elif item := _strip_item(raw):
             out.append(item)
+            item_indent = indent if _BULLET.match(raw + " ") else None
         else:
             dropped[EMPTY_ITEM] += 1
     return out, +dropped
