@@ -23,10 +23,10 @@ from rose.generate.config import GenerateConfig
 log = logging.getLogger(__name__)
 
 # The older totals some drop reasons also add to (``stats``); judges count revision and language drops themselves.
+_PARSE = ("preamble", "commentary", "cut_off", "markup", "code", "empty_item", "not_text", "garbled")
 _TOTALS = {
-    "preamble": "parse_dropped", "cut_off": "parse_dropped", "markup": "parse_dropped", "empty_item": "parse_dropped",
-    "not_text": "parse_dropped", "garbled": "parse_dropped", "code": "parse_dropped", "commentary": "parse_dropped", "length": "length_dropped",
-    "duplicate": "duplicates_dropped", "cross_label": "cross_label_dropped",
+    **dict.fromkeys(_PARSE, "parse_dropped"), "length": "length_dropped", "duplicate": "duplicates_dropped",
+    "cross_label": "cross_label_dropped",
 }  # fmt: skip
 
 
