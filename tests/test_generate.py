@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -347,6 +348,23 @@ def test_a_text_written_for_two_labels_is_dropped_from_both(tmp_path):
     assert asked == [0, 1, 2]  # round 3 fills its spare batch slots with science/technology's requests
     assert ctx.dropped == {("cross_label", "science/technology"): 1, ("cross_label", "travel"): 1,
                            ("garbled", "travel"): 1, ("surplus", "science/technology"): 1}  # fmt: skip
+
+
+@needs_shared
+def test_every_line_of_every_answer_is_kept_or_counted(tmp_path):
+    from rose.generate.backends.fake import default_answer
+
+    state, ctx, backend = run(tmp_path, strategy="target_demos_revision", per_label=6, examples_per_request=4)
+    lines = Counter()
+    for request in backend.calls:
+        if request.meta["kind"] == "generate":
+            lines[request.meta["label"]] += sum(1 for ln in default_answer(request).splitlines() if ln.strip())
+    dropped = Counter()
+    for (_, label), n in ctx.dropped.items():
+        dropped[label] += n
+    assert {lab: state.kept()[lab] + dropped[lab] for lab in state.labels} == dict(lines)
+    reasons = {reason for reason, _ in ctx.dropped}
+    assert {"duplicate", "revision_rejected", "surplus"} <= reasons  # the fake model repeats itself, is judged
 
 
 @needs_shared
