@@ -21,6 +21,8 @@ EXPECTED = {
     "smollm2-135m-instruct__hf.jsonl": (
         17, 34, {"cut_off": 12, "preamble": 15, "commentary": 9, "markup": 1, "code": 5}
     ),
+    # the base model continues rose's numbered list: one finished item per answer, once with the next item after it
+    "gemma-3-270m__hf.jsonl": (7, 8, {}),
 }  # fmt: skip
 
 
@@ -62,3 +64,9 @@ def test_smollm2_answers_line_by_line():
     assert len(sports) == 3 and sports[2].startswith("Italian athletes") and sports_dropped == {"preamble": 1}
     chat, chat_dropped = _parse(by_label["intent", "cooking_recipe"])  # "I'm ready when you are! ..."
     assert chat == [] and chat_dropped == {"preamble": 1}
+
+
+def test_gemma_completions_line_by_line():
+    by_label = {(a["task"], a["label"]): a for a in _answers("gemma-3-270m__hf.jsonl")}
+    health, dropped = _parse(by_label["topic", "health"])
+    assert len(health) == 2 and health[1].startswith("He is now working") and not dropped  # "7. " peeled
