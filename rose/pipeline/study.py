@@ -135,7 +135,6 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
 
 def validate(study: Study, where: _Where) -> None:
     """Check names against the catalog, the strategies, the models and the stage settings."""
-    from rose import config as cfg
     from rose.catalog import get_language, get_task
 
     for i, task in enumerate(study.tasks):
@@ -155,7 +154,7 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in stages.OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**stages.probe_values(stage), **settings}
-        _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
+        _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
@@ -163,6 +162,46 @@ def validate(study: Study, where: _Where) -> None:
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: stages.check_model(c.generator), at)
     _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_units(study, where)
+
+
+def _check_units(study: Study, where: _Where) -> None:
+    """Build every unit's config as the real run will, so `--dry-run` refuses what the run would refuse."""
+    from rose.pipeline import stages
+
+    classes = stages.config_classes()
+    for task, language in study.cases():
+        for i, cand in enumerate(study.candidates):
+            options = dict(cand.options)
+
+            def line(name: str, i: int = i, options: dict = options) -> str:
+                if name in options and ("candidates", i, name) in where.lines:
+                    return where("candidates", i, name)
+                return where("generate", name) if name in study.generate else where("candidates", i)
+
+            settings = stages.generate_settings(study, task, language, cand)
+            _check(classes["generate"], settings, f"generate ({cand.name}, {task}/{language})", line)
+            try:
+                settings = {**stages.train_settings(study, task, language, cand), "data": "human:"}
+            except RoseError as exc:
+                raise RoseError(f"{where('train', 'seeds')}: train: seeds: {exc}") from None
+            _check(
+                classes["train"], settings, "train", lambda n: where("train", n) if n in study.train else where("train")
+            )
+        _check(classes["score"], stages.score_settings(study, task, language), "score",
+               lambda n: where("score", n) if n in study.score else where("score"))  # fmt: skip
+
+
+def _check(cls: type, settings: dict, what: str, line) -> None:
+    """``from_mapping`` with the error pointed at the line of the setting at fault."""
+    from rose.config import SettingError, from_mapping
+
+    try:
+        from_mapping(cls, settings, where=what)
+    except SettingError as exc:
+        raise RoseError(f"{line(exc.name) if exc.name else line('')}: {exc}") from None
+    except RoseError as exc:
+        raise RoseError(f"{line('')}: {exc}") from None
 
 
 def _reraise(call, at: str) -> None:
