@@ -118,7 +118,7 @@ def rows_to_data(
             missing = text_field if text_field not in row else label_field
             raise RoseError(
                 f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): "
-                "pass --text-column/--label-column to map yours"
+                f"name your columns {text_field!r} and {label_field!r}"
             )
         text, label = row[text_field], row[label_field]
         text = "" if text is None else str(text).strip()

@@ -194,12 +194,14 @@ def _check_units(study: Study, where: _Where) -> None:
 
 def _check(cls: type, settings: dict, what: str, line) -> None:
     """``from_mapping`` with the error pointed at the line of the setting at fault."""
-    from rose.config import SettingError, from_mapping
+    from rose.config import SettingError, flag, from_mapping
 
     try:
         from_mapping(cls, settings, where=what)
     except SettingError as exc:
-        raise RoseError(f"{line(exc.name) if exc.name else line('')}: {exc}") from None
+        # a check across fields names its settings as flags: point at the first one the study sets
+        name = exc.name or next((k for k in settings if flag(k.replace("-", "_")) in str(exc)), "")
+        raise RoseError(f"{line(name)}: {exc}") from None
     except RoseError as exc:
         raise RoseError(f"{line('')}: {exc}") from None
 
