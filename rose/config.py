@@ -78,7 +78,7 @@ def convert(value: Any, tp: Any) -> Any:
         try:
             return base(value)
         except (TypeError, ValueError):
-            raise RoseError(f"expected a {base.__name__}, got {value!r}") from None
+            raise RoseError(f"expected {'an integer' if base is int else 'a number'}, got {value!r}") from None
     if base is Path:
         return Path(value)
     return value

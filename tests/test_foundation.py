@@ -196,7 +196,7 @@ def test_config_fields_map_to_flags_and_yaml():
         config.from_mapping(Cfg, {"task": "t", "lr_rate": 1}, where="study.yaml")
     with pytest.raises(RoseError, match="missing required setting.*--task"):
         config.from_mapping(Cfg, {})
-    with pytest.raises(RoseError, match="lr: expected a float"):
+    with pytest.raises(RoseError, match="--lr: expected a number"):
         config.from_mapping(Cfg, {"task": "t", "lr": "fast"})
 
 
