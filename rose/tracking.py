@@ -302,18 +302,18 @@ def run(
                     log_params(params)
                 yield active
             except KeyboardInterrupt as exc:
-                _record_error(active.info.run_id, exc, "interrupted (Ctrl-C or SIGINT)")
+                record_error(active.info.run_id, exc, "interrupted (Ctrl-C or SIGINT)")
                 mlflow.end_run("KILLED")
                 raise
             except BaseException as exc:
-                _record_error(active.info.run_id, exc)
+                record_error(active.info.run_id, exc)
                 raise
     finally:
         if lease is not None:
             lease.release()
 
 
-def _record_error(run_id: str, exc: BaseException, reason: str | None = None) -> None:
+def record_error(run_id: str, exc: BaseException, reason: str | None = None) -> None:
     """Say on the run why it failed; never hides the original error."""
     import traceback
 
