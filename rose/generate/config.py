@@ -24,6 +24,7 @@ NOT_IN_DIGEST = (
     "timeout",
     "batch_size",
     "device",
+    "tensor_parallel_size",
     "resume",
     "max_planned_requests",
     "encoding",  # a file read under another encoding either fails or gives the same text for ASCII data
@@ -75,6 +76,8 @@ class GenerateConfig:
     seed: int = field(0, help="seed of demonstrations, summaries and sampling", min=0)
     language_filter: bool = field(False, help="drop examples lingua does not identify as the target language")
     device: str = field("auto", help="hf backend: auto, cpu, cuda or cuda:N")
+    tensor_parallel_size: int = field(1, help="vllm backend: GPUs one generator is split over (e.g. 4 for a 70B "
+                                              "model in 16 bits; with Ray, match --gpus-per-generator)", min=1)  # fmt: skip
     base_url: str = field("http://127.0.0.1:8000/v1", help="openai backend: the server's base URL")
     api_key_env: str = field(
         "OPENAI_API_KEY",

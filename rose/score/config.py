@@ -22,14 +22,21 @@ class ScoreConfig:
     candidates: list[str] = field([], help="candidate names to compare (default: every tracked candidate)",
                                   distinct=True)  # fmt: skip
     reference_lm: str = field(
-        "smollm2-135m-instruct", help="causal LM for perplexity (short name, hub id, path; '' skips)"
+        "gemma-3-270m", help="multilingual causal LM for perplexity (short name, hub id, path; '' skips)"
     )
+    reference_lm_languages: list[str] = field(
+        [], help="languages the reference LM reads (default: rose's table of known LMs); perplexity is not "
+                 "reported for other languages", check=known_language
+    )  # fmt: skip
     embedding_model: str = field("multilingual-e5-small", help="embedding model for diversity ('' skips)")
     tokenizer: str = field("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
     intrinsic: bool = field(True, help="compute intrinsic metrics of generate runs that lack them")
     recompute: bool = field(False, help="recompute intrinsic metrics even where a generate run has them")
     intrinsic_sample: int = field(1000, help="texts per dataset for the costly metrics (embeddings, perplexity)",
                                   min=1)  # fmt: skip
+    group_by: str = field("none", help="also score within groups of candidates: strategy (each strategy's "
+                          "generators, as RoSE), generator (each generator's strategies), both, or none",
+                          choices=["none", "strategy", "generator", "both"])  # fmt: skip
     fill_missing: bool = field(True, help="evaluate logged classifiers on datasets they were not tested on")
     bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval", min=1)
     seed: int = field(0, help="seed of the bootstrap, samples and the random baseline", min=0)

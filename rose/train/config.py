@@ -6,10 +6,18 @@ Defaults follow the study (learning rate 1e-5, batch 16, up to 50 epochs, patien
 Two protocols:
 - ``default``: early stopping on the macro-F1 of a stratified dev split held out from the training data, and the
   weights of the best dev epoch are restored (kept in memory, never written per epoch); batches padded per batch.
-- ``reference``: the reference code's choices: the same 10% is held out but only reported; early stopping (and
-  the restored epoch) follow the *training* loss, which was a mistake; batches padded to ``max_length``.
+- ``reference``: the reference code's training, exactly: texts lower-cased and stripped of ASCII punctuation
+  (its ``--normalized``, also at prediction time), batches padded to ``max_length`` in a plain shuffled order,
+  ``torch.optim.AdamW(model.parameters(), lr)`` with torch's defaults (weight decay 0.01 on every parameter) at a
+  constant learning rate (no warm-up, no decay), no gradient clipping, fp32, and early stopping (and the restored
+  epoch) on the *training* loss, which was a mistake, stopping when more than ``patience`` epochs in a row did not
+  improve it (its ``no_improvement > patience``). The same 10% is held out but only reported. ``warmup_ratio``,
+  ``weight_decay``, ``max_grad_norm`` and ``group_by_length`` do not apply; ``bf16`` only when set to ``true``.
+  The reference watched the summed loss of a second pass over the training data after each epoch; here the
+  mean loss of the epoch's own steps is watched (the same data, without the extra pass).
 
-Reference: Anikina et al. (EMNLP 2025), section 2 of ../shared/docs/method.md.
+Reference: Anikina et al. (EMNLP 2025), section 2 of ../shared/docs/method.md; tanikina/multilingual-generation
+``src/train_roberta.py``.
 """
 
 from __future__ import annotations

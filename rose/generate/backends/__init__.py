@@ -35,7 +35,8 @@ def _hf(config, model: str) -> Backend:
 def _vllm(config, model: str) -> Backend:
     from rose.generate.backends.vllm import VLLMBackend
 
-    return VLLMBackend(model, context_length=config.context_length)
+    return VLLMBackend(model, context_length=config.context_length,
+                       tensor_parallel_size=getattr(config, "tensor_parallel_size", 1))  # fmt: skip
 
 
 def _openai(config, model: str) -> Backend:
