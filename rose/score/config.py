@@ -26,7 +26,7 @@ class ScoreConfig:
     )
     reference_lm_languages: list[str] = field(
         [], help="languages the reference LM reads (default: rose's table of known LMs); perplexity is not "
-                 "reported for other languages", check=known_language
+                 "reported for other languages"
     )  # fmt: skip
     embedding_model: str = field("multilingual-e5-small", help="embedding model for diversity ('' skips)")
     tokenizer: str = field("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
