@@ -63,8 +63,12 @@ def run_pipeline(
         else:
             execute.run_local(str(config), units, max_parallel=max_parallel)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
+        tracking.record_error(run_id, exc, "interrupted (Ctrl-C or SIGINT)")
+        raise
+    except Exception as exc:
+        tracking.record_error(run_id, exc)
         raise
     finally:
         _close_pipeline_run(run_id, status, units, skipped, time.perf_counter() - started)

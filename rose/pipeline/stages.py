@@ -81,11 +81,12 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
 
 
 def train_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
+    from rose.config import parse_list
     from rose.train.config import TrainConfig
 
     defaults = TrainConfig(task=task, language=language, data="")
     settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
-    settings["seeds"] = [int(s) for s in settings.get("seeds", defaults.seeds)]
+    settings["seeds"] = parse_list(settings.get("seeds", defaults.seeds), int)
     return settings
 
 

@@ -135,7 +135,6 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
 
 def validate(study: Study, where: _Where) -> None:
     """Check names against the catalog, the strategies, the models and the stage settings."""
-    from rose import config as cfg
     from rose.catalog import get_language, get_task
 
     for i, task in enumerate(study.tasks):
@@ -158,7 +157,7 @@ def validate(study: Study, where: _Where) -> None:
         if stage == "generate" and isinstance(settings.get("descriptions"), dict):
             _check_descriptions(study, settings["descriptions"], where)
             probe["descriptions"] = ""
-        _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
+        _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
@@ -166,6 +165,48 @@ def validate(study: Study, where: _Where) -> None:
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: stages.check_model(c.generator), at)
     _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_units(study, where)
+
+
+def _check_units(study: Study, where: _Where) -> None:
+    """Build every unit's config as the real run will, so `--dry-run` refuses what the run would refuse."""
+    from rose.pipeline import stages
+
+    classes = stages.config_classes()
+    for task, language in study.cases():
+        for i, cand in enumerate(study.candidates):
+            options = dict(cand.options)
+
+            def line(name: str, i: int = i, options: dict = options) -> str:
+                if name in options and ("candidates", i, name) in where.lines:
+                    return where("candidates", i, name)
+                return where("generate", name) if name in study.generate else where("candidates", i)
+
+            settings = stages.generate_settings(study, task, language, cand)
+            _check(classes["generate"], settings, f"generate ({cand.name}, {task}/{language})", line)
+            try:
+                settings = {**stages.train_settings(study, task, language, cand), "data": "human:"}
+            except RoseError as exc:
+                raise RoseError(f"{where('train', 'seeds')}: train: seeds: {exc}") from None
+            _check(
+                classes["train"], settings, "train", lambda n: where("train", n) if n in study.train else where("train")
+            )
+        _check(classes["score"], stages.score_settings(study, task, language), "score",
+               lambda n: where("score", n) if n in study.score else where("score"))  # fmt: skip
+
+
+def _check(cls: type, settings: dict, what: str, line) -> None:
+    """``from_mapping`` with the error pointed at the line of the setting at fault."""
+    from rose.config import SettingError, flag, from_mapping
+
+    try:
+        from_mapping(cls, settings, where=what)
+    except SettingError as exc:
+        # a check across fields names its settings as flags: point at the first one the study sets
+        name = exc.name or next((k for k in settings if flag(k.replace("-", "_")) in str(exc)), "")
+        raise RoseError(f"{line(name)}: {exc}") from None
+    except RoseError as exc:
+        raise RoseError(f"{line('')}: {exc}") from None
 
 
 def _check_descriptions(study: Study, files: dict, where: _Where) -> None:

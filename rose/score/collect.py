@@ -83,6 +83,13 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
     generate = generate[generate["candidate"].notna()] if len(generate) else generate
     generate = _newest(_keep(_keep(generate, "task", tasks), "language", languages), CASE + ["candidate"])
     if candidates:
+        known = sorted(set(generate["candidate"])) if len(generate) else []
+        unknown = [c for c in candidates if c not in known]
+        if unknown:
+            raise RoseError(
+                f"no finished generate run of candidate(s) {', '.join(unknown)} in experiment {experiment!r} for "
+                f"{','.join(tasks)}/{','.join(languages)}: known candidates are {', '.join(known) or 'none'}"
+            )
         generate = generate[generate["candidate"].isin(candidates)].reset_index(drop=True)
 
     seed_rows, eval_rows = [], []

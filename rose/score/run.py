@@ -177,11 +177,12 @@ def score(config: ScoreConfig) -> ScoreResult:
     import mlflow
 
     from rose import tracking
-    from rose.config import to_params
+    from rose.config import to_params, validate
     from rose.score import champion as champ
     from rose.score import report
 
-    tracking.setup(config.experiment)
+    validate(config)
+    tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
     tracked = collect(config.experiment, config.task, config.language, config.candidates)
     cases, messages, state, datasets = [], [], {}, _Datasets()
     wanted = _cases(config, tracked)
