@@ -25,7 +25,8 @@ _LABELLED = re.compile(r"^\s*(?:example|sentence|utterance|text|sample)\s*\d*\s*
 # examples help!"; a line must name what it introduces (examples, sentences, ...) or ask for more, so that
 # "Okay, set an alarm", "Sure, play the next song" and "let me know the weather" stay examples.
 _ABOUT = (
-    r"(here (are|is)|below (are|is)|the following|these (are|were)|i (hope|have|'ve)|i('| a)m happy|hope (this|these)|"
+    r"(here (are|is)|below (are|is)|the following|these (are|were)|i hope|i('ve| have) (written|generated|created|"
+    r"provided|included|listed|given|made)|i('| a)m happy|hope (this|these)|"
     r"let me know|feel free|as requested|i can (write|generate|provide|give)|i('| a)m ready|please (go ahead|share))"
 )
 _DELIVERABLE = (
