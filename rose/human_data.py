@@ -168,6 +168,25 @@ def load_split(
     return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)
 
 
+def split_digest(task: str | Task, language: str | Language, split: str, source: str | Path) -> str:
+    """A digest of a human split's content (the file's bytes, or the loaded rows for the hub): what decides
+    whether cells computed on it are still current."""
+    import hashlib
+
+    task = get_task(task) if isinstance(task, str) else task
+    lang = get_language(language) if isinstance(language, str) else language
+    resolved = resolve_source(source, task, lang)
+    path = Path(resolved).expanduser() if str(resolved) not in ("hub", "hf") else None
+    if path is not None and path.is_dir():
+        path = _folder_file(path, task, lang, split)
+    if path is not None and path.is_file():
+        blob = path.read_bytes()
+    else:
+        data = load_split(task, lang, split, resolved)
+        blob = json.dumps([data.texts, data.labels], ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 BUNDLED = Path(__file__).parent / "resources"
 SHARED_DATA = "../shared/data"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import rose
 
-STAGES = ("generate", "train", "score", "tune", "pipeline")
+STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")
 TAG = "rose."
 
 DB_NAME = "mlflow.db"

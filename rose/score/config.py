@@ -26,7 +26,19 @@ class ScoreConfig:
     intrinsic: bool = field(True, help="compute intrinsic metrics of generate runs that lack them")
     recompute: bool = field(False, help="recompute intrinsic metrics even where a generate run has them")
     intrinsic_sample: int = field(1000, help="texts per dataset for the costly metrics (embeddings, perplexity)")
-    fill_missing: bool = field(True, help="evaluate logged classifiers on datasets they were not tested on")
+    fill_missing: bool = field(
+        True,
+        help="compute missing cross-evaluation cells from the logged classifiers "
+        "(false, or --no-fill: print the commands that would)",
+    )
+    train_runs: list[str] = field(
+        [],
+        help="train setting runs to score (default: per candidate, the newest training "
+        "on its current dataset with the settings most candidates share)",
+    )
+    human_test: str = field(
+        "", help="human test set to judge on, human:<data folder> (default: the one most classifiers were evaluated on)"
+    )
     bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval")
     seed: int = field(0, help="seed of the bootstrap, samples and the random baseline")
     register_champion: bool = field(True, help="register the picked candidate's best seed with alias 'champion'")

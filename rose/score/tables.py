@@ -66,6 +66,8 @@ def build_case(
     board = rose.merge(gen[["generator", "strategy"]], left_on="candidate", right_index=True, how="left")
     if len(human):
         board["human_f1"] = board["candidate"].map(human)
+        if len(tracked.baseline):  # the human-data baseline: same settings, same examples per label
+            board["gap_to_human"] = board["human_f1"] - float(tracked.baseline.mean())
     champion = str(rose["candidate"].iloc[0]) if rose["rose"].notna().any() else ""
     return CaseTables(
         task, language, candidates, evals, matrix, rose, scores, human, judged, board, champion, tracked.generate, seeds
@@ -81,15 +83,14 @@ def build_tables(
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> list[CaseTables]:
-    """Rebuild every case's tables from the tracking store (two searches; nothing is filled or logged)."""
-    from rose.score.collect import check_case, collect
+    """Rebuild every case's tables from the tracking store (three searches; nothing is filled or logged)."""
+    from rose.score.collect import collect, select
 
-    tracked = collect(experiment, tasks, languages, candidates)
+    store = collect(experiment, tasks, languages, candidates)
     out = []
-    for task, language in tracked.cases():
-        case = tracked.case(task, language)
-        ready = check_case(case, task, language, experiment)
-        out.append(build_case(case, task, language, ready, bootstrap=bootstrap, seed=seed))
+    for task, language in store.cases():
+        chosen = select(store.case(task, language), task, language, experiment)
+        out.append(build_case(chosen.tracked, task, language, chosen.ready, bootstrap=bootstrap, seed=seed))
     return out
 
 

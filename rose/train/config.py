@@ -88,3 +88,12 @@ class TuneConfig:
     study_name: str = field("", help="Optuna study name (default: derived from task, language, data, classifier)")
     experiment: str = field("rose", help="MLflow experiment")
     num_threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")
+
+
+@dataclass
+class EvaluateConfig:
+    """Cross-evaluation cells: a trained setting's seed models scored on datasets (one ``evaluate`` run each)."""
+
+    train_run: str = field(help="the train setting run (rose.role=setting) whose seed models are scored")
+    data: list[str] = field(help="datasets, comma-separated: generate run ids and/or human:<data folder> (test split)")
+    experiment: str = field("rose", help="MLflow experiment")
