@@ -230,7 +230,7 @@ def test_tags_search_and_find_finished(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         with tracking.run("two", tracking.tags("generate", "topic", "en", digest="d2")):
             raise RuntimeError("crash")
-    assert tracking.find_finished("study", "generate", "d1").human_data.params == {"k": "[1, 2]"}
+    assert tracking.find_finished("study", "generate", "d1").data.params == {"k": "[1, 2]"}
     assert tracking.find_finished("study", "generate", "d2") is None  # failed runs do not count as done
     assert len(tracking.search_runs("study", stage="generate", finished_only=False)) == 2
     assert tracking.digest({"a": 1, "b": [2]}) == tracking.digest({"b": [2], "a": 1})

@@ -109,7 +109,10 @@ class ClassifierModule(L.LightningModule):
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=True)  # as transformers' Trainer
+        # fused AdamW as transformers' Trainer, except under mixed precision with clipping, which Lightning refuses
+        # for optimizers that unscale gradients themselves (bf16 autocast on CPUs with native bf16, GPUs)
+        clips = bool(self.trainer.gradient_clip_val) and "mixed" in str(self.trainer.precision)
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=not clips)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
