@@ -169,21 +169,21 @@ def load_split(
 
 
 def split_digest(task: str | Task, language: str | Language, split: str, source: str | Path) -> str:
-    """A digest of a human split's content (the file's bytes, or the loaded rows for the hub): what decides
-    whether cells computed on it are still current."""
+    """A digest of a human split's content (the file's bytes): what decides whether cells computed on it are still
+    current. A hub split is named, not downloaded (the hub ids of the catalog are taken as fixed)."""
     import hashlib
 
     task = get_task(task) if isinstance(task, str) else task
     lang = get_language(language) if isinstance(language, str) else language
     resolved = resolve_source(source, task, lang)
-    path = Path(resolved).expanduser() if str(resolved) not in ("hub", "hf") else None
-    if path is not None and path.is_dir():
-        path = _folder_file(path, task, lang, split)
-    if path is not None and path.is_file():
-        blob = path.read_bytes()
+    if str(resolved) in ("hub", "hf"):
+        blob = f"hub:{task.name}/{lang.code}/{split}".encode()
     else:
-        data = load_split(task, lang, split, resolved)
-        blob = json.dumps([data.texts, data.labels], ensure_ascii=False).encode("utf-8")
+        path = Path(resolved).expanduser()
+        path = _folder_file(path, task, lang, split) if path.is_dir() else path
+        if not path.is_file():
+            raise RoseError(f"no human data at {source}: pass a data folder, a file or hub")
+        blob = path.read_bytes()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -114,7 +114,7 @@ def test_dry_run_prints_plan_and_runs_nothing(store, tiny, capsys):
     path = study_yaml(store, tiny)
     assert main(["pipeline", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "plan: generate: 0 done / 2, train: 0 done / 2, score: 0 done / 1" in out
+    assert "plan: generate: 0 done / 2, train: 0 done / 3, evaluate: 0 done / 5, score: 0 done / 1" in out
     assert "fake-a__zero_shot" in out and search_runs("study", finished_only=False) == []
 
 
@@ -124,7 +124,7 @@ def test_shipped_configs_are_valid():
 
     paper = load_study(ROOT / "configs" / "paper.yaml")
     assert len(paper.candidates) == 28 and len(paper.cases()) == 33
-    assert sum(u.stage == "generate" for u in build(paper)) == 28 * 33
+    assert sum(u.stage == "generate" for u in build(paper).units) == 28 * 33
     demo = load_study(ROOT / "configs" / "demo.yaml")
     assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
     assert len(load_study(ROOT / "configs" / "rose.yaml").candidates) == 6
@@ -187,7 +187,7 @@ def test_pipeline_killed_during_training_finishes_with_every_run_once(store, tin
     assert "RoSE leaderboard: task topic, language cy" in done.stdout
     _check_exactly_once("study", seeds=(1, 2, 3))
     again = subprocess.run(cmd + ["--dry-run"], cwd=store, env=env, capture_output=True, text=True, timeout=300)
-    assert "plan: generate: 2 done / 2, train: 2 done / 2, score: 1 done / 1" in again.stdout
+    assert "plan: generate: 2 done / 2, train: 3 done / 3, evaluate: 5 done / 5, score: 1 done / 1" in again.stdout
 
 
 @pytest.mark.slow
