@@ -48,8 +48,20 @@ def add_generate(client, exp_id, tmp, candidate, generator="google/gemma-3-4b-it
     return run.info.run_id
 
 
-def add_training(client, exp_id, candidate, human, *, data_run_id=None, setting="S1", classifier="tiny",
-                 models=(), task=TASK, language=LANG, counts=None):
+def add_training(
+    client,
+    exp_id,
+    candidate,
+    human,
+    *,
+    data_run_id=None,
+    setting="S1",
+    classifier="tiny",
+    models=(),
+    task=TASK,
+    language=LANG,
+    counts=None,
+):
     """A train setting run with seed runs 1 and 2 (a keyword classifier logged for the seeds in ``models``)."""
     tags = tracking.tags("train", task, language, role="setting", train_data=candidate, data_run_id=data_run_id,
                          classifier=classifier, protocol="default", setting=setting, digest=f"d-{candidate}-{setting}")  # fmt: skip

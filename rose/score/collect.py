@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rose import tracking
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX
 from rose.train import cells as cells_lib
@@ -113,8 +114,7 @@ def _int(value: str | None) -> int:
 
 def collect(experiment: str, tasks: list[str], languages: list[str], candidates: list[str] = ()) -> Store:
     """Query the generate runs, the train runs and the cells of the tasks and languages (three searches)."""
-    from rose.tracking import search_runs
-
+    search_runs = tracking.search_runs
     where = {"task": _filters(tasks), "language": _filters(languages)}
 
     def scoped(df: pd.DataFrame) -> pd.DataFrame:
