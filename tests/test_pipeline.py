@@ -307,7 +307,7 @@ def test_ray_executor_runs_the_same_plan(store, tiny):
         result = run_pipeline(path, executor="ray")
     finally:
         ray.shutdown()
-    assert result.score_runs and result.ran == 5
+    assert result.score_runs and result.ran == 11
     _check_exactly_once("ray-study")
 
 
@@ -362,7 +362,7 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
 
         path = study_yaml(tmp_path, tiny, experiment="server-study")
         result = run_pipeline(path, max_parallel=2)
-        assert result.ran == 5
+        assert result.ran == 11
         _check_exactly_once("server-study")
         import mlflow
 
@@ -372,7 +372,10 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
             if run.data.tags["rose.stage"] == "generate":
                 assert "dataset" in names
             if run.data.tags.get("rose.role") == "seed":
-                assert "confusion" in names and len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+                assert len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+            if run.data.tags["rose.stage"] == "evaluate":
+                assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
+                    a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip
                 assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
     finally:

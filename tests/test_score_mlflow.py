@@ -167,6 +167,8 @@ def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(built):
     # absent from truth and predictions (macro-F1 over the task's 7 labels)
     assert metrics["seed/1/macro_f1"] == pytest.approx(3 / 7) and metrics["seed/2/n"] == 6
     assert cells[0].data.tags["rose.train_digest"] == "d-a__simple-S1"
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(cells[0].info.run_id, "confusion")}
+    assert arts == {"confusion/seed1.csv", "confusion/seed2.csv"}
     a = ((0.59 + 3 / 7) / 2 + (0.61 + 3 / 7) / 2) / 2
     assert case.rose.set_index("candidate").loc["a__simple", "rose"] == pytest.approx(a)
     assert case.matrix.loc["b__simple", "c__simple"] == pytest.approx(3 / 7)  # the same keyword rules

@@ -2,7 +2,8 @@
 
 Before each stage the plan is built again from the tracking store, so a unit reads the runs the stages before
 it made (and the per-label cut, known once generation is done, is the real one). Evaluate units of one train unit
-run together (each seed model is loaded once). Workers write to the same tracking store
+run together (each seed model is loaded once), and the local executor deals the cells into ``max_parallel``
+workers (a worker process costs seconds to start). Workers write to the same tracking store
 (``MLFLOW_TRACKING_URI``); with several writers, use a tracking server rather than a SQLite file.
 """
 
@@ -38,8 +39,10 @@ def _env() -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": tracking.tracking_uri()}
 
 
-def batches(plan: Plan, stage: str) -> list[list[Unit]]:
-    """The stage's units still to run, grouped: the cells of one train unit together, other units alone."""
+def batches(plan: Plan, stage: str, workers: int = 0) -> list[list[Unit]]:
+    """The stage's units still to run, grouped: the cells of one train unit together (with ``workers``, the
+    cells are dealt into that many batches, so a worker process starts once per batch, not per classifier);
+    other units alone."""
     todo = [u for u in plan.units if u.stage == stage and not u.run_id]
     missing = [u.label for u in todo if u.needs and not u.inputs]
     if missing:
@@ -49,7 +52,12 @@ def batches(plan: Plan, stage: str) -> list[list[Unit]]:
     groups: dict[str, list[Unit]] = {}
     for unit in todo:
         groups.setdefault(unit.inputs["train"], []).append(unit)
-    return list(groups.values())
+    if not workers:
+        return list(groups.values())
+    dealt: list[list[Unit]] = [[] for _ in range(min(workers, len(groups)))]
+    for i, group in enumerate(groups.values()):
+        dealt[i % len(dealt)].extend(group)
+    return dealt
 
 
 def run_local(study_path: str, replan: Callable[[], Plan], max_parallel: int = 1) -> dict[str, float]:
@@ -64,7 +72,7 @@ def run_local(study_path: str, replan: Callable[[], Plan], max_parallel: int = 1
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
     seconds: dict[str, float] = {}
     for stage in STAGES:
-        todo = batches(replan(), stage)
+        todo = batches(replan(), stage, workers=max_parallel)
         if not todo:
             continue
         start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 ``generate`` calls :func:`rose.generate.run.generate`, ``train`` :func:`rose.train.run.train`, ``evaluate``
 :func:`rose.train.cells.evaluate_cells` (the cells of one train unit are computed together, so each seed model is
-loaded once), ``score`` :func:`rose.score.run.score`. The stages return an identical finished run instead of running
+loaded once; the cells of several train units may share a worker), ``score`` :func:`rose.score.run.score`. The stages return an identical finished run instead of running
 again, and each run is tagged with its unit digest (``rose.unit``).
 """
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def run_units(study_path: str, units: list[Unit]) -> list[tuple[str, str]]:
-    """Run units of one stage (evaluate units of one train unit may come together); returns (digest, run id)."""
+    """Run units of one stage (evaluate units may come together); returns (digest, run id) per unit."""
     import mlflow
 
     study = load_study(study_path)
@@ -60,12 +60,17 @@ def _train(study: Study, unit: Unit) -> str:
 
 
 def _evaluate(study: Study, units: list[Unit]) -> list[str]:
+    """The cells of the units, computed per train unit (each seed model loaded once for all its datasets)."""
     from rose.train.cells import evaluate_cells
 
-    trains = {u.inputs["train"] for u in units}
-    if len(trains) != 1:
-        raise RoseError("evaluate units run together must read the same train unit")
-    return evaluate_cells(study.experiment, trains.pop(), [u.inputs["data"] for u in units])
+    by_train: dict[str, list[Unit]] = {}
+    for unit in units:
+        by_train.setdefault(unit.inputs["train"], []).append(unit)
+    run_ids: dict[str, str] = {}
+    for train_run_id, group in by_train.items():
+        ids = evaluate_cells(study.experiment, train_run_id, [u.inputs["data"] for u in group])
+        run_ids.update({u.digest: r for u, r in zip(group, ids, strict=True)})
+    return [run_ids[u.digest] for u in units]
 
 
 def _score(study: Study, unit: Unit) -> str:

@@ -56,12 +56,16 @@ class Store:
     trains: pd.DataFrame
     seed_runs: pd.DataFrame
     cells: pd.DataFrame
+    every_generate: pd.DataFrame = field(default_factory=pd.DataFrame)  # older generate runs too
 
     def case(self, task: str, language: str) -> Store:
         def pick(df: pd.DataFrame) -> pd.DataFrame:
+            if df.empty:
+                return df
             return df[(df["task"] == task) & (df["language"] == language)].reset_index(drop=True)
 
-        return Store(pick(self.generate), pick(self.trains), pick(self.seed_runs), pick(self.cells))
+        return Store(pick(self.generate), pick(self.trains), pick(self.seed_runs), pick(self.cells),
+                     pick(self.every_generate))  # fmt: skip
 
     def cases(self) -> list[tuple[str, str]]:
         return sorted(set(zip(self.generate["task"], self.generate["language"], strict=True)))
@@ -131,9 +135,10 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
         })  # fmt: skip
     generate = pd.DataFrame(gen_rows, columns=None if gen_rows else GEN_COLS)
     generate = generate[generate["candidate"].notna()] if len(generate) else generate
-    generate = _newest(scoped(generate), CASE + ["candidate"])
     if candidates:
-        generate = generate[generate["candidate"].isin(candidates)].reset_index(drop=True)
+        generate = generate[generate["candidate"].isin(candidates)]
+    every = scoped(generate)
+    generate = _newest(every, CASE + ["candidate"])
 
     train_rows, seed_rows = [], []
     for run in search_runs(experiment, stage="train", **where):
@@ -164,7 +169,7 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
             if "macro_f1" in values:
                 cell_rows.append({**base, "seed": seed, "macro_f1": values["macro_f1"]})
     cells = scoped(pd.DataFrame(cell_rows, columns=CELL_COLS))
-    return Store(generate, trains, seed_runs, cells)
+    return Store(generate, trains, seed_runs, cells, every)
 
 
 def select(store: Store, task: str, language: str, experiment: str, *, train_runs: list[str] = (),
@@ -183,6 +188,12 @@ def select(store: Store, task: str, language: str, experiment: str, *, train_run
             f"run `rose generate --task {task} --language {language} --generator <model> --strategy <strategy>` "
             "for two or more generators or strategies first"
         )
+    if train_runs:  # the datasets the named classifiers were trained on are the candidates' datasets
+        named = store.trains[store.trains["run_id"].isin(list(train_runs))]
+        data_runs = set(named["data_run_id"].dropna())
+        every = store.every_generate if len(store.every_generate) else gen
+        gen = _newest(pd.concat([every[every["run_id"].isin(data_runs)],
+                                 gen[~gen["candidate"].isin(named["train_data"])]]), ["candidate"])  # fmt: skip
     current = dict(zip(gen["candidate"], gen["run_id"], strict=True))
     chosen, baseline = _choose_trains(store.trains, current, train_runs, task, language, experiment, messages)
     ready = [c for c in gen["candidate"] if c in chosen]

@@ -10,7 +10,7 @@ evaluation settings. Tags: ``rose.train_run_id`` (the train parent run), ``rose.
 (the generate run id, or ``human:<digest of the test split>``), ``rose.eval_set`` (the dataset's candidate name,
 or ``human``), ``rose.data_run_id`` (generated datasets), ``rose.digest`` (the cell's digest). Metrics per seed:
 ``seed/<seed>/macro_f1``, ``seed/<seed>/accuracy``, ``seed/<seed>/f1/<label>``, ``seed/<seed>/n``; and
-``macro_f1_mean``, ``macro_f1_std``, ``n``. Macro-F1 is :func:`rose.metrics.classification_metrics`, over every
+``macro_f1_mean``, ``macro_f1_std``, ``n``; artifacts ``confusion/seed<seed>.csv``. Macro-F1 is :func:`rose.metrics.classification_metrics`, over every
 label of the task.
 """
 
@@ -26,6 +26,7 @@ from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import split_digest
+from rose.metrics import classification_metrics, confusion
 from rose.naming import slug
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,17 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str]) -> 
     loaded = {(ref, data.name): load_ref(ref, task, language, split="test", strict_labels=False, name=data.name)
               for ref, data, _ in todo}  # fmt: skip
     scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
+    matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
     for seed_run in seeds:
         seed = int(seed_run.data.tags["rose.seed"])
         model = _load_model(seed_run.info.run_id, experiment, parent)
         for ref, data, _ in todo:
             texts = loaded[ref, data.name]
-            scores[ref][seed] = _score(model, texts.texts, texts.labels, labels, f"{ref} ({data.name})")
+            scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
+                                                            f"{ref} ({data.name})")  # fmt: skip
         del model
     for ref, data, digest in todo:
-        out[ref] = _log_cell(experiment, parent, data, digest, scores[ref], len(loaded[ref, data.name]))
+        out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels)
         log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
                  statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
     return [out[r] for r in data_refs]
@@ -140,19 +143,26 @@ def _load_model(seed_run_id: str, experiment: str, parent):
         ) from None
 
 
-def _score(model, texts: list[str], truth: list[str], labels: list[str], where: str) -> dict[str, float]:
-    from rose.train.evaluate import evaluate_pyfunc
+def _score(model, texts: list[str], truth: list[str], labels: list[str], where: str) -> tuple[dict, object]:
+    """(metrics, confusion matrix) of one seed model on a dataset (examples with a label of the task)."""
+    from rose.train.evaluate import label_indices, pyfunc_labels
 
     keep = [i for i, label in enumerate(truth) if label in labels]
     if not keep:
         raise RoseError(f"{where}: no example with a label of the task to evaluate on")
-    return evaluate_pyfunc(model, [texts[i] for i in keep], [truth[i] for i in keep], labels)
+    predicted, _ = pyfunc_labels(model, [texts[i] for i in keep])
+    y_true, y_pred = label_indices([truth[i] for i in keep], predicted, labels)
+    return classification_metrics(y_true, y_pred, labels), confusion(y_true, y_pred, len(labels))
 
 
-def _log_cell(experiment, parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, float]], n: int) -> str:
+def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, float]], matrices: dict,
+              labels: list[str]) -> str:  # fmt: skip
+    import tempfile
+    from pathlib import Path
+
     import mlflow
 
-    from rose.train.evaluate import prefixed
+    from rose.train.evaluate import confusion_csv, prefixed
 
     t = parent.data.tags
     extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}
@@ -163,11 +173,16 @@ def _log_cell(experiment, parent, data: Dataset, digest: str, per_seed: dict[int
     )  # fmt: skip
     metrics = {k: v for seed, m in per_seed.items() for k, v in prefixed(f"seed/{seed}", m).items()}
     f1 = [m["macro_f1"] for m in per_seed.values()]
+    n = next(iter(per_seed.values()))["n"]
     metrics.update(macro_f1_mean=statistics.fmean(f1), macro_f1_std=statistics.stdev(f1) if len(f1) > 1 else 0.0,
                    n=float(n))  # fmt: skip
     name = f"{t.get('rose.train_data', 'train')}__on__{slug(data.name)}"
-    with tracking.run(name, run_tags, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run:
+    with tracking.run(name, run_tags, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run, \
+            tempfile.TemporaryDirectory(prefix="rose-cell-") as tmp:  # fmt: skip
         mlflow.log_metrics(metrics)
+        for seed, matrix in matrices.items():
+            confusion_csv(matrix, labels, Path(tmp) / f"seed{seed}.csv")
+        mlflow.log_artifacts(tmp, "confusion")
         return run.info.run_id
 
 

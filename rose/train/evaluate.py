@@ -64,14 +64,9 @@ def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 6
     return out
 
 
-def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None = None,
-                    *, batch_size: int = 256) -> dict[str, float]:  # fmt: skip
-    """Score a logged rose classifier (``mlflow.pyfunc.load_model(...)``) on labelled texts.
-
-    ``labels`` are label names; ``label_names`` (default: the model's own, read from its ``prob_<label>`` output
-    columns) fixes the order of per-label F1. A label the model does not know is an error. Returns the keys of
-    :func:`classification_metrics`; put the set's name in front with :func:`prefixed`.
-    """
+def pyfunc_labels(model, texts: Sequence[str], *, batch_size: int = 256) -> tuple[list[str], list[str]]:
+    """(predicted label per text, the model's label names from its ``prob_<label>`` columns) of a logged rose
+    classifier (``mlflow.pyfunc.load_model(...)``)."""
     import pandas as pd
 
     frames = [model.predict(pd.DataFrame({"text": list(texts[i : i + batch_size])}))
@@ -79,14 +74,29 @@ def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_na
     if not frames:
         raise RoseError("cannot score an empty evaluation set")
     pred = pd.concat(frames, ignore_index=True)
-    names = list(label_names) if label_names is not None else [c[5:] for c in pred.columns if c.startswith("prob_")]
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(labels) - set(index))
+    return [str(p) for p in pred["label"]], [c[5:] for c in pred.columns if c.startswith("prob_")]
+
+
+def label_indices(labels: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]):
+    """(y_true, y_pred) as indices into ``label_names``; a label outside them is an error."""
+    index = {name: i for i, name in enumerate(label_names)}
+    unknown = sorted((set(labels) | set(predicted)) - set(index))
     if unknown:
-        raise RoseError(f"labels {', '.join(unknown)} are not labels of the classifier ({', '.join(names)})")
-    y_true = [index[label] for label in labels]
-    y_pred = [index[label] for label in pred["label"]]
-    return classification_metrics(y_true, y_pred, names)
+        raise RoseError(f"labels {', '.join(unknown)} are not labels of the classifier ({', '.join(label_names)})")
+    return [index[label] for label in labels], [index[label] for label in predicted]
+
+
+def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None = None,
+                    *, batch_size: int = 256) -> dict[str, float]:  # fmt: skip
+    """Score a logged rose classifier (``mlflow.pyfunc.load_model(...)``) on labelled texts.
+
+    ``labels`` are label names; ``label_names`` (default: the model's own, read from its ``prob_<label>`` output
+    columns; pass the task's) fixes the labels macro-F1 averages over and the order of per-label F1. A label the
+    model does not know is an error. Returns the keys of :func:`rose.metrics.classification_metrics`.
+    """
+    predicted, own = pyfunc_labels(model, texts, batch_size=batch_size)
+    y_true, y_pred = label_indices(labels, predicted, list(label_names) if label_names is not None else own)
+    return classification_metrics(y_true, y_pred, list(label_names) if label_names is not None else own)
 
 
 def plot_confusion(matrix: np.ndarray, label_names: Sequence[str], path: Path, title: str = "") -> Path:
