@@ -128,7 +128,13 @@ def test_shipped_configs_are_valid():
     assert sum(u.stage == "generate" for u in build(paper).units) == 28 * 33
     demo = load_study(ROOT / "configs" / "demo.yaml")
     assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
-    assert len(load_study(ROOT / "configs" / "rose.yaml").candidates) == 6
+    rose = load_study(ROOT / "configs" / "rose.yaml")
+    assert len(rose.candidates) == 6 and len({c.strategy for c in rose.candidates}) == 1
+    assert rose.score["group_by"] == "strategy"  # RoSE: generators compared within a strategy
+    assert paper.score["group_by"] == "generator" and paper.train["protocol"] == "reference"
+    assert {c.generator for c in paper.candidates} == {
+        "google/gemma-3-4b-it", "google/gemma-3-27b-it", "meta-llama/Meta-Llama-3-8B-Instruct",
+        "TechxGenus/Meta-Llama-3-70B-Instruct-GPTQ"}  # fmt: skip
 
 
 # --- running a study -----------------------------------------------------------------------------------------

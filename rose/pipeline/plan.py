@@ -27,9 +27,12 @@ from rose.catalog import get_task
 from rose.generated_data import HUMAN_NAME, load_ref
 from rose.human_data import split_digest
 from rose.naming import metric_key
-from rose.pipeline.study import Candidate, Study
+from rose.pipeline.study import Candidate, Study, generate_settings, score_settings, train_settings
 from rose.train.cells import EVAL_SETTINGS
 from rose.train.config import TrainConfig
+
+__all__ = ["Facts", "Plan", "Unit", "build", "describe", "generate_settings", "resolve", "score_settings",
+           "train_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +75,6 @@ class Plan:
 
     def by_digest(self) -> dict[str, Unit]:
         return {u.digest: u for u in self.units}
-
-
-# --- the settings of each stage ------------------------------------------------------------------------------
-def generate_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
-    settings = {
-        **study.generate,
-        **dict(cand.options),
-        "task": task,
-        "language": language,
-        "generator": cand.generator,
-        "strategy": cand.strategy,
-        "experiment": study.experiment,
-    }
-    settings.setdefault("source", study.source)
-    if cand.backend:
-        settings["backend"] = cand.backend
-    return settings
-
-
-def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
-    defaults = TrainConfig(task=task, language=language, data="")
-    settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
-    settings["seeds"] = [int(s) for s in settings.get("seeds", defaults.seeds)]
-    if per_label is not None:
-        settings["per_label"] = per_label
-    return settings
-
-
-def score_settings(study: Study, task: str, language: str) -> dict[str, Any]:
-    return {
-        **study.score,
-        "task": task,
-        "language": language,
-        "experiment": study.experiment,
-        "candidates": [c.name for c in study.candidates],
-    }
 
 
 # --- building the plan -----------------------------------------------------------------------------------------

@@ -76,8 +76,12 @@ def run_pipeline(
         else:
             seconds = execute.run_local(str(config), replan, max_parallel=max_parallel)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "KILLED"
+        tracking.record_error(run_id, exc, "interrupted (Ctrl-C or SIGINT)")
+        raise
+    except Exception as exc:
+        tracking.record_error(run_id, exc)
         raise
     finally:
         final = current["plan"]

@@ -187,7 +187,7 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**probe_values(stage), **settings}
-        _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
+        _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: check_strategy(c.strategy), at)
@@ -195,6 +195,7 @@ def validate(study: Study, where: _Where) -> None:
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: check_model(c.generator), at)
     _reraise(lambda: check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_units(study, where)
 
 
 def config_classes() -> dict[str, type]:
@@ -223,6 +224,79 @@ def check_model(name: str) -> None:
     raise RoseError(
         f"unknown model {name!r}: use an offline name ({', '.join(sorted(ASSETS))}), a hub id (org/name) or a path"
     )
+
+
+# --- the settings of each stage (the plan builds its units from these) ---------------------------------------
+def generate_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
+    settings = {
+        **study.generate,
+        **dict(cand.options),
+        "task": task,
+        "language": language,
+        "generator": cand.generator,
+        "strategy": cand.strategy,
+        "experiment": study.experiment,
+    }
+    settings.setdefault("source", study.source)
+    if cand.backend:
+        settings["backend"] = cand.backend
+    return settings
+
+
+def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
+    defaults = TrainConfig(task=task, language=language, data="")
+    settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
+    settings["seeds"] = cfg.parse_list(settings.get("seeds", defaults.seeds), int)
+    if per_label is not None:
+        settings["per_label"] = per_label
+    return settings
+
+
+def score_settings(study: Study, task: str, language: str) -> dict[str, Any]:
+    return {
+        **study.score,
+        "task": task,
+        "language": language,
+        "experiment": study.experiment,
+        "candidates": [c.name for c in study.candidates],
+    }
+
+
+def _check_units(study: Study, where: _Where) -> None:
+    """Build every unit's config as the real run will, so `--dry-run` refuses what the run would refuse."""
+    classes = config_classes()
+    for task, language in study.cases():
+        for i, cand in enumerate(study.candidates):
+            options = dict(cand.options)
+
+            def line(name: str, i: int = i, options: dict = options) -> str:
+                if name in options and ("candidates", i, name) in where.lines:
+                    return where("candidates", i, name)
+                return where("generate", name) if name in study.generate else where("candidates", i)
+
+            settings = generate_settings(study, task, language, cand)
+            _check(classes["generate"], settings, f"generate ({cand.name}, {task}/{language})", line)
+            try:
+                settings = {**train_settings(study, task, language), "data": "human:"}
+            except RoseError as exc:
+                raise RoseError(f"{where('train', 'seeds')}: train: seeds: {exc}") from None
+            _check(
+                classes["train"], settings, "train", lambda n: where("train", n) if n in study.train else where("train")
+            )
+        _check(classes["score"], score_settings(study, task, language), "score",
+               lambda n: where("score", n) if n in study.score else where("score"))  # fmt: skip
+
+
+def _check(cls: type, settings: dict, what: str, line) -> None:
+    """``from_mapping`` with the error pointed at the line of the setting at fault."""
+    try:
+        cfg.from_mapping(cls, settings, where=what)
+    except cfg.SettingError as exc:
+        # a check across fields names its settings as flags: point at the first one the study sets
+        name = exc.name or next((k for k in settings if cfg.flag(k.replace("-", "_")) in str(exc)), "")
+        raise RoseError(f"{line(name)}: {exc}") from None
+    except RoseError as exc:
+        raise RoseError(f"{line('')}: {exc}") from None
 
 
 def _reraise(call, at: str) -> None:

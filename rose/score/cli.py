@@ -16,9 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rose.config import from_args
     from rose.score.config import ScoreConfig
+
+    config = from_args(ScoreConfig, args)  # checked before the heavy imports
     from rose.score.run import score
 
-    result = score(from_args(ScoreConfig, args))
+    result = score(config)
     print(result.leaderboard_text())
     for message in result.messages:
         print(f"note: {message}")

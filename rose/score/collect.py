@@ -136,6 +136,13 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
     generate = pd.DataFrame(gen_rows, columns=None if gen_rows else GEN_COLS)
     generate = generate[generate["candidate"].notna()] if len(generate) else generate
     if candidates:
+        known = sorted(set(generate["candidate"])) if len(generate) else []
+        unknown = [c for c in candidates if c not in known]
+        if unknown:
+            raise RoseError(
+                f"no finished generate run of candidate(s) {', '.join(unknown)} in experiment {experiment!r} for "
+                f"{','.join(tasks)}/{','.join(languages)}: known candidates are {', '.join(known) or 'none'}"
+            )
         generate = generate[generate["candidate"].isin(candidates)]
     every = scoped(generate)
     generate = _newest(every, CASE + ["candidate"])

@@ -19,6 +19,7 @@ import numpy as np
 from rose.errors import RoseError
 from rose.metrics import classification_metrics, confusion
 from rose.naming import metric_key
+from rose.train.normalize import model_inputs
 
 __all__ = ["classification_metrics", "confusion", "eval_key", "evaluate_pyfunc", "predict_proba", "prefixed"]
 
@@ -43,7 +44,8 @@ def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 6
     if not len(texts):
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
     device = next(model.parameters()).device
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+    texts = model_inputs(model, texts)  # a classifier trained on normalised texts reads them normalised
+    ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)

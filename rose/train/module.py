@@ -3,7 +3,8 @@
 Per split, the epoch's predictions are gathered and scored by :func:`rose.metrics.classification_metrics` (the
 project's one macro-F1: over every label of the task), a shared ``model_step``, AdamW with an
 optional linear warm-up and linear decay (the schedule of transformers' ``Trainer``), optional weight decay
-(never on biases and LayerNorm weights) and optionally frozen word embeddings.
+(never on biases and LayerNorm weights) and optionally frozen word embeddings; or (``reference``) the reference
+code's plain AdamW at a constant learning rate.
 
 Reference: ashleve/lightning-hydra-template ``src/models/mnist_module.py``.
 """
@@ -58,11 +59,12 @@ class ClassifierModule(L.LightningModule):
     ``<split>/f1/<label>`` for the ``train`` and ``val`` splits."""
 
     def __init__(self, model: torch.nn.Module, label_names: list[str], *, learning_rate: float = 1e-5,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.0):  # fmt: skip
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.0, reference: bool = False):  # fmt: skip
         super().__init__()
         self.model = model
         self.label_names = list(label_names)
         self.learning_rate, self.weight_decay, self.warmup_ratio = learning_rate, weight_decay, warmup_ratio
+        self.reference = reference  # the reference code's optimizer: plain AdamW, constant learning rate
         self.train_metrics = EpochPredictions(self.label_names)
         self.val_metrics = EpochPredictions(self.label_names)
 
@@ -104,6 +106,8 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
+        if self.reference:  # as the reference code: torch's AdamW defaults (weight decay 0.01 on every parameter)
+            return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             if p.requires_grad:

@@ -21,7 +21,7 @@ from pathlib import Path
 import mlflow
 
 from rose import tracking
-from rose.config import to_params
+from rose.config import to_params, validate
 from rose.naming import metric_key, slug
 from rose.train import evaluate, pyfunc
 from rose.train.config import TrainConfig
@@ -60,22 +60,27 @@ def train(config: TrainConfig) -> TrainResult:
     An identical finished setting is returned as it is; an identical setting that was stopped (a crash,
     ``kill -9``) is continued: its finished seeds are kept, its unfinished seed runs deleted and run again.
     """
-    setting = prepare(config)
+    validate(config)
+    tracking.connect()  # a generate run id as --data is read from the tracking store
+    setting = prepare(config)  # every input is read here, before a run exists
     tracking.setup(config.experiment)
     digest = tracking.digest({**config.setting(), "seeds": config.seeds, "eval": config.eval})
     if done := tracking.find_finished(config.experiment, "train", digest):
         log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
         return _reused(done)
-    stopped = tracking.unfinished(config.experiment, "train", digest)
     parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
                                 setting=setting_digest(config), digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
+    claim = tracking.claim(config.experiment, "train", digest, parent_tags, name)  # waits for a live twin
+    if claim.finished is not None:
+        log.info("another process trained this setting (%s); reusing it", claim.finished.info.run_id)
+        return _reused(claim.finished)
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
-            tracking.run(name, parent_tags, params=params, run_id=stopped and stopped.info.run_id) as parent:  # fmt: skip
-        kept = _kept_seeds(parent.info.run_id) if stopped else {}
-        if not stopped:
+            tracking.run(name, parent_tags, params=params, run_id=claim.run_id, lease=claim.lease) as parent:  # fmt: skip
+        kept = _kept_seeds(parent.info.run_id) if claim.adopted else {}
+        if not claim.adopted:
             _log_training_input(setting)
             mlflow.log_metrics(label_counts(setting))
         best_folder, best_score = None, float("-inf")
