@@ -125,6 +125,7 @@ def load_ref(
     text_column: str | None = None,
     label_column: str | None = None,
     label_map: str | dict | None = None,
+    encoding: str = "utf-8",
 ) -> LabelledData:
     """Load the data a reference names.
 
@@ -144,7 +145,7 @@ def load_ref(
     if ref.startswith(HUMAN_PREFIX):
         source = ref[len(HUMAN_PREFIX) :] or "../shared/data"
         is_file = Path(source).expanduser().is_file()
-        data = load_split(task, language, split, source, **(mapping if is_file else {}))
+        data = load_split(task, language, split, source, encoding=encoding, **(mapping if is_file else {}))
         data.name = name or HUMAN_NAME
         return data
     own_file = False
@@ -161,7 +162,7 @@ def load_ref(
             )
         own_file = path.name != DATA_FILE
         default_name = path.stem if own_file else path.parent.name
-    rows = read_rows(path)
+    rows = read_rows(path, encoding)
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")

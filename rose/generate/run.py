@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rose import generated_data, tracking
-from rose.catalog import get_language, get_task
-from rose.config import to_params
+from rose.catalog import get_language, get_task, label_description
+from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generate.backends import Backend, get_backend
 from rose.generate.cache import CompletionCache
 from rose.generate.config import NOT_IN_DIGEST, GenerateConfig
 from rose.generate.context import Context
 from rose.generate.parse import length_limits
-from rose.generate.steps import State
+from rose.generate.steps import State, read_descriptions
 from rose.generate.strategies import Strategy, get_strategy
 from rose.human_data import columns, load_split
 from rose.naming import candidate_name, metric_key
@@ -91,7 +91,15 @@ def make_context(
         summary_backend=summary_backend,
     )
     ctx.min_chars, ctx.max_chars = _limits(config, task, language)
+    ctx.descriptions = fixed_descriptions(config, task)
     return ctx
+
+
+def fixed_descriptions(config: GenerateConfig, task) -> dict[str, str]:
+    """The ``--descriptions`` file's descriptions (every label must have one), else rose's catalog's."""
+    if config.descriptions:
+        return read_descriptions(config.descriptions, list(task.labels))
+    return {label: label_description(task, label) for label in task.labels}
 
 
 def run_strategy(
@@ -104,8 +112,25 @@ def run_strategy(
 ) -> tuple[State, Context]:
     """Run a strategy's steps with no tracking; returns the final state and the context (with its counters)."""
     strategy = strategy or get_strategy(config.strategy)
-    steps = strategy.build(config.language_filter)
     ctx = make_context(config, backend, cache, strategy, summary_backend)
+    return run_steps(strategy, ctx, progress), ctx
+
+
+def check_steps(strategy: Strategy, ctx: Context) -> list:
+    """The strategy's steps, after each has read what it needs (data, descriptions): input errors show here."""
+    steps = strategy.build(ctx.config.language_filter)
+    for step in steps:
+        while step is not None:
+            if hasattr(step, "check"):
+                step.check(ctx)
+            step = getattr(step, "inner", None)
+    return steps
+
+
+def run_steps(strategy: Strategy, ctx: Context, progress: bool = False) -> State:
+    """Run a strategy's steps in a context made by :func:`make_context`; returns the final state."""
+    config = ctx.config
+    steps = strategy.build(config.language_filter)
     state = State(labels=list(ctx.task.labels))
     ctx.progress = _progress(config, ctx.task, ctx.candidate) if progress else None
     started = time.perf_counter()
@@ -116,59 +141,76 @@ def run_strategy(
         if ctx.progress is not None:
             ctx.progress.close()
     ctx.stats["wall_seconds"] += time.perf_counter() - started
-    return state, ctx
+    return state
 
 
 def generate(config: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
     """Generate a dataset for ``config`` (with ``backend``, else the one the config names) and track it."""
     import mlflow
 
+    validate(config)
     task, language = get_task(config.task), get_language(config.language)
     strategy = get_strategy(config.strategy)
     strategy.build(config.language_filter)  # a bad strategy fails before anything starts
+    fixed_descriptions(config, task)  # so does a descriptions file that misses a label
     candidate = candidate_name(config.generator, strategy.name)
     digest = config_digest(config, strategy)
     tracking.setup(config.experiment)
     if config.resume and (done := tracking.find_finished(config.experiment, "generate", digest)):
         log.info("%s: an identical finished run exists (%s); not generating again", candidate, done.info.run_id)
         return _reused(done, candidate)
-    stopped = tracking.unfinished(config.experiment, "generate", digest)
-    resume_id = stopped.info.run_id if stopped else None
 
     own = backend is None
-    backend = backend or get_backend(config.backend, config)
     summary_backend = None
-    if config.summary_model and config.summary_model != config.generator:
-        summary_backend = get_backend(config.backend, config, model=config.summary_model)
     home = tracking.project_dir() / ".rose"
-    cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
-    out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
-    run_tags = tracking.tags(
-        "generate",
-        task.name,
-        language.code,
-        candidate=candidate,
-        generator=config.generator,
-        strategy=strategy.name,
-        backend=backend.name,
-        digest=digest,
-    )
-    started = time.perf_counter()
+    cache = None
     try:
-        with tracking.run(tracking.run_name("generate", candidate), run_tags, run_id=resume_id) as run:
-            if resume_id:
-                log.info("%s: continuing unfinished run %s", candidate, resume_id)
+        backend = backend or get_backend(config.backend, config)
+        if config.summary_model and config.summary_model != config.generator:
+            summary_backend = get_backend(config.backend, config, model=config.summary_model)
+        cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
+        # every input is read before a run exists: a bad one leaves no run behind
+        ctx = make_context(config, backend, cache, strategy, summary_backend)
+        check_steps(strategy, ctx)
+        out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
+        run_tags = tracking.tags(
+            "generate",
+            task.name,
+            language.code,
+            candidate=candidate,
+            generator=config.generator,
+            strategy=strategy.name,
+            backend=backend.name,
+            digest=digest,
+            descriptions=strategy.descriptions_source(config),
+        )
+        name = tracking.run_name("generate", candidate)
+        claim = (
+            tracking.claim(config.experiment, "generate", digest, run_tags, name)
+            if config.resume
+            else tracking.claim_new(config.experiment, run_tags, name)
+        )
+        if claim.finished is not None:
+            log.info("%s: another process generated this configuration (%s); reusing it", candidate,
+                     claim.finished.info.run_id)  # fmt: skip
+            return _reused(claim.finished, candidate)
+        started = time.perf_counter()
+        with tracking.run(name, run_tags, run_id=claim.run_id, lease=claim.lease) as run:
+            if claim.adopted:
+                log.info("%s: continuing unfinished run %s", candidate, claim.run_id)
             _log_params(config, strategy)
-            state, ctx = run_strategy(config, backend, cache, strategy, summary_backend, progress=True)
+            state = run_steps(strategy, ctx, progress=True)
             metrics = _metrics(state, ctx, time.perf_counter() - started)
-            path = _write(out_dir, state, ctx)
+            used = strategy.descriptions_source(config) != "none"
+            path = _write(out_dir, state, ctx, used)
             mlflow.log_metrics(metrics)
             mlflow.log_artifacts(str(out_dir), generated_data.ARTIFACT_DIR)
             generated_data.log_input(path, candidate)
             run_id = run.info.run_id
     finally:
-        cache.close()
-        if own:
+        if cache is not None:
+            cache.close()
+        if own and backend is not None:
             backend.close()
         if summary_backend is not None:
             summary_backend.close()
@@ -220,10 +262,12 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
         m[metric_key("target_language_share", label)] = state.language_share.get(label, 0.0)
         if label in state.demos_used:
             m[metric_key("demos_used", label)] = state.demos_used[label]
+    m.update(dropped_metrics(ctx.dropped))
     judged = s["revision_judged"]
     m.update(
         kept_total=sum(kept.values()), shortfall_total=sum(state.shortfall.values()),
         duplicates_dropped=s["duplicates_dropped"], parse_dropped=s["parse_dropped"],
+        cross_label_dropped=s["cross_label_dropped"],
         length_dropped=s["length_dropped"], empty_answers=s["empty_answers"],
         revision_rejected=s["revision_rejected"], revision_unparsed=s["revision_unparsed"],
         language_dropped=s["language_dropped"], target_language_share=state.language_share.get("", 0.0),
@@ -236,7 +280,16 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
     return {k: float(v) for k, v in m.items()}
 
 
-def _write(out_dir: Path, state: State, ctx: Context) -> Path:
+def dropped_metrics(dropped) -> dict[str, float]:
+    """``dropped/<reason>/<label>``, ``dropped/<reason>`` and ``dropped_total`` from (reason, label) counts."""
+    m: dict[str, float] = {"dropped_total": float(sum(dropped.values()))}
+    for (reason, label), n in sorted(dropped.items()):
+        m[metric_key("dropped", reason, label)] = float(n)
+        m[f"dropped/{reason}"] = m.get(f"dropped/{reason}", 0.0) + n
+    return m
+
+
+def _write(out_dir: Path, state: State, ctx: Context, descriptions_used: bool = True) -> Path:
     """The dataset folder: data (jsonl, parquet), rejected examples, demonstrations, descriptions, prompts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{k: ex.get(k) for k in generated_data.EXAMPLE_FIELDS} for ex in state.examples]
@@ -252,5 +305,8 @@ def _write(out_dir: Path, state: State, ctx: Context) -> Path:
     with (out_dir / generated_data.DESCRIPTIONS_FILE).open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["label", "description"])
-        writer.writerows((label, state.descriptions.get(label, "")) for label in state.labels)
+        writer.writerows(
+            (label, (ctx.description(state.descriptions, label) if descriptions_used else "") or "")
+            for label in state.labels
+        )
     return path
