@@ -117,7 +117,9 @@ def import_dataset(config: ImportConfig) -> ImportResult:
     run_tags = tracking.tags("generate", task.name, language.code, candidate=candidate, generator=generator,
                              strategy=config.strategy, origin=ORIGIN, source=_source_tag(config.data),
                              digest=digest)  # fmt: skip
-    run_id = _track(tracking.run_name("import", candidate), run_tags, config, metrics, folder, path, candidate)
+    run_id, twin = _track(tracking.run_name("import", candidate), run_tags, config, metrics, folder, path, candidate)
+    if twin is not None:
+        return _reused(twin, candidate, task)
     log.info("%s: imported %d examples (%s) as run %s", candidate, len(examples),
              ", ".join(f"{k}={v}" for k, v in sorted(kept.items())), run_id)  # fmt: skip
     return ImportResult(run_id, candidate, dict(kept), dict(dropped), path, metrics)
@@ -253,22 +255,31 @@ def _write(folder: Path, examples: list[dict], rejected: list[dict]) -> Path:
 
 
 def _track(name: str, run_tags: dict, config: ImportConfig, metrics: dict, folder: Path, path: Path,
-           candidate: str) -> str:  # fmt: skip
-    """Log the run; if logging fails part-way, the run is deleted so no half import is left behind."""
+           candidate: str) -> tuple[str, object]:  # fmt: skip
+    """Log the run under a lease (one run per digest, even in a race); returns (run id, a finished twin or None).
+    If logging fails part-way, the run is deleted so no half import is left behind."""
     import mlflow
 
-    run_id = None
+    claim = (
+        tracking.claim(config.experiment, "generate", run_tags[f"{tracking.TAG}digest"], run_tags, name)
+        if config.resume
+        else tracking.claim_new(config.experiment, run_tags, name)
+    )
+    if claim.finished is not None:  # another process imported the same data meanwhile
+        return claim.finished.info.run_id, claim.finished
     try:
-        with tracking.run(name, run_tags, params=to_params(config)) as run:
-            run_id = run.info.run_id
+        with tracking.run(name, run_tags, run_id=claim.run_id, lease=claim.lease) as run:
+            try:
+                tracking.log_params(to_params(config))
+            except Exception as exc:  # an adopted run keeps the values it was first given
+                log.warning("params not logged again: %s", str(exc).splitlines()[0])
             mlflow.log_metrics(metrics)
             mlflow.log_artifacts(str(folder), generated_data.ARTIFACT_DIR)
             generated_data.log_input(path, candidate, context=ORIGIN)
     except BaseException:
-        if run_id:
-            mlflow.MlflowClient().delete_run(run_id)
+        mlflow.MlflowClient().delete_run(claim.run_id)
         raise
-    return run_id
+    return run.info.run_id, None
 
 
 def _reused(run, candidate: str, task: Task) -> ImportResult:
