@@ -243,7 +243,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
     return settings
 
 
-def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
+def train_settings(study: Study, task: str, language: str, *, per_label: int | None = None) -> dict[str, Any]:
+    """The training settings of a case (one for every candidate and the human baseline; ``per_label``: the cut)."""
     defaults = TrainConfig(task=task, language=language, data="")
     settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
     settings["seeds"] = cfg.parse_list(settings.get("seeds", defaults.seeds), int)
