@@ -7,8 +7,8 @@ LLMs under three strategies each, plus the Llama-3-70B data of ``../shared/data/
 a candidate (where this rose can import datasets into a study: ``rose data import``); every candidate cut to the
 same examples per label (generation and training both stop at ``per_label``); three seeds; the human test sets as
 the oracle. One study per task is written from the config (the imported file differs per task) and run with
-``rose pipeline`` in a scratch folder holding its own tracking store; then the human-data baseline (the same
-classifier on the same number of human examples per label, same seeds) is found in the store or trained.
+``rose pipeline`` in a scratch folder holding its own tracking store; each study trains the human-data baseline too
+(the same classifier on the same number of human examples per label, same seeds).
 
 It prints and writes (``candidates.csv``, ``selection.csv``, ``validity.md`` in the folder), per case and pooled
 over the cases: each candidate's human-test macro-F1 and its gap to the human baseline (points); for RoSE, every
@@ -66,12 +66,7 @@ def main() -> int:
     for task in tasks:
         study = write_study(raw, task, source, work)
         timings[f"pipeline {task}"] = run_study(study)
-    baselines = {}
-    for task in tasks:
-        t0 = time.perf_counter()
-        baselines[task] = human_baseline(raw, task, source)
-        timings[f"human baseline {task}"] = time.perf_counter() - t0
-    candidates, selection = tables(raw["experiment"], tasks, baselines)
+    candidates, selection, baselines = tables(raw["experiment"], tasks)
     report = markdown(candidates, selection, baselines, tasks)
     (work / "validity.md").write_text(report, encoding="utf-8")
     candidates.to_csv(work / "candidates.csv", index=False)
@@ -130,37 +125,26 @@ def run_study(path: Path) -> float:
     return result.wall_s
 
 
-def human_baseline(raw: dict, task: str, source: Path) -> float:
-    """Human-test macro-F1 of the classifier trained on ``per_label`` human examples per label (mean over the
-    study's seeds): a finished baseline run of the store when there is one, else trained here."""
-    from rose import tracking
-    from rose.config import from_mapping
-    from rose.train.config import TrainConfig
-    from rose.train.run import train
-
-    key = "eval/human/macro_f1_mean"
-    for run in tracking.search_runs(raw["experiment"], stage="train", role="setting", task=task, language=LANGUAGE):
-        if run.data.tags.get("rose.train_data") == "human" and key in run.data.metrics:
-            return float(run.data.metrics[key])
-    settings = {**raw.get("train", {}), "task": task, "language": LANGUAGE, "data": f"human:{source}",
-                "eval": [f"human:{source}"], "experiment": raw["experiment"]}  # fmt: skip
-    return float(train(from_mapping(TrainConfig, settings, where="human baseline")).mean("eval/human/macro_f1"))
-
-
-def tables(experiment: str, tasks: list[str], baselines: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(candidates: human-test F1 and gap per case and candidate; selection: each metric judged per case and
-    pooled over the cases)."""
+def tables(experiment: str, tasks: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """(candidates: human-test F1 and gap to the human baseline per case and candidate; selection: each metric
+    judged per case and pooled over the cases; the human baseline's human-test F1 per case)."""
     from rose.score import selection
     from rose.score.tables import build_tables
 
     cases = build_tables(experiment, tasks, [LANGUAGE])
-    rows = []
+    rows, baselines = [], {}
     for c in cases:
         board = c.leaderboard.set_index("candidate")
+        gaps = board["gap_to_human"] if "gap_to_human" in board else pd.Series(dtype=float)
+        if gaps.notna().any():  # the leaderboard's gap is the candidate's F1 minus the baseline's
+            name = gaps.dropna().index[0]
+            baselines[c.task] = float(board.loc[name, "human_f1"] - gaps[name])
+        else:
+            print(f"note: {c.task}: no human-data baseline in the store; gaps are left empty")
         for name, f1 in c.human.items():
             rows.append({"case": c.task, "candidate": name, "generator": board["generator"].get(name),
                          "strategy": board["strategy"].get(name), "rose": board["rose"].get(name), "human_f1": f1,
-                         "gap_to_human": (f1 - baselines[c.task]) * 100})  # fmt: skip
+                         "gap_to_human": gaps.get(name, float("nan")) * 100})  # fmt: skip
     candidates = pd.DataFrame(rows)
     if len(candidates):
         pooled = candidates.groupby("candidate", as_index=False).agg(
@@ -172,7 +156,7 @@ def tables(experiment: str, tasks: list[str], baselines: dict[str, float]) -> tu
     per_case = judged.rename(columns={"task": "case"})[["case", "metric", *JUDGED, "pick", "oracle"]]
     summary = selection.summarise(judged).rename(columns={"top1_rate": "top1", "mean_regret": "regret"})
     summary = summary.assign(case="pooled")[["case", "metric", *JUDGED, "cases"]]
-    return candidates, pd.concat([per_case, summary], ignore_index=True)
+    return candidates, pd.concat([per_case, summary], ignore_index=True), baselines
 
 
 def markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[str, float], tasks: list[str]) -> str:
