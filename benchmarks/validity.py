@@ -179,8 +179,8 @@ def markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[
 
 
 def wall_time(experiment: str, timings: dict[str, float], total: float, since_ms: int) -> str:
-    """The wall time, and what dominates it: generation, training (seed runs) and scoring, from the runs this call
-    started (runs found done are not counted)."""
+    """The wall time, and what dominates it: generation, training (seed runs), cross-evaluation cells and scoring,
+    from the runs this call started (runs found done are not counted)."""
     from rose import tracking
 
     def runs(**tags):
@@ -188,9 +188,13 @@ def wall_time(experiment: str, timings: dict[str, float], total: float, since_ms
 
     gen = sum(r.data.metrics.get("wall_time_s", 0.0) for r in runs(stage="generate"))
     fit = sum(r.data.metrics.get("time/train_s", 0.0) for r in runs(stage="train", role="seed"))
-    score = sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000 for r in runs(stage="score"))
-    parts = {"generation": gen, "training (fitting seeds)": fit, "scoring": score}
-    parts["other (loading, cross-evaluation, logging)"] = max(0.0, total - sum(parts.values()))
+
+    def duration(stage: str) -> float:
+        return sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000 for r in runs(stage=stage))
+
+    parts = {"generation": gen, "training (fitting seeds)": fit, "cross-evaluation cells": duration("evaluate"),
+             "scoring": duration("score")}  # fmt: skip
+    parts["other (loading models and data, logging)"] = max(0.0, total - sum(parts.values()))
     lines = [f"wall time: {total / 60:.1f} min"]
     lines += [f"  {name}: {s / 60:.1f} min ({s / total:.0%})" for name, s in sorted(parts.items(), key=lambda x: -x[1])]
     lines += [f"  [{name}: {s / 60:.1f} min]" for name, s in timings.items()]
