@@ -142,6 +142,15 @@ def test_a_candidate_option_is_checked_with_its_line(store):
         load_study(path)
 
 
+def test_a_missing_source_is_refused_by_the_dry_run(store):
+    from rose.pipeline.study import load_study
+
+    path = _study(store, "generate", "per_label", 4)
+    path.write_text(path.read_text().replace(f"source: {SHARED_DATA}", "source: /no/such/data"))
+    with pytest.raises(RoseError, match=r"study\.yaml:4: no data at /no/such/data"):
+        load_study(path)
+
+
 def test_the_request_bound_can_be_lifted(store):
     from rose.config import from_mapping
     from rose.generate.config import GenerateConfig, planned_requests
