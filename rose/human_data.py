@@ -190,6 +190,25 @@ def load_split(
     return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)
 
 
+def split_digest(task: str | Task, language: str | Language, split: str, source: str | Path) -> str:
+    """A digest of a human split's content (the file's bytes): what decides whether cells computed on it are still
+    current. A hub split is named, not downloaded (the hub ids of the catalog are taken as fixed)."""
+    import hashlib
+
+    task = get_task(task) if isinstance(task, str) else task
+    lang = get_language(language) if isinstance(language, str) else language
+    resolved = resolve_source(source, task, lang)
+    if str(resolved) in ("hub", "hf"):
+        blob = f"hub:{task.name}/{lang.code}/{split}".encode()
+    else:
+        path = Path(resolved).expanduser()
+        path = _folder_file(path, task, lang, split) if path.is_dir() else path
+        if not path.is_file():
+            raise RoseError(f"no human data at {source}: pass a data folder, a file or hub")
+        blob = path.read_bytes()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 BUNDLED = Path(__file__).parent / "resources"
 SHARED_DATA = "../shared/data"
 

@@ -3,11 +3,12 @@
 With no ``MLFLOW_TRACKING_URI`` set, runs go to a SQLite store (``mlflow.db``) and an artifact folder
 (``mlartifacts/``) in the project directory, so the UI and the model registry work with no server.
 
-Run schema (tags). Every run: ``rose.stage`` (generate, train, score, tune, pipeline), ``rose.task``,
+Run schema (tags). Every run: ``rose.stage`` (generate, train, evaluate, score, tune, pipeline), ``rose.task``,
 ``rose.language``, ``rose.digest`` (digest of the configuration that produced it), ``rose.version``.
 Generate runs and train runs on generated data: ``rose.candidate``, ``rose.generator``, ``rose.strategy``.
 Train runs: ``rose.train_data`` (candidate name or ``human``), ``rose.classifier``, ``rose.seed`` (seed runs),
-``rose.role`` (``setting`` for the parent, ``seed`` for a nested run), ``rose.data_run_id`` (the generate run).
+``rose.role`` (``setting`` for the parent, ``seed`` for a nested run), ``rose.data_run_id`` (the generate run),
+``rose.setting`` (the training settings without the data). Evaluate runs (cells): see :mod:`rose.train.cells`.
 Generate and train parents: the lease ``rose.lease.host``, ``rose.lease.pid``, ``rose.lease.heartbeat``,
 ``rose.lease.owner`` (see :mod:`rose.lease`). A failed run: ``rose.error`` (why) and the artifact ``error.txt``.
 """
@@ -24,7 +25,7 @@ from typing import Any
 import rose
 from rose.errors import RoseError
 
-STAGES = ("generate", "train", "score", "tune", "pipeline")
+STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")
 TAG = "rose."
 
 DB_NAME = "mlflow.db"

@@ -8,6 +8,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from rose.score.config import ScoreConfig
 
     add_arguments(parser, ScoreConfig)
+    parser.add_argument("--no-fill", dest="fill_missing", action="store_const", const="false",
+                        help="do not compute missing cells: name them and print the commands that would")  # fmt: skip
     parser.set_defaults(func=run)
 
 

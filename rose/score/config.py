@@ -37,7 +37,12 @@ class ScoreConfig:
     group_by: str = field("none", help="also score within groups of candidates: strategy (each strategy's "
                           "generators, as RoSE), generator (each generator's strategies), both, or none",
                           choices=["none", "strategy", "generator", "both"])  # fmt: skip
-    fill_missing: bool = field(True, help="evaluate logged classifiers on datasets they were not tested on")
+    fill_missing: bool = field(True, help="compute missing cross-evaluation cells from the logged classifiers "
+                                          "(false, or --no-fill: print the commands that would)")  # fmt: skip
+    train_runs: list[str] = field([], help="train setting runs to score (default: per candidate, the newest training "
+                                           "on its current dataset with the settings most candidates share)")  # fmt: skip
+    human_test: str = field("", help="human test set to judge on, human:<data folder> (default: the one most "
+                                     "classifiers were evaluated on)")  # fmt: skip
     bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval", min=1)
     seed: int = field(0, help="seed of the bootstrap, samples and the random baseline", min=0)
     register_champion: bool = field(True, help="register the picked candidate's best seed with alias 'champion'")

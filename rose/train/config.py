@@ -103,3 +103,12 @@ class TuneConfig:
     experiment: str = field("rose", help="MLflow experiment")
     num_threads: int | None = field(None, help="torch CPU threads (default: torch's choice)", min=1)
     encoding: str = field("utf-8", help="text encoding of data files (e.g. latin-1, cp1252)", check=known_encoding)
+
+
+@dataclass
+class EvaluateConfig:
+    """Cross-evaluation cells: a trained setting's seed models scored on datasets (one ``evaluate`` run each)."""
+
+    train_run: str = field(help="the train setting run (rose.role=setting) whose seed models are scored")
+    data: list[str] = field(help="datasets, comma-separated: generate run ids and/or human:<data folder> (test split)")
+    experiment: str = field("rose", help="MLflow experiment")

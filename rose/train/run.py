@@ -22,7 +22,7 @@ import mlflow
 
 from rose import tracking
 from rose.config import to_params, validate
-from rose.naming import slug
+from rose.naming import metric_key, slug
 from rose.train import evaluate, pyfunc
 from rose.train.config import TrainConfig
 from rose.train.fit import FitResult, Setting, fit_seed, prepare
@@ -69,7 +69,7 @@ def train(config: TrainConfig) -> TrainResult:
         log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
         return _reused(done)
     parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
-                                digest=digest)  # fmt: skip
+                                setting=setting_digest(config), digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
     claim = tracking.claim(config.experiment, "train", digest, parent_tags, name)  # waits for a live twin
@@ -82,6 +82,7 @@ def train(config: TrainConfig) -> TrainResult:
         kept = _kept_seeds(parent.info.run_id) if claim.adopted else {}
         if not claim.adopted:
             _log_training_input(setting)
+            mlflow.log_metrics(label_counts(setting))
         best_folder, best_score = None, float("-inf")
         for seed in config.seeds:
             folder = Path(tmp) / f"seed{seed}"
@@ -102,6 +103,20 @@ def train(config: TrainConfig) -> TrainResult:
         if config.register and best_folder is not None and config.log_models:
             registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
         return TrainResult(parent.info.run_id, results, summary, registered)
+
+
+def setting_digest(config: TrainConfig) -> str:
+    """The digest of the training settings without the data (``rose.setting``): classifiers trained with the
+    same one are comparable, so their cells may share a RoSE matrix."""
+    return tracking.digest({k: v for k, v in config.setting().items() if k != "data"})
+
+
+def label_counts(setting: Setting) -> dict[str, float]:
+    """``data/count/<label>`` (training examples per label of the task, after the per-label cap) and
+    ``data/examples``."""
+    counts = setting.train_data.counts()
+    out = {metric_key("data/count", label): float(counts.get(label, 0)) for label in setting.label_names}
+    return {**out, "data/examples": float(len(setting.train_data))}
 
 
 def _seed_result(run) -> SeedResult:
@@ -146,7 +161,7 @@ def _download_model(run_id: str, folder: Path) -> Path | None:
 def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
     config = setting.config
     seed_tags = tracking.tags("train", config.task, config.language, role="seed", seed=seed, **setting.tags,
-                              digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
+                              setting=setting_digest(config), digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
     params = {**{k: v for k, v in to_params(config).items() if k not in ("seeds", "experiment")}, "seed": seed}
     with tracking.run(f"{name}-seed{seed}", seed_tags, nested=True, params=params) as run:
         _log_training_input(setting)
