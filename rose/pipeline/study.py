@@ -187,6 +187,9 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**probe_values(stage), **settings}
+        if stage == "generate" and isinstance(settings.get("descriptions"), dict):
+            _check_descriptions(study, settings["descriptions"], where)
+            probe["descriptions"] = ""
         _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
@@ -250,6 +253,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
         "experiment": study.experiment,
     }
     settings.setdefault("source", study.source)
+    if isinstance(settings.get("descriptions"), dict):  # one descriptions file per task
+        settings["descriptions"] = str(settings["descriptions"].get(task, ""))
     if cand.backend:
         settings["backend"] = cand.backend
     return settings
@@ -309,6 +314,21 @@ def _check(cls: type, settings: dict, what: str, line) -> None:
         raise RoseError(f"{line(name)}: {exc}") from None
     except RoseError as exc:
         raise RoseError(f"{line('')}: {exc}") from None
+
+
+def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
+    """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
+    from rose.catalog import get_task
+    from rose.generate.steps import read_descriptions
+
+    at = where("generate", "descriptions")
+    for task in files:
+        if task not in study.tasks:
+            raise RoseError(f"{at}: descriptions for {task!r}, which is not a task of this study ({study.tasks})")
+    for task in study.tasks:
+        if task not in files:
+            raise RoseError(f"{at}: no descriptions file for task {task!r}: add `{task}: <file.csv>`")
+        _reraise(lambda t=task: read_descriptions(str(files[t]), list(get_task(t).labels)), at)
 
 
 def _reraise(call, at: str) -> None:

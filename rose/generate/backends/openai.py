@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from rose.errors import MissingDependency, RoseError
@@ -99,9 +100,25 @@ class OpenAIBackend(Backend):
             return
 
     def generate(self, requests: list[Request]) -> list[Completion]:
+        out = dict(self.generate_each(requests))
+        return [out[i] for i in range(len(requests))]
+
+    def generate_each(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
+        """Answers as they arrive; a request that fails does not stop the others, whose paid answers are all
+        yielded (and so cached by the caller) before the first failure is raised."""
         self.load()
+        failure: Exception | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._one, requests))
+            futures = {pool.submit(self._one, r): i for i, r in enumerate(requests)}
+            for future in as_completed(futures):
+                try:
+                    answer = future.result()
+                except Exception as exc:  # noqa: BLE001 - raised below, once every other answer is in
+                    failure = failure or exc
+                    continue
+                yield futures[future], answer
+        if failure is not None:
+            raise failure
 
     def _one(self, request: Request) -> Completion:
         import httpx
