@@ -171,6 +171,9 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
         cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
         # every input is read before a run exists: a bad one leaves no run behind
         ctx = make_context(config, backend, cache, strategy, summary_backend)
+        for used in (backend, summary_backend):
+            if hasattr(used, "check"):  # a server backend: is it there?
+                used.check()
         check_steps(strategy, ctx)
         out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
         run_tags = tracking.tags(

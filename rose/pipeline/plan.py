@@ -164,7 +164,7 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         for cand in study.candidates:
             settings = generate_settings(study, task, lang, cand)
             gens[cand.name] = Unit("generate", task, lang, settings, tracking.digest({"generate": settings}), cand)
-        settings = train_settings(study, task, lang, _cut(study, task, lang, gens, facts, notes))
+        settings = train_settings(study, task, lang, per_label=_cut(study, task, lang, gens, facts, notes))
         trains: dict[str, Unit] = {}
         for cand in study.candidates:
             gen = gens[cand.name]

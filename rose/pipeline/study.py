@@ -228,7 +228,19 @@ def validate(study: Study, where: _Where) -> None:
         if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: check_model(c.generator), at)
     _reraise(lambda: check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_source(study, where)
     _check_units(study, where)
+
+
+def _check_source(study: Study, where: _Where) -> None:
+    """A local ``source`` must exist (from here or from the project directory), as every unit will read it."""
+    from rose.tracking import project_dir
+
+    if study.source in ("auto", "hub", "hf"):
+        return
+    path = Path(study.source).expanduser()
+    if not path.exists() and (path.is_absolute() or not (project_dir() / path).exists()):
+        raise RoseError(f"{where('source')}: no data at {study.source}: fix `source:` (a folder, a file, hub or auto)")
 
 
 def config_classes() -> dict[str, type]:
@@ -324,7 +336,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
     return settings
 
 
-def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
+def train_settings(study: Study, task: str, language: str, *, per_label: int | None = None) -> dict[str, Any]:
+    """The training settings of a case (one for every candidate and the human baseline; ``per_label``: the cut)."""
     defaults = TrainConfig(task=task, language=language, data="")
     settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
     settings["seeds"] = cfg.parse_list(settings.get("seeds", defaults.seeds), int)

@@ -84,6 +84,21 @@ class OpenAIBackend(Backend):
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         self._client = httpx.Client(headers=headers, timeout=self.timeout, limits=limits)
 
+    def check(self) -> None:
+        """Fail before a run starts when the server cannot be connected to (any HTTP answer means it is there)."""
+        import httpx
+
+        self.load()
+        try:
+            self._client.get(f"{self.base_url}/models", timeout=min(self.timeout, 10.0))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise RoseError(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} ({type(exc).__name__}): "
+                "check that it is running and that --base-url is right"
+            ) from None
+        except httpx.HTTPError:
+            return
+
     def generate(self, requests: list[Request]) -> list[Completion]:
         out = dict(self.generate_each(requests))
         return [out[i] for i in range(len(requests))]
