@@ -330,10 +330,13 @@ def test_study_mixing_generated_and_imported_candidates_runs_end_to_end(store, t
     assert gen["fake-a__zero_shot"].info.run_name == "generate · fake-a__zero_shot"
     names = {r.info.run_name for r in done}
     assert {"train · llama3-70b", "seed 1", "score · topic/en"} <= names
-    seeds = [r for r in done if r.data.tags.get("rose.role") == "seed"]
-    llama_seed = next(r for r in seeds if r.data.tags["rose.train_data"] == "llama3-70b")
-    assert {"eval/fake-a__zero_shot/macro_f1", "eval/fake-b__target_demos/macro_f1"} <= set(llama_seed.data.metrics)
-    assert all("eval/llama3-70b/macro_f1" in r.data.metrics for r in seeds if r is not llama_seed)
+    trains = {
+        r.info.run_id: r.data.tags.get("rose.train_data") for r in done if r.data.tags.get("rose.role") == "setting"
+    }
+    cells = {(trains.get(r.data.tags["rose.train_run_id"]), r.data.tags["rose.eval_set"])
+             for r in done if r.data.tags["rose.stage"] == "evaluate"}  # fmt: skip
+    names = [c.name for c in study.candidates]
+    assert {(a, b) for a in names for b in names if a != b} <= cells  # llama3-70b both ways, like the others
     score_run = mlflow.MlflowClient().get_run(result.score_runs[0])
     assert {f"rose/{c.name}" for c in study.candidates} <= set(score_run.data.metrics)
     assert "intrinsic/distinct_2" in gen["llama3-70b"].data.metrics

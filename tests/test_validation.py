@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from rose.errors import RoseError
-from tests.fakes import SHARED_DATA, tracking_db
+from tests.fakes import LANGUAGE, SOURCE, tracking_db
 
 ROOT = Path(__file__).resolve().parents[1]
 
 REQUIRED = {
-    "generate": {"task": "topic", "language": "cy", "generator": "fake-a", "backend": "fake",
-                 "source": str(SHARED_DATA)},
-    "train": {"task": "topic", "language": "cy", "data": f"human:{SHARED_DATA}"},
+    "generate": {"task": "topic", "language": LANGUAGE, "generator": "fake-a", "backend": "fake",
+                 "source": str(SOURCE)},
+    "train": {"task": "topic", "language": LANGUAGE, "data": f"human:{SOURCE}"},
 }  # fmt: skip
 
 # (stage, setting, value on the command line / MLproject, value in a study's YAML, what the message says)
@@ -105,8 +105,8 @@ def _study(folder: Path, stage: str, key: str, value) -> Path:
     text = textwrap.dedent(f"""\
         experiment: v
         tasks: [topic]
-        languages: [cy]
-        source: {SHARED_DATA}
+        languages: [{LANGUAGE}]
+        source: {SOURCE}
         candidates:
           - {{generator: fake-a, strategy: zero_shot}}
           - {{generator: fake-b, strategy: zero_shot}}
@@ -146,7 +146,7 @@ def test_a_missing_source_is_refused_by_the_dry_run(store):
     from rose.pipeline.study import load_study
 
     path = _study(store, "generate", "per_label", 4)
-    path.write_text(path.read_text().replace(f"source: {SHARED_DATA}", "source: /no/such/data"))
+    path.write_text(path.read_text().replace(f"source: {SOURCE}", "source: /no/such/data"))
     with pytest.raises(RoseError, match=r"study\.yaml:4: no data at /no/such/data"):
         load_study(path)
 
@@ -271,8 +271,8 @@ def test_an_input_error_leaves_no_run(store, capsys):
     from rose.cli import main
 
     empty = store / "empty"
-    (empty / "sib200" / "cy").mkdir(parents=True)
-    (empty / "sib200" / "cy" / "train.jsonl").write_text("")
+    (empty / "sib200" / LANGUAGE).mkdir(parents=True)
+    (empty / "sib200" / LANGUAGE / "train.jsonl").write_text("")
     args = _generate_args()
     args[args.index("--source") + 1] = str(empty)
     assert main([*args, "--strategy", "target_demos"]) == 2
@@ -329,7 +329,7 @@ def test_score_with_unknown_candidates_lists_the_known_ones(store, monkeypatch, 
     from tests.fakes import fake_generate
 
     fake_generate(store, monkeypatch, experiment="v", generator="fake-a", strategy="zero_shot")
-    args = ["score", "--task", "topic", "--language", "cy", "--experiment", "v", "--candidates", "a,b"]
+    args = ["score", "--task", "topic", "--language", LANGUAGE, "--experiment", "v", "--candidates", "a,b"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "candidate(s) a, b" in err and "known candidates are fake-a__zero_shot" in err
