@@ -106,7 +106,7 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(RoseError, match=r"bad.jsonl:2: not valid JSON"):
         human_data.load_split("topic", "en", "train", path)
     path.write_text('{"sentence": "a", "label": "sports"}\n')
-    with pytest.raises(RoseError, match=r"bad.jsonl:1: no column 'text'.*--text-column"):
+    with pytest.raises(RoseError, match=r"bad.jsonl:1: no column 'text'.*name your columns 'text' and 'label'"):
         human_data.load_split("topic", "en", "train", path)
     with pytest.raises(RoseError, match="no such file"):
         human_data.load_split("topic", "en", "train", tmp_path / "missing.jsonl")
@@ -196,7 +196,7 @@ def test_config_fields_map_to_flags_and_yaml():
         config.from_mapping(Cfg, {"task": "t", "lr_rate": 1}, where="study.yaml")
     with pytest.raises(RoseError, match="missing required setting.*--task"):
         config.from_mapping(Cfg, {})
-    with pytest.raises(RoseError, match="lr: expected a float"):
+    with pytest.raises(RoseError, match="--lr: expected a number"):
         config.from_mapping(Cfg, {"task": "t", "lr": "fast"})
 
 

@@ -50,26 +50,33 @@ def config(data: str, classifier, **kw):
 # ---- pure pieces -----------------------------------------------------------------------------------------------
 
 
-def test_metrics_match_sklearn():
+def test_macro_f1_is_over_the_task_labels_as_sklearn_with_labels():
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from rose.train.evaluate import classification_metrics
-    from rose.train.module import split_metrics
+    from rose.catalog import get_task
+    from rose.metrics import classification_metrics
+    from rose.naming import metric_key
+    from rose.train.module import EpochPredictions
 
-    names = ["a", "b", "c", "d"]  # "d" never occurs: left out of macro-F1, as scikit-learn does
-    y_true = [0, 0, 1, 1, 1, 2, 2, 0, 1, 2]
-    y_pred = [0, 1, 1, 1, 0, 2, 0, 0, 2, 2]
+    names = list(get_task("topic").labels)  # 7 labels; the case below never has the last three
+    y_true = [0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 3]
+    y_pred = [0, 1, 1, 1, 0, 2, 0, 0, 2, 2, 1]  # label 3 is in the truth only
     got = classification_metrics(y_true, y_pred, names)
-    assert got["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    per_label = f1_score(y_true, y_pred, labels=range(4), average=None, zero_division=0)
-    assert [got[f"f1/{n}"] for n in names] == pytest.approx(list(per_label))
-    metrics = split_metrics(len(names))
-    metrics.update(torch.tensor(y_pred), torch.tensor(y_true))
-    values = metrics.compute()
-    assert float(values["macro_f1"]) == pytest.approx(got["macro_f1"], abs=1e-6)
-    assert float(values["accuracy"]) == pytest.approx(got["accuracy"], abs=1e-6)
+    expected = f1_score(y_true, y_pred, labels=list(range(len(names))), average="macro", zero_division=0)
+    assert got["macro_f1"] == pytest.approx(expected)
+    # a label absent from truth and predictions counts 0: the sum over the labels present, divided by all 7
+    present = f1_score(y_true, y_pred, labels=[0, 1, 2, 3], average=None, zero_division=0)
+    assert got["macro_f1"] == pytest.approx(present.sum() / 7)
+    assert got["macro_f1"] < f1_score(y_true, y_pred, average="macro")
+    assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred)) and got["n"] == len(y_true)
+    per_label = f1_score(y_true, y_pred, labels=range(len(names)), average=None, zero_division=0)
+    assert [got[metric_key("f1", n)] for n in names] == pytest.approx(list(per_label))
+    # training's per-epoch metrics are the same function
+    epoch = EpochPredictions(names)
+    epoch.update(torch.tensor(y_pred[:5]), torch.tensor(y_true[:5]))
+    epoch.update(torch.tensor(y_pred[5:]), torch.tensor(y_true[5:]))
+    assert epoch.compute() == got
 
 
 def test_dev_split_is_stratified_and_seeded():

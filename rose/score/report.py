@@ -54,7 +54,8 @@ def to_html_table(df: pd.DataFrame, index: bool = False) -> str:
 
 def terminal(case: CaseTables) -> str:
     """The leaderboard as aligned text for the terminal."""
-    cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1") if c in case.leaderboard]
+    cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1", "gap_to_human")
+            if c in case.leaderboard]  # fmt: skip
     rows = [[fmt(v) for v in r] for r in case.leaderboard[cols].itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
 

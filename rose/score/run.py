@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from rose.errors import RoseError
-from rose.score.collect import INTRINSIC, Tracked, check_case, collect, fill_missing
+from rose.score.collect import INTRINSIC, Selection, Store, Tracked, collect, fill, missing_message, select
 from rose.score.config import ScoreConfig
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
 
@@ -41,7 +41,7 @@ class ScoreResult:
         return "\n\n".join(terminal(c) for c in self.cases)
 
 
-def _cases(config: ScoreConfig, tracked: Tracked) -> list[tuple[str, str]]:
+def _cases(config: ScoreConfig, tracked: Store) -> list[tuple[str, str]]:
     explicit = config.task and config.language and "all" not in config.task + config.language
     cases = list(itertools.product(config.task, config.language)) if explicit else [
         (t, lang) for t, lang in tracked.cases()
@@ -163,6 +163,26 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
             case.generate.loc[i, k] = float(v)
 
 
+def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tuple[Selection, Store]:
+    """The case's comparable classifiers and cells; missing cells are computed (``fill_missing``) or named with the
+    commands that compute them."""
+
+    def pick(source: Store) -> Selection:
+        return select(source.case(task, language), task, language, config.experiment, train_runs=config.train_runs,
+                      human_test=config.human_test)  # fmt: skip
+
+    chosen = pick(store)
+    if chosen.todo and not config.fill_missing:
+        chosen.tracked.messages.append(missing_message(chosen.todo, config.experiment))
+    elif chosen.todo:
+        notes: list[str] = []
+        if fill(chosen.todo, config.experiment, notes):
+            store = collect(config.experiment, config.task, config.language, config.candidates)
+            chosen = pick(store)
+        chosen.tracked.messages.extend(notes)
+    return chosen, store
+
+
 def _known() -> set[str]:
     from rose.score.intrinsic import DIRECTION
 
@@ -177,27 +197,27 @@ def score(config: ScoreConfig) -> ScoreResult:
     import mlflow
 
     from rose import tracking
-    from rose.config import to_params
+    from rose.config import to_params, validate
     from rose.score import champion as champ
     from rose.score import report
 
-    tracking.setup(config.experiment)
-    tracked = collect(config.experiment, config.task, config.language, config.candidates)
+    validate(config)
+    tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
+    store = collect(config.experiment, config.task, config.language, config.candidates)
     cases, messages, state, datasets = [], [], {}, _Datasets()
-    wanted = _cases(config, tracked)
+    wanted = _cases(config, store)
     for task, language in wanted:
-        case = tracked.case(task, language)
         try:
-            ready = check_case(case, task, language, config.experiment)
+            chosen, store = _select(config, store, task, language)
         except RoseError as exc:
             if len(wanted) == 1:
                 raise
             messages.append(str(exc))
             continue
+        case = chosen.tracked
         if config.intrinsic:
             measure_intrinsic(case, language, config, datasets, state)
-        if config.fill_missing:
-            fill_missing(case, task, language, ready)
+        ready = chosen.ready
         cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
         cases.extend(build_groups(case, task, language, ready, config.group_by, bootstrap=config.bootstrap,
                                   seed=config.seed))  # fmt: skip

@@ -81,6 +81,8 @@ def build_case(
     board = rose.merge(gen[["generator", "strategy"]], left_on="candidate", right_index=True, how="left")
     if len(human):
         board["human_f1"] = board["candidate"].map(human)
+        if len(tracked.baseline):  # the human-data baseline: same settings, same examples per label
+            board["gap_to_human"] = board["human_f1"] - float(tracked.baseline.mean())
     champion = str(rose["candidate"].iloc[0]) if rose["rose"].notna().any() else ""
     return CaseTables(
         task, language, candidates, evals, matrix, rose, scores, human, judged, board, champion, tracked.generate, seeds
@@ -132,15 +134,15 @@ def build_tables(
     seed: int = 0,
     group_by: str = "none",
 ) -> list[CaseTables]:
-    """Rebuild every case's tables (and its groups', see :func:`build_groups`) from the tracking store (two
+    """Rebuild every case's tables (and its groups', see :func:`build_groups`) from the tracking store (three
     searches; nothing is filled or logged)."""
-    from rose.score.collect import check_case, collect
+    from rose.score.collect import collect, select
 
-    tracked = collect(experiment, tasks, languages, candidates)
+    store = collect(experiment, tasks, languages, candidates)
     out = []
-    for task, language in tracked.cases():
-        case = tracked.case(task, language)
-        ready = check_case(case, task, language, experiment)
+    for task, language in store.cases():
+        chosen = select(store.case(task, language), task, language, experiment)
+        case, ready = chosen.tracked, chosen.ready
         out.append(build_case(case, task, language, ready, bootstrap=bootstrap, seed=seed))
         out.extend(build_groups(case, task, language, ready, group_by, bootstrap=bootstrap, seed=seed))
     return out

@@ -95,7 +95,7 @@ def use_bf16(setting: str) -> bool:
 
 def load_training_data(config: TrainConfig) -> LabelledData:
     """The training set capped per label; an empty or single-label set is an error."""
-    data = load_ref(config.data, config.task, config.language, split="train")
+    data = load_ref(config.data, config.task, config.language, split="train", encoding=config.encoding)
     if not len(data):
         raise RoseError(f"{config.data}: the training data is empty (after dropping empty texts)")
     labels = sorted(set(data.labels))
@@ -194,7 +194,7 @@ def encode_training_data(tokenizer, data: LabelledData, label_names: list[str], 
 def _load_eval_sets(config: TrainConfig) -> list[LabelledData]:
     sets, names = [], set()
     for ref in config.eval:
-        data = load_ref(ref, config.task, config.language, split="test")
+        data = load_ref(ref, config.task, config.language, split="test", encoding=config.encoding)
         if not len(data):
             raise RoseError(f"evaluation set {ref} is empty")
         name, n = data.name, 2

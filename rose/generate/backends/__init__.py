@@ -54,7 +54,12 @@ def _openai(config, model: str) -> Backend:
 
 
 def _fake(config, model: str) -> Backend:
-    return FakeBackend(model, chat=config.prompt_format != "completion", context_length=config.context_length)
+    import os
+
+    delay = float(os.environ.get("ROSE_FAKE_DELAY", "0"))  # seconds per request: a slow model, for tests
+    return FakeBackend(
+        model, chat=config.prompt_format != "completion", context_length=config.context_length, delay=delay
+    )
 
 
 for _name, _factory in {"hf": _hf, "vllm": _vllm, "openai": _openai, "fake": _fake}.items():
