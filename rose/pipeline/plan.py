@@ -31,17 +31,8 @@ from rose.pipeline.study import Candidate, Study, generate_settings, score_setti
 from rose.train.cells import EVAL_SETTINGS
 from rose.train.config import TrainConfig
 
-__all__ = [
-    "Facts",
-    "Plan",
-    "Unit",
-    "build",
-    "describe",
-    "generate_settings",
-    "resolve",
-    "score_settings",
-    "train_settings",
-]
+__all__ = ["Facts", "Plan", "Unit", "build", "describe", "generate_settings", "resolve", "score_settings",
+           "train_settings"]
 
 log = logging.getLogger(__name__)
 
