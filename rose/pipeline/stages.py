@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rose.errors import RoseError
+from rose.generate.backends import resolve_backend
 from rose.pipeline.study import Candidate, Study
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
     settings.setdefault("source", study.source)
     if cand.backend:
         settings["backend"] = cand.backend
+    if settings.get("backend") == "auto":  # resolved here, so the unit's digest names the backend that runs it
+        settings["backend"] = resolve_backend("auto", cand.generator)
     return settings
 
 

@@ -160,7 +160,7 @@ def validate(study: Study, where: _Where) -> None:
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
         backend = cand.backend or study.generate.get("backend", "hf")
-        if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
+        if backend in ("hf", "llamacpp", "vllm", "auto"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: stages.check_model(c.generator), at)
     _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
 

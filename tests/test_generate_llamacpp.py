@@ -1,0 +1,168 @@
+"""The llamacpp backend: the choice of backend (fast), then the real GGUF offline models through llama.cpp (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from fakes import SHARED_DATA, generate_config, tracking_db
+
+from rose.errors import MissingDependency, RoseError
+from rose.generate import backends
+from rose.generate.backends import Request, SamplingParams, get_backend, resolve_backend
+from rose.generate.backends.llamacpp import LlamaCppBackend, gguf_file
+
+HAS_LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
+needs_llamacpp = pytest.mark.skipif(not HAS_LLAMACPP, reason="llama-cpp-python is not installed")
+
+
+def test_missing_library_is_a_one_line_error_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    with pytest.raises(MissingDependency) as exc:
+        LlamaCppBackend("smollm2-135m-instruct").load()
+    message = str(exc.value)
+    assert "\n" not in message and "llama-cpp-python is not installed" in message
+    assert "pip install 'rose[llamacpp]'" in message
+
+
+def test_auto_picks_llamacpp_for_gguf_models_only_when_installed(monkeypatch, tmp_path):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "config.json").write_text("{}")
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    assert resolve_backend("auto", "smollm2-135m-instruct") == "llamacpp"
+    assert resolve_backend("auto", "gemma-3-270m") == "llamacpp"
+    assert resolve_backend("auto", str(gguf)) == "llamacpp"
+    assert resolve_backend("auto", str(tmp_path / "folder")) == "hf"  # a transformers folder
+    assert resolve_backend("auto", "org/some-model") == "hf"
+    assert resolve_backend("auto", "multilingual-e5-small") == "hf"  # not a GGUF causal LM
+    assert resolve_backend("hf", str(gguf)) == "hf"  # a named backend is kept
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: False)
+    assert resolve_backend("auto", "smollm2-135m-instruct") == "hf"
+
+
+def test_get_backend_builds_llamacpp_from_the_config_without_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    config = generate_config(tmp_path, backend="llamacpp", generator="gemma-3-270m", batch_size=5)
+    backend = get_backend(config.backend, config)
+    assert isinstance(backend, LlamaCppBackend) and backend.parallel == 5 and backend._ctx is None
+    assert isinstance(get_backend("auto", config), LlamaCppBackend)
+
+
+def test_a_model_without_gguf_is_a_clear_error(tmp_path):
+    with pytest.raises(RoseError, match="needs a GGUF file"):
+        gguf_file("org/some-model")
+    with pytest.raises(RoseError, match="needs a GGUF file"):
+        gguf_file(str(tmp_path))  # a folder without a .gguf
+
+
+def test_auto_is_resolved_before_the_run_digest(tmp_path, monkeypatch):
+    """A study with backend auto names the backend that really runs in its unit digest and settings."""
+    from rose.pipeline import stages
+    from rose.pipeline.study import Candidate, Study
+
+    study = Study(
+        path="study.yaml",
+        experiment="e",
+        source="auto",
+        candidates=[Candidate("smollm2-135m-instruct", "zero_shot")],
+        generate={"backend": "auto"},
+    )
+    cand = study.candidates[0]
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    assert stages.generate_settings(study, "topic", "en", cand)["backend"] == "llamacpp"
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: False)
+    assert stages.generate_settings(study, "topic", "en", cand)["backend"] == "hf"
+
+
+# ----------------------------------------------------------------------------- the real models (slow)
+@pytest.fixture(scope="module")
+def smollm2(rose_home):
+    if not HAS_LLAMACPP:
+        pytest.skip("llama-cpp-python is not installed")
+    try:
+        backend = LlamaCppBackend("smollm2-135m-instruct", parallel=4, context_length=1024)
+        backend.load()
+    except MissingDependency as exc:
+        pytest.skip(str(exc))
+    yield backend
+    backend.close()
+
+
+def _ask(label: str, seed: int, tokens: int = 24) -> Request:
+    return Request(
+        messages=[{"role": "user", "content": f"Write three short sentences about {label}, one per line."}],
+        params=SamplingParams(max_new_tokens=tokens),
+        seed=seed,
+    )
+
+
+@pytest.mark.slow
+def test_answers_depend_on_the_request_seed_not_on_the_batch(smollm2):
+    assert smollm2.is_chat and smollm2.path.suffix == ".gguf"
+    batch = [_ask("sport", 1), _ask("sport", 2), _ask("music", 1), _ask("sport", 1), _ask("travel", 3)]
+    first = smollm2.generate(batch)
+    assert all(a.text and 0 < a.n_tokens <= 24 for a in first)
+    assert first[0].text == first[3].text  # same prompt and seed, decoded side by side
+    assert first[0].text != first[1].text  # same prompt, another seed
+    alone = smollm2.generate([_ask("sport", 1)])[0]
+    assert alone.text == first[0].text  # the same answer without the other requests
+    shuffled = smollm2.generate(batch[::-1])[::-1]
+    assert [a.text for a in shuffled] == [a.text for a in first]
+
+
+@pytest.mark.slow
+def test_shared_prompts_answer_as_unshared_ones(smollm2):
+    """Prompts computed once and copied between sequences give the answers computed alone."""
+    batch = [_ask("science", seed) for seed in range(6)] + [_ask("health", 9)]  # more than the 4 slots
+    shared = [a.text for a in smollm2.generate(batch)]
+    assert smollm2._kept  # the prompts were kept for later requests
+    plain = LlamaCppBackend("smollm2-135m-instruct", parallel=4, context_length=1024, kept_prompts=0)
+    try:
+        assert [a.text for a in plain.generate(batch)] == shared
+    finally:
+        plain.close()
+
+
+@pytest.mark.slow
+def test_greedy_and_length_cut(smollm2):
+    greedy = Request(prompt="The capital of France is", params=SamplingParams(temperature=0.0, max_new_tokens=5))
+    one, two = smollm2.generate([greedy, greedy])
+    assert one.text == two.text and one.n_tokens == 5 and one.finish_reason == "length" and one.cut_off
+    assert smollm2.count_tokens("The capital of France is") > 3
+
+
+@pytest.mark.slow
+@needs_llamacpp
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
+@pytest.mark.parametrize(
+    ("generator", "chat"), [("smollm2-135m-instruct", True), ("gemma-3-270m", False)], ids=["chat", "base"]
+)
+def test_rose_generate_on_both_offline_models(generator, chat, tmp_path, monkeypatch, rose_home):
+    import mlflow
+
+    from rose.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "generate", "--task", "topic", "--language", "en", "--generator", generator, "--backend", "llamacpp",
+        "--strategy", "target_demos", "--per-label", "2", "--examples-per-request", "4", "--demos-per-label", "2",
+        "--demo-words", "30", "--max-new-tokens", "80", "--batch-size", "7", "--source", str(SHARED_DATA),
+        "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    (run,) = mlflow.search_runs(experiment_names=["rose"], output_format="list")
+    assert run.data.tags["rose.backend"] == "llamacpp"
+    metrics = run.data.metrics
+    assert metrics["requests"] >= 7 and metrics["tokens_generated"] > 0 and metrics["requests_cached"] == 0
+    assert metrics["kept_total"] > 0
+    prompts = (tmp_path / "out" / "prompts.jsonl").read_text()
+    assert ('"messages"' in prompts) == chat
+    # started again without reusing the finished run: every answer comes from the cache
+    assert main([*args, "--resume", "false", "--output-dir", str(tmp_path / "again")]) == 0
+    again = max(mlflow.search_runs(experiment_names=["rose"], output_format="list"), key=lambda r: r.info.start_time)
+    assert again.data.metrics["requests_cached"] == again.data.metrics["requests"] == metrics["requests"]
+    assert (tmp_path / "again" / "data.jsonl").read_text() == (tmp_path / "out" / "data.jsonl").read_text()
