@@ -12,7 +12,10 @@ Prompts are rendered as ``create_chat_completion`` renders them (the GGUF's own 
 llama-cpp-python's ``Jinja2ChatFormatter``) for chat models, and tokenized as ``create_completion`` does for
 base models. Sampling is rose's: repetition penalty over the prompt and the answer, temperature, then top-p (over
 the 1,000 most likely tokens, as in the ``hf`` backend), and a draw from a generator seeded with the request's own
-seed, so an answer depends on its request only (up to floating-point differences between batch shapes).
+seed. The same requests in the same batches give the same answers; llama.cpp's arithmetic depends on how many
+tokens a step decodes (its logits moved by up to ~0.5 between a prompt decoded alone and beside another on
+smollm2), so a request decoded beside other requests may be answered differently than alone, as with the ``hf``
+backend's padding. The completion cache makes a resumed run exact: answers already given come from disk.
 """
 
 from __future__ import annotations
@@ -67,11 +70,10 @@ class _Seq:
     request: Request
     prompt: tuple[int, ...]
     sampler: Any = None
-    pos: int = 0  # next position to decode
-    todo: list[int] = field(default_factory=list)  # prompt tokens still to decode (then: the last sampled token)
+    pos: int = 0  # position of the next token to decode
+    todo: list[int] = field(default_factory=list)  # the next token to decode (the prompt's last, then sampled ones)
     out: list[int] = field(default_factory=list)
     reserved: int = 0  # KV cells this sequence may still own
-    waits_for: tuple[int, ...] | None = None  # a prompt another sequence is computing right now
     pin: tuple[int, ...] | None = None  # the kept prompt whose cells this sequence shares
 
 
@@ -106,12 +108,19 @@ class LlamaCppBackend(Backend):
     def load(self) -> None:
         if self._ctx is not None:
             return
+        # OpenMP threads that spin while they wait make llama.cpp 10-30x slower on a machine whose cores are busy
+        # with other work (measured: 1.6 s instead of 0.05 s a token); libgomp reads this once, when it loads.
+        wait_policy = os.environ.get("OMP_WAIT_POLICY")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import llama_cpp
             import llama_cpp._internals as internals
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise MissingDependency("llama-cpp-python", extra="llamacpp", purpose="the llamacpp backend") from None
+        finally:
+            if wait_policy is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
         from rose.assets import ASSETS
 
         self.path = gguf_file(self.model)
@@ -189,20 +198,18 @@ class LlamaCppBackend(Backend):
                     f"in the llamacpp backend's {self.kv_cells} KV cells: lower --max-new-tokens or --context-length"
                 )
         waiting = deque(sorted(range(len(requests)), key=lambda i: prompts[i]))  # equal prompts side by side
-        free = list(range(self.parallel))
+        free = list(range(self.parallel))[::-1]
         running: dict[int, _Seq] = {}
         out: list[Completion | None] = [None] * len(requests)
         while waiting or running:
             while waiting and free and self._admit(requests[waiting[0]], prompts[waiting[0]], running):
                 i = waiting.popleft()
-                slot = free.pop()
-                running[slot] = self._start(_Seq(i, slot, requests[i], prompts[i], None), running)
-            if not running:
-                raise RoseError("the llamacpp backend's KV cache is full of kept prompts; this is a bug")  # guarded
-            for seq_id in self._step(running):
-                seq = running.pop(seq_id)
-                out[seq.index] = self._finish(seq_id, seq)
-                free.append(seq_id)
+                seq = _Seq(i, free.pop(), requests[i], prompts[i])
+                running[seq.slot] = self._start(seq)
+            for slot in self._step(running):
+                seq = running.pop(slot)
+                out[seq.index] = self._finish(slot, seq)
+                free.append(slot)
         return out  # type: ignore[return-value]
 
     def _used(self, running: dict[int, _Seq]) -> int:
@@ -218,104 +225,94 @@ class LlamaCppBackend(Backend):
             self._drop_kept(victim)
         return True
 
-    def _start(self, seq: _Seq, running: dict[int, _Seq]) -> _Seq:
-        seq.sampler = self._sampler(seq.request, len(seq.prompt))
-        for token in seq.prompt:  # the repetition penalty covers the prompt, as in the hf backend
-            self._llama.llama_sampler_accept(seq.sampler, token)
-        seq.reserved = seq.request.params.max_new_tokens + len(seq.prompt)
-        if self._computing(seq, running):
-            seq.waits_for = seq.prompt  # another sequence is computing this prompt: share it when it is done
+    def _start(self, seq: _Seq) -> _Seq:
+        """Give a sequence its prompt: all but the last token from a kept copy or computed now, alone.
+
+        A prompt is always computed by itself (never in a batch with other sequences' tokens) and its last token is
+        always decoded in a generation step: llama.cpp's per-row results do not depend on how many sequences a
+        generation step holds, so an answer is the same whether its prompt was shared or not and whichever requests
+        run beside it.
+        """
+        prompt, lib = seq.prompt, self._llama
+        seq.sampler = self._sampler(seq.request, len(prompt))
+        for token in prompt:  # the repetition penalty covers the prompt, as in the hf backend
+            lib.llama_sampler_accept(seq.sampler, token)
+        head = len(prompt) - 1
+        seq.pos, seq.todo = head, [prompt[-1]]
+        seq.reserved = seq.request.params.max_new_tokens + 1
+        if head == 0:
+            return seq
+        if prompt in self._kept:
+            self._kept.move_to_end(prompt)
+            lib.llama_memory_seq_cp(self._ctx.memory, self._kept[prompt], seq.slot, 0, head)
         else:
-            self._share_or_compute(seq)
+            self._prefill(seq.slot, prompt[:head])
+            if not self._keep(seq.slot, prompt):
+                seq.reserved += head  # the sequence owns its prompt's cells
+                return seq
+        self._pins[prompt] = self._pins.get(prompt, 0) + 1
+        seq.pin = prompt
         return seq
 
-    def _computing(self, seq: _Seq, running: dict[int, _Seq]) -> bool:
-        """Whether another sequence is computing this sequence's prompt (and will keep it when done)."""
-        if len(seq.prompt) < 2 or self.kept_prompts == 0 or seq.prompt in self._kept:
-            return False
-        return any(
-            s is not seq and s.prompt == seq.prompt and not s.out and s.pin is None and s.waits_for is None
-            for s in running.values()
-        )
+    def _prefill(self, slot: int, tokens: tuple[int, ...]) -> None:
+        batch, room = self._batch, 512
+        for start in range(0, len(tokens), room):
+            chunk = tokens[start : start + room]
+            for j, token in enumerate(chunk):
+                self._put(j, token, start + j, slot, False)
+            batch.n_tokens = len(chunk)
+            self._decode(len(chunk))
 
-    def _share_or_compute(self, seq: _Seq) -> None:
-        prompt = seq.prompt
-        if len(prompt) > 1 and prompt in self._kept:
-            self._kept.move_to_end(prompt)
-            self._llama.llama_memory_seq_cp(self._ctx.memory, self._kept[prompt], seq.slot, 0, len(prompt) - 1)
-            self._pins[prompt] = self._pins.get(prompt, 0) + 1
-            seq.pin = prompt
-            seq.pos, seq.todo = len(prompt) - 1, [prompt[-1]]
-            seq.reserved = seq.request.params.max_new_tokens + 1
-        else:
-            seq.pos, seq.todo = 0, list(prompt)
-        seq.waits_for = None
+    def _put(self, n: int, token: int, pos: int, slot: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = slot
+        batch.logits[n] = logits
 
-    def _step(self, running: dict[int, _Seq]) -> list[int]:
-        """Decode one batch: a token of every generating sequence, then prompt chunks; returns finished ids."""
-        lib, batch = self._llama, self._batch
-        for seq in running.values():
-            if seq.waits_for is not None and not self._computing(seq, running):
-                self._share_or_compute(seq)
-        room, n, samples = 512, 0, []
-        ordered = sorted(running.items(), key=lambda item: len(item[1].todo))  # decoding sequences first
-        for seq_id, seq in ordered:
-            if seq.waits_for is not None or not seq.todo or room == 0:
-                continue
-            take = seq.todo[:room]
-            for j, token in enumerate(take):
-                batch.token[n] = token
-                batch.pos[n] = seq.pos + j
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = seq_id
-                batch.logits[n] = j == len(seq.todo) - 1
-                n += 1
-            if len(take) == len(seq.todo):
-                samples.append((seq_id, n - 1))
-            seq.pos += len(take)
-            del seq.todo[: len(take)]
-            room -= len(take)
-        batch.n_tokens = n
-        code = lib.llama_decode(self._ctx.ctx, batch)
+    def _decode(self, n: int) -> None:
+        code = self._llama.llama_decode(self._ctx.ctx, self._batch)
         if code != 0:
             raise RoseError(
                 f"llama.cpp could not decode a batch of {n} tokens (code {code}"
                 + (": the KV cache is full; lower --batch-size or --max-new-tokens" if code == 1 else "")
                 + ")"
             )
+
+    def _step(self, running: dict[int, _Seq]) -> list[int]:
+        """Decode one token of every running sequence together; returns the slots that finished."""
+        lib = self._llama
+        rows = list(running.items())
+        for n, (slot, seq) in enumerate(rows):
+            self._put(n, seq.todo[0], seq.pos, slot, True)
+        self._batch.n_tokens = len(rows)
+        self._decode(len(rows))
         finished = []
-        for seq_id, row in samples:
-            seq = running[seq_id]
-            if not seq.out and len(seq.prompt) > 1 and seq.pin is None:
-                self._keep(seq_id, seq)
-            token = lib.llama_sampler_sample(seq.sampler, self._ctx.ctx, row)
-            if lib.llama_vocab_is_eog(self._model.vocab, token):
-                seq.out.append(token)
-                finished.append(seq_id)
-                continue
+        for n, (slot, seq) in enumerate(rows):
+            seq.pos += 1
+            token = lib.llama_sampler_sample(seq.sampler, self._ctx.ctx, n)
             seq.out.append(token)
-            if len(seq.out) >= seq.request.params.max_new_tokens:
-                finished.append(seq_id)
+            if lib.llama_vocab_is_eog(self._model.vocab, token) or len(seq.out) >= seq.request.params.max_new_tokens:
+                finished.append(slot)
             else:
                 seq.todo = [token]
         return finished
 
-    def _keep(self, seq_id: int, seq: _Seq) -> None:
-        """Keep the prompt just computed (all but its last token) in a spare sequence for later requests."""
-        if self.kept_prompts == 0 or seq.prompt in self._kept:
-            return
+    def _keep(self, slot: int, prompt: tuple[int, ...]) -> bool:
+        """Keep a prompt just computed in ``slot`` (all but its last token) for later requests; False if no room."""
+        if self.kept_prompts == 0:
+            return False
         if len(self._kept) >= self.kept_prompts:
             victim = next((p for p in self._kept if not self._pins.get(p)), None)
             if victim is None:
-                return
+                return False
             self._drop_kept(victim)
         used = set(self._kept.values())
         keeper = next(k for k in range(self.parallel, self.parallel + self.kept_prompts) if k not in used)
-        self._llama.llama_memory_seq_cp(self._ctx.memory, seq_id, keeper, 0, len(seq.prompt) - 1)
-        self._kept[seq.prompt] = keeper
-        self._pins[seq.prompt] = self._pins.get(seq.prompt, 0) + 1
-        seq.pin = seq.prompt
-        seq.reserved -= len(seq.prompt) - 1  # those cells now belong to the kept prompt
+        self._llama.llama_memory_seq_cp(self._ctx.memory, slot, keeper, 0, len(prompt) - 1)
+        self._kept[prompt] = keeper
+        return True
 
     def _drop_kept(self, prompt: tuple[int, ...]) -> None:
         self._llama.llama_memory_seq_rm(self._ctx.memory, self._kept.pop(prompt), -1, -1)
