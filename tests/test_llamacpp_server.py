@@ -52,8 +52,9 @@ class LlamaServer:
             sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf), "--model_alias", self.alias,
             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "4096", "--n_threads", "2",
         ]  # fmt: skip
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # spinning OpenMP threads crawl on a busy machine
         with self.log.open("a") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -98,9 +99,9 @@ def smollm2_server(ggufs, tmp_path):
 def _generate_cmd(tmp_path: Path, url: str, generator: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-c", "import sys; from rose.cli import main; sys.exit(main())", "generate", "--backend", "openai", "--base-url", url, "--generator", generator,
-        "--task", "topic", "--language", "en", "--strategy", "target_demos", "--per-label", "2",
-        "--examples-per-request", "4", "--demos-per-label", "2", "--demo-words", "30", "--max-new-tokens", "60",
-        "--source", str(SHARED_DATA), "--cache-dir", str(tmp_path / "cache"), *extra,
+        "--task", "topic", "--language", "en", "--strategy", "target_demos", "--per-label", "1",
+        "--examples-per-request", "3", "--max-requests-per-label", "2", "--demos-per-label", "2", "--demo-words",
+        "30", "--max-new-tokens", "40", "--source", str(SHARED_DATA), "--cache-dir", str(tmp_path / "cache"), *extra,
     ]  # fmt: skip
 
 
