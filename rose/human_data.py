@@ -9,6 +9,7 @@ Sources a user can name (``--source``):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import random
@@ -49,29 +50,46 @@ class LabelledData:
         return LabelledData([self.texts[i] for i in index], [self.labels[i] for i in index], name or self.name)
 
 
-def read_rows(path: Path) -> list[tuple[int, dict]]:
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """The text of a file; a byte the encoding cannot decode is a RoseError naming the file, line and encoding."""
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise RoseError(
+            f"{path}:{line}: byte 0x{byte} is not valid {encoding}: pass --encoding with the file's encoding "
+            "(e.g. latin-1, cp1252) or save it as UTF-8"
+        ) from None
+    except LookupError:
+        raise RoseError(f"unknown text encoding {encoding!r}: use e.g. utf-8, latin-1 or cp1252") from None
+
+
+def read_rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
     """Rows of a jsonl, csv or parquet file with their line numbers (1-based; header is line 1 in csv)."""
     if not path.exists():
         raise RoseError(f"no such file: {path}: check --source (a folder laid out as <dataset>/<lang>/<split>.jsonl)")
+    if path.is_dir():
+        raise RoseError(f"{path} is a folder: pass a .jsonl, .csv, .tsv or .parquet file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         rows = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RoseError(f"{path}:{n}: not valid JSON ({exc.msg}): fix or delete that line") from None
-                if not isinstance(row, dict):
-                    raise RoseError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
-                rows.append((n, row))
+        for n, line in enumerate(read_text(path, encoding).split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RoseError(f"{path}:{n}: not valid JSON ({exc.msg}): fix or delete that line") from None
+            if not isinstance(row, dict):
+                raise RoseError(f"{path}:{n}: expected a JSON object per line, got {type(row).__name__}")
+            rows.append((n, row))
         return rows
     if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            return [(n, row) for n, row in enumerate(reader, 2)]
+        text = read_text(path, encoding)
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        return [(reader.line_num, row) for row in reader]
     if suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -100,7 +118,7 @@ def rows_to_data(
             missing = text_field if text_field not in row else label_field
             raise RoseError(
                 f"{where}:{n}: no column {missing!r} (columns: {', '.join(map(str, row))}): "
-                "pass --text-column/--label-column to map yours"
+                f"name your columns {text_field!r} and {label_field!r}"
             )
         text, label = row[text_field], row[label_field]
         text = "" if text is None else str(text).strip()
@@ -144,6 +162,7 @@ def load_split(
     *,
     text_column: str | None = None,
     label_column: str | None = None,
+    encoding: str = "utf-8",
 ) -> LabelledData:
     """Human-labelled data of one task, language and split from a folder, a file or the hub."""
     task = get_task(task) if isinstance(task, str) else task
@@ -162,10 +181,29 @@ def load_split(
     else:
         text_field = text_column or "text"
         label_field = label_column or "label"
-    rows = read_rows(path)
+    rows = read_rows(path, encoding)
     if not rows:
         raise RoseError(f"{path}: the file is empty")
     return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name)
+
+
+def split_digest(task: str | Task, language: str | Language, split: str, source: str | Path) -> str:
+    """A digest of a human split's content (the file's bytes): what decides whether cells computed on it are still
+    current. A hub split is named, not downloaded (the hub ids of the catalog are taken as fixed)."""
+    import hashlib
+
+    task = get_task(task) if isinstance(task, str) else task
+    lang = get_language(language) if isinstance(language, str) else language
+    resolved = resolve_source(source, task, lang)
+    if str(resolved) in ("hub", "hf"):
+        blob = f"hub:{task.name}/{lang.code}/{split}".encode()
+    else:
+        path = Path(resolved).expanduser()
+        path = _folder_file(path, task, lang, split) if path.is_dir() else path
+        if not path.is_file():
+            raise RoseError(f"no human data at {source}: pass a data folder, a file or hub")
+        blob = path.read_bytes()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 BUNDLED = Path(__file__).parent / "resources"

@@ -3,11 +3,14 @@
 With no ``MLFLOW_TRACKING_URI`` set, runs go to a SQLite store (``mlflow.db``) and an artifact folder
 (``mlartifacts/``) in the project directory, so the UI and the model registry work with no server.
 
-Run schema (tags). Every run: ``rose.stage`` (generate, train, score, tune, pipeline), ``rose.task``,
+Run schema (tags). Every run: ``rose.stage`` (generate, train, evaluate, score, tune, pipeline), ``rose.task``,
 ``rose.language``, ``rose.digest`` (digest of the configuration that produced it), ``rose.version``.
 Generate runs and train runs on generated data: ``rose.candidate``, ``rose.generator``, ``rose.strategy``.
 Train runs: ``rose.train_data`` (candidate name or ``human``), ``rose.classifier``, ``rose.seed`` (seed runs),
-``rose.role`` (``setting`` for the parent, ``seed`` for a nested run), ``rose.data_run_id`` (the generate run).
+``rose.role`` (``setting`` for the parent, ``seed`` for a nested run), ``rose.data_run_id`` (the generate run),
+``rose.setting`` (the training settings without the data). Evaluate runs (cells): see :mod:`rose.train.cells`.
+Generate and train parents: the lease ``rose.lease.host``, ``rose.lease.pid``, ``rose.lease.heartbeat``,
+``rose.lease.owner`` (see :mod:`rose.lease`). A failed run: ``rose.error`` (why) and the artifact ``error.txt``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import rose
+from rose.errors import RoseError
 
-STAGES = ("generate", "train", "score", "tune", "pipeline")
+STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")
 TAG = "rose."
 
 DB_NAME = "mlflow.db"
@@ -45,23 +49,117 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def setup(experiment: str = "rose") -> str:
-    """Point MLflow at the tracking store and make ``experiment`` current; returns its id."""
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail within seconds, in one line naming ``uri``, when the tracking store cannot be created, reached or
+    written (a missing or read-only folder, a locked or foreign SQLite file, a server that does not answer)."""
+    if uri.startswith("sqlite:"):
+        _probe_sqlite(uri, timeout)
+    elif uri.startswith(("http://", "https://")):
+        _probe_http(uri, timeout)
+    elif uri.startswith("file:") or "://" not in uri:
+        folder = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser()
+        parent = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if parent is None or not os.access(parent, os.W_OK):
+            raise RoseError(f"tracking store {uri}: cannot write under {parent or folder}: choose another store "
+                            "(MLFLOW_TRACKING_URI)")  # fmt: skip
+
+
+def _probe_sqlite(uri: str, timeout: float) -> None:
+    import sqlite3
+
+    path = uri.split("://", 1)[1] if "://" in uri else ""
+    if path in ("", "/", "/:memory:"):
+        return
+    path = Path(path[1:] if path.startswith("/") else path).expanduser()  # sqlite:///rel, sqlite:////abs
+    fix = "fix MLFLOW_TRACKING_URI or create the folder"
+    if not path.parent.is_dir():
+        raise RoseError(f"tracking store {uri}: the folder {path.parent} does not exist: {fix}")
+    if path.is_dir():
+        raise RoseError(f"tracking store {uri}: {path} is a folder, not a database file: fix MLFLOW_TRACKING_URI")
+    if not path.exists():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise RoseError(f"tracking store {uri}: cannot create the database in {path.parent} (not writable)")
+        return
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise RoseError(f"tracking store {uri}: {path} is not readable and writable by you")
+    try:
+        conn = sqlite3.connect(str(path), timeout=timeout)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # waits up to `timeout` for another writer, then fails
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.rollback()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        what = "is locked by another process" if "locked" in str(exc) else f"cannot be used ({exc})"
+        raise RoseError(f"tracking store {uri} {what}: try again, or use another store (MLFLOW_TRACKING_URI)") from None
+
+
+def _probe_http(uri: str, timeout: float) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answers; a server without /health is still a server
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RoseError(
+            f"cannot reach the tracking server {uri} ({reason}): start it, or fix MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def connect() -> str:
+    """Check the tracking store answers (:func:`probe`) and point MLflow at it; returns its URI."""
     import mlflow
 
     uri = tracking_uri()
+    probe(uri)
     mlflow.set_tracking_uri(uri)  # the model registry follows it unless MLFLOW_REGISTRY_URI says otherwise
+    return uri
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+
+
+def setup(experiment: str = "rose", *, create: bool = True) -> str:
+    """Point MLflow at the tracking store and make ``experiment`` current (created unless ``create`` is
+    False, when an unknown experiment is an error); returns its id."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = connect()
     exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None and not create:
+        known = [e.name for e in mlflow.search_experiments(max_results=50)]
+        raise RoseError(
+            f"no experiment {experiment!r} in {uri} (experiments there: {', '.join(known) or 'none'}): "
+            "check --experiment, or run `rose generate` and `rose train` into it first"
+        )
     if exp is None:
         location = None
         if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
             location = (project_dir() / ARTIFACTS_DIR).as_uri()
         try:
             exp_id = mlflow.create_experiment(experiment, artifact_location=location)
-        except Exception:  # another process created it first
-            exp_id = mlflow.get_experiment_by_name(experiment).experiment_id
+        except MlflowException as exc:  # another process created it first, or MLflow refuses the name
+            exp = mlflow.get_experiment_by_name(experiment)
+            if exp is None:
+                raise RoseError(f"experiment {experiment!r}: {_first_line(exc)}") from None
+            exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise RoseError(
+            f"experiment {experiment!r} was deleted in {uri}: restore it (`mlflow experiments restore "
+            f"--experiment-id {exp_id}`) or choose another --experiment"
+        )
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
@@ -134,13 +232,36 @@ def find_finished(experiment: str, stage: str, config_digest: str):
 
 
 def unfinished(experiment: str, stage: str, config_digest: str):
-    """The newest run of ``stage`` with this digest that did not finish (killed, crashed), or None."""
+    """The newest run of ``stage`` with this digest that did not finish and that no live process holds
+    (killed, crashed, or its lease gone stale; see :mod:`rose.lease`), or None."""
+    from rose.lease import is_live
+
     runs = [
         r
         for r in search_runs(experiment, finished_only=False, stage=stage, digest=config_digest)
-        if r.info.status != "FINISHED"
+        if r.info.status != "FINISHED" and not is_live(r)
     ]
     return max(runs, key=lambda r: r.info.start_time) if runs else None
+
+
+def claim(experiment: str, stage: str, config_digest: str, run_tags: dict[str, str], name: str):
+    """The one-run-per-digest protocol of :func:`rose.lease.claim` in ``experiment`` (set up first)."""
+    import mlflow
+
+    from rose.lease import claim as claim_digest
+
+    exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+    return claim_digest(exp.experiment_id, stage, config_digest, run_tags, name)
+
+
+def claim_new(experiment: str, run_tags: dict[str, str], name: str):
+    """A fresh run under a lease (no reuse), as a :class:`rose.lease.Claim`."""
+    import mlflow
+
+    from rose.lease import hold_new
+
+    exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+    return hold_new(exp.experiment_id, run_tags, name)
 
 
 def child_runs(parent_run_id: str) -> list:
@@ -153,20 +274,62 @@ def child_runs(parent_run_id: str) -> list:
     )
 
 
+ERROR_TAG = f"{TAG}error"
+ERROR_FILE = "error.txt"
+
+
 @contextlib.contextmanager
 def run(
-    name: str, run_tags: dict[str, str], *, nested: bool = False, params: dict | None = None, run_id: str | None = None
+    name: str,
+    run_tags: dict[str, str],
+    *,
+    nested: bool = False,
+    params: dict | None = None,
+    run_id: str | None = None,
+    lease: Any = None,
 ):
     """Start an MLflow run with the schema's tags (and params), yielding the active run.
 
-    With ``run_id``, continue that (unfinished) run instead of starting a new one.
+    With ``run_id``, continue that run (unfinished, or created by :func:`claim`) instead of starting a new one;
+    ``lease`` (from :func:`claim`) is released when the run ends. A run that fails ends FAILED (KILLED on
+    Ctrl-C) with the reason in the tag ``rose.error`` and, with the traceback, in the artifact ``error.txt``.
     """
     import mlflow
 
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=run_tags, nested=nested) as active:
-        if params:
-            log_params(params)
-        yield active
+    try:
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=run_tags, nested=nested) as active:
+            try:
+                if params:
+                    log_params(params)
+                yield active
+            except KeyboardInterrupt as exc:
+                record_error(active.info.run_id, exc, "interrupted (Ctrl-C or SIGINT)")
+                mlflow.end_run("KILLED")
+                raise
+            except BaseException as exc:
+                record_error(active.info.run_id, exc)
+                raise
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def record_error(run_id: str, exc: BaseException, reason: str | None = None) -> None:
+    """Say on the run why it failed; never hides the original error."""
+    import traceback
+
+    import mlflow
+
+    reason = reason or _first_line(exc)
+    try:
+        client = mlflow.MlflowClient()
+        client.set_tag(run_id, ERROR_TAG, reason[:4000])
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        client.log_text(run_id, f"{reason}\n\n{detail}", ERROR_FILE)
+    except Exception as secondary:  # noqa: BLE001 - the store itself may be what failed
+        import logging
+
+        logging.getLogger(__name__).warning("could not record the error on run %s: %s", run_id, secondary)
 
 
 def log_params(params: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def test_malformed_row_names_file_and_line(tmp_path):
     with pytest.raises(RoseError, match=r"bad.jsonl:2: not valid JSON"):
         human_data.load_split("topic", "en", "train", path)
     path.write_text('{"sentence": "a", "label": "sports"}\n')
-    with pytest.raises(RoseError, match=r"bad.jsonl:1: no column 'text'.*--text-column"):
+    with pytest.raises(RoseError, match=r"bad.jsonl:1: no column 'text'.*name your columns 'text' and 'label'"):
         human_data.load_split("topic", "en", "train", path)
     with pytest.raises(RoseError, match="no such file"):
         human_data.load_split("topic", "en", "train", tmp_path / "missing.jsonl")
@@ -196,7 +196,7 @@ def test_config_fields_map_to_flags_and_yaml():
         config.from_mapping(Cfg, {"task": "t", "lr_rate": 1}, where="study.yaml")
     with pytest.raises(RoseError, match="missing required setting.*--task"):
         config.from_mapping(Cfg, {})
-    with pytest.raises(RoseError, match="lr: expected a float"):
+    with pytest.raises(RoseError, match="--lr: expected a number"):
         config.from_mapping(Cfg, {"task": "t", "lr": "fast"})
 
 
@@ -230,7 +230,7 @@ def test_tags_search_and_find_finished(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         with tracking.run("two", tracking.tags("generate", "topic", "en", digest="d2")):
             raise RuntimeError("crash")
-    assert tracking.find_finished("study", "generate", "d1").human_data.params == {"k": "[1, 2]"}
+    assert tracking.find_finished("study", "generate", "d1").data.params == {"k": "[1, 2]"}
     assert tracking.find_finished("study", "generate", "d2") is None  # failed runs do not count as done
     assert len(tracking.search_runs("study", stage="generate", finished_only=False)) == 2
     assert tracking.digest({"a": 1, "b": [2]}) == tracking.digest({"b": [2], "a": 1})

@@ -408,3 +408,18 @@ def test_vllm_parameters_map_without_vllm():
     got = sampling_params_to_vllm(SamplingParams(), seed=7)
     assert got == {"temperature": 0.4, "top_p": 0.9, "repetition_penalty": 1.2, "max_tokens": 512, "seed": 7, "n": 1}
     assert engine_args("m", 4096)["enable_prefix_caching"] is True
+
+
+def test_vllm_tensor_parallel_size_is_passed_through():
+    from rose.generate.backends import get_backend
+    from rose.generate.backends.vllm import engine_args
+    from rose.generate.config import GenerateConfig
+
+    assert engine_args("m", 4096)["tensor_parallel_size"] == 1
+    assert engine_args("m", 4096, tensor_parallel_size=4)["tensor_parallel_size"] == 4
+    with pytest.raises(RoseError, match="tensor_parallel_size"):
+        engine_args("m", 4096, tensor_parallel_size=0)
+    config = GenerateConfig(task="topic", language="cy", generator="org/big-70b", backend="vllm",
+                            tensor_parallel_size=4)  # fmt: skip
+    backend = get_backend("vllm", config)  # built, not loaded: vLLM is only imported by its worker
+    assert backend.tensor_parallel_size == 4

@@ -60,8 +60,7 @@ def test_a_model_without_gguf_is_a_clear_error(tmp_path):
 
 def test_auto_is_resolved_before_the_run_digest(tmp_path, monkeypatch):
     """A study with backend auto names the backend that really runs in its unit digest and settings."""
-    from rose.pipeline import stages
-    from rose.pipeline.study import Candidate, Study
+    from rose.pipeline.study import Candidate, Study, generate_settings
 
     study = Study(
         path="study.yaml",
@@ -72,9 +71,9 @@ def test_auto_is_resolved_before_the_run_digest(tmp_path, monkeypatch):
     )
     cand = study.candidates[0]
     monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
-    assert stages.generate_settings(study, "topic", "en", cand)["backend"] == "llamacpp"
+    assert generate_settings(study, "topic", "en", cand)["backend"] == "llamacpp"
     monkeypatch.setattr(backends, "llamacpp_installed", lambda: False)
-    assert stages.generate_settings(study, "topic", "en", cand)["backend"] == "hf"
+    assert generate_settings(study, "topic", "en", cand)["backend"] == "hf"
 
 
 # ----------------------------------------------------------------------------- the real models (slow)

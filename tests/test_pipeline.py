@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rose.errors import RoseError
+from rose.pipeline.run import leaderboards
 from tests.fakes import SHARED_DATA, tracking_db
 from tests.tiny import make_tiny_classifier
 
@@ -114,7 +115,7 @@ def test_dry_run_prints_plan_and_runs_nothing(store, tiny, capsys):
     path = study_yaml(store, tiny)
     assert main(["pipeline", "--config", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "plan: generate: 0 done / 2, train: 0 done / 2, score: 0 done / 1" in out
+    assert "plan: generate: 0 done / 2, train: 0 done / 3, evaluate: 0 done / 5, score: 0 done / 1" in out
     assert "fake-a__zero_shot" in out and search_runs("study", finished_only=False) == []
 
 
@@ -124,10 +125,16 @@ def test_shipped_configs_are_valid():
 
     paper = load_study(ROOT / "configs" / "paper.yaml")
     assert len(paper.candidates) == 28 and len(paper.cases()) == 33
-    assert sum(u.stage == "generate" for u in build(paper)) == 28 * 33
+    assert sum(u.stage == "generate" for u in build(paper).units) == 28 * 33
     demo = load_study(ROOT / "configs" / "demo.yaml")
     assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
-    assert len(load_study(ROOT / "configs" / "rose.yaml").candidates) == 6
+    rose = load_study(ROOT / "configs" / "rose.yaml")
+    assert len(rose.candidates) == 6 and len({c.strategy for c in rose.candidates}) == 1
+    assert rose.score["group_by"] == "strategy"  # RoSE: generators compared within a strategy
+    assert paper.score["group_by"] == "generator" and paper.train["protocol"] == "reference"
+    assert {c.generator for c in paper.candidates} == {
+        "google/gemma-3-4b-it", "google/gemma-3-27b-it", "meta-llama/Meta-Llama-3-8B-Instruct",
+        "TechxGenus/Meta-Llama-3-70B-Instruct-GPTQ"}  # fmt: skip
 
 
 # --- running a study -----------------------------------------------------------------------------------------
@@ -135,6 +142,9 @@ def _finished(experiment: str):
     from rose.tracking import search_runs
 
     return search_runs(experiment)
+
+
+A, B = "fake-a__zero_shot", "fake-b__target_demos"
 
 
 def _check_exactly_once(experiment: str, seeds=(1, 2)) -> None:
@@ -148,20 +158,120 @@ def _check_exactly_once(experiment: str, seeds=(1, 2)) -> None:
         for r in runs
         if r.data.tags.get("rose.role") == "seed"
     )
-    assert seeds_done == {(c, str(s)): 1 for c in ("fake-a__zero_shot", "fake-b__target_demos") for s in seeds}
+    assert seeds_done == {(c, str(s)): 1 for c in (A, B, "human") for s in seeds}
     settings = [r for r in runs if r.data.tags.get("rose.role") == "setting"]
-    assert len(settings) == 2
+    assert len(settings) == 3 and len({r.data.tags["rose.setting"] for r in settings}) == 1
+    cells = Counter((r.data.tags["rose.train_data"], r.data.tags["rose.eval_set"]) for r in runs
+                    if r.data.tags["rose.stage"] == "evaluate")  # fmt: skip
+    assert cells == {(A, B): 1, (B, A): 1, (A, "human"): 1, (B, "human"): 1, ("human", "human"): 1}
     for run in runs:
-        if run.data.tags.get("rose.role") == "seed":
-            assert "eval/human/macro_f1" in run.data.metrics
-            other = (
-                "fake-b__target_demos"
-                if run.data.tags["rose.train_data"] == "fake-a__zero_shot"
-                else "fake-a__zero_shot"
-            )
-            assert f"eval/{other}/macro_f1" in run.data.metrics
+        if run.data.tags["rose.stage"] == "evaluate":
+            assert all(f"seed/{s}/macro_f1" in run.data.metrics for s in seeds)
     model = mlflow.pyfunc.load_model("models:/rose-topic-cy@champion")
     assert len(model.predict(["Mae'r tîm wedi ennill y gêm."])) == 1
+
+
+def _stages(experiment: str) -> Counter:
+    """Finished runs per stage (train: setting runs only)."""
+    return Counter(r.data.tags["rose.stage"] for r in _finished(experiment) if r.data.tags.get("rose.role") != "seed")
+
+
+def _planned(path: Path) -> list[str]:
+    from rose.pipeline.run import run_pipeline
+
+    text = run_pipeline(path, dry_run=True).plan
+    return sorted(line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("  [") and "RUN]" in line)
+
+
+def test_growing_a_planned_study_plans_only_the_new_units(tmp_path, tiny):
+    from rose.catalog import get_task
+    from rose.naming import metric_key
+    from rose.pipeline import plan
+    from rose.pipeline.study import load_study
+
+    path = study_yaml(tmp_path, tiny)
+    before = plan.build(load_study(path))
+    facts = plan.Facts()
+    facts.done = {u.digest: f"run-{i}" for i, u in enumerate(before.units)}  # everything of the first study ran
+    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}  # no candidate fell short
+    facts.metrics = {f"run-{i}": kept for i in range(10)}
+    path.write_text(path.read_text().replace(
+        "strategy: target_demos}", "strategy: target_demos}\n  - {generator: fake-c, strategy: zero_shot}"))  # fmt: skip
+    grown = plan.build(load_study(path), facts)
+    todo = sorted((u.stage, u.who, u.on) for u in grown.units if not u.run_id)
+    c = "fake-c__zero_shot"
+    assert todo == sorted([("generate", c, ""), ("train", c, ""), ("evaluate", A, c), ("evaluate", B, c),
+                           ("evaluate", c, A), ("evaluate", c, B), ("evaluate", c, "human"),
+                           ("score", "all candidates", "")])  # fmt: skip
+    facts.done.update({u.digest: f"run-{i}" for i, u in enumerate(grown.units)})
+    path.write_text(path.read_text().replace("  - {generator: fake-a, strategy: zero_shot}\n", ""))
+    shrunk = plan.build(load_study(path), facts)
+    assert [(u.stage, u.who) for u in shrunk.units if not u.run_id] == [("score", "all candidates")]
+    path.write_text(path.read_text() + "human_test: /elsewhere/data\n")
+    with pytest.raises(RoseError, match="no human data at /elsewhere/data"):
+        plan.build(load_study(path), facts)
+
+
+def test_a_short_candidate_cuts_every_candidate_to_its_count(tmp_path, tiny):
+    from rose.catalog import get_task
+    from rose.naming import metric_key
+    from rose.pipeline import plan
+    from rose.pipeline.study import load_study
+
+    path = study_yaml(tmp_path, tiny)
+    first = plan.build(load_study(path))
+    gens = [u for u in first.units if u.stage == "generate"]
+    facts = plan.Facts()
+    facts.done = {u.digest: u.who for u in gens}
+    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}
+    facts.metrics = {A: kept, B: {**kept, metric_key("kept", "travel"): 4.0}}
+    cut = plan.build(load_study(path), facts)
+    trains = [u for u in cut.units if u.stage == "train"]
+    assert [u.settings["per_label"] for u in trains] == [4, 4, 4]  # both candidates and the human baseline
+    assert any(f"{B} fell short of 6 examples per label: travel 4" in n for n in cut.notes)
+    assert any("cut to 4 examples per label" in n for n in cut.notes)
+    path.write_text(path.read_text() + "equal_per_label: false\n")
+    uncut = plan.build(load_study(path), facts)
+    assert {u.settings["per_label"] for u in uncut.units if u.stage == "train"} == {6}
+    assert any("equal_per_label is off" in n for n in uncut.notes)
+
+
+@pytest.mark.slow
+def test_study_grows_shrinks_and_changes_its_human_test_set_running_only_new_units(store, tiny):
+    import shutil
+
+    from rose.pipeline.run import run_pipeline
+
+    data = store / "data"
+    for split in ("train", "test"):
+        (data / "sib200" / "cy").mkdir(parents=True, exist_ok=True)
+        shutil.copy(SHARED_DATA / "sib200" / "cy" / f"{split}.jsonl", data / "sib200" / "cy" / f"{split}.jsonl")
+    c, d = "fake-c__zero_shot", "fake-d__zero_shot"
+    three = "\n  - {generator: fake-c, strategy: zero_shot}"
+    path = study_yaml(store, tiny, seeds=(1,), epochs=1)
+    text = path.read_text().replace(str(SHARED_DATA), str(data))
+    path.write_text(text.replace("strategy: target_demos}", "strategy: target_demos}" + three))
+    run_pipeline(path)
+    assert _stages("study") == {"generate": 3, "train": 4, "evaluate": 3 * 2 + 4, "score": 1, "pipeline": 1}
+    # grown to four: the plan and the run are its generation, its training, 7 cells and the score
+    path.write_text(path.read_text().replace(three, three + "\n  - {generator: fake-d, strategy: zero_shot}"))
+    new = [f"generate topic/cy {d}", f"train    topic/cy {d} seeds 1", f"evaluate topic/cy {d} on human",
+           *(f"evaluate topic/cy {x} on {d}" for x in (A, B, c)), *(f"evaluate topic/cy {d} on {x}" for x in (A, B, c)),
+           "score    topic/cy all candidates"]  # fmt: skip
+    assert _planned(path) == sorted(new)
+    assert run_pipeline(path).ran == 10
+    assert _stages("study") == {"generate": 4, "train": 5, "evaluate": 10 + 7, "score": 2, "pipeline": 2}
+    # shrunk (a removed): only the score runs, and its leaderboard has the three that are left
+    path.write_text(path.read_text().replace("  - {generator: fake-a, strategy: zero_shot}\n", ""))
+    shrunk = run_pipeline(path)
+    assert shrunk.ran == 1 and _stages("study")["score"] == 3 and _stages("study")["evaluate"] == 17
+    assert "fake-a__zero_shot" not in leaderboards(shrunk.score_runs)
+    # a changed human test set: each classifier's human cell again (3 candidates + the baseline), no training
+    test = data / "sib200" / "cy" / "test.jsonl"
+    test.write_text("".join(test.read_text().splitlines(keepends=True)[:-20]))
+    changed = run_pipeline(path)
+    assert changed.ran == 5 and set(changed.stage_s) == {"evaluate", "score"}
+    assert _stages("study") == {"generate": 4, "train": 5, "evaluate": 17 + 4, "score": 4, "pipeline": 4}
 
 
 @pytest.mark.slow
@@ -187,7 +297,7 @@ def test_pipeline_killed_during_training_finishes_with_every_run_once(store, tin
     assert "RoSE leaderboard: task topic, language cy" in done.stdout
     _check_exactly_once("study", seeds=(1, 2, 3))
     again = subprocess.run(cmd + ["--dry-run"], cwd=store, env=env, capture_output=True, text=True, timeout=300)
-    assert "plan: generate: 2 done / 2, train: 2 done / 2, score: 1 done / 1" in again.stdout
+    assert "plan: generate: 2 done / 2, train: 3 done / 3, evaluate: 5 done / 5, score: 1 done / 1" in again.stdout
 
 
 @pytest.mark.slow
@@ -203,7 +313,7 @@ def test_ray_executor_runs_the_same_plan(store, tiny):
         result = run_pipeline(path, executor="ray")
     finally:
         ray.shutdown()
-    assert result.score_runs and result.ran == 5
+    assert result.score_runs and result.ran == 11
     _check_exactly_once("ray-study")
 
 
@@ -258,7 +368,7 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
 
         path = study_yaml(tmp_path, tiny, experiment="server-study")
         result = run_pipeline(path, max_parallel=2)
-        assert result.ran == 5
+        assert result.ran == 11
         _check_exactly_once("server-study")
         import mlflow
 
@@ -268,7 +378,10 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
             if run.data.tags["rose.stage"] == "generate":
                 assert "dataset" in names
             if run.data.tags.get("rose.role") == "seed":
-                assert "confusion" in names and len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+                assert len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+            if run.data.tags["rose.stage"] == "evaluate":
+                assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
+                    a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip
                 assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
     finally:

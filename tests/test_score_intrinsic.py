@@ -88,8 +88,16 @@ def test_revision_acceptance():
     assert m.revision_acceptance([None, ""]) is None
 
 
-def test_perplexity_and_random_baseline():
+def test_perplexity():
     assert m.perplexity([2.0, 4.0], [1, 3]) == pytest.approx(math.exp(6 / 4))
-    a = m.random_baseline(["b", "a", "c"], seed=1)
-    assert a == m.random_baseline(["c", "a", "b"], seed=1)  # order of the candidates does not matter
-    assert set(a) == {"a", "b", "c"} and all(0 <= v < 1 for v in a.values())
+
+
+def test_token_entropy_by_hand():
+    # unigrams: a x3, b x2, c x1, d x2 (8 tokens): H = -sum p log2 p
+    tokens = [["a", "b", "a"], ["c", "a", "b"], ["d", "d"]]
+    p = [3 / 8, 2 / 8, 1 / 8, 2 / 8]
+    assert m.token_entropy(tokens) == pytest.approx(-sum(q * math.log2(q) for q in p))
+    assert m.token_entropy([["x", "y", "z", "w"]]) == pytest.approx(2.0)  # 4 equiprobable tokens: 2 bits
+    assert m.token_entropy([["x", "x"]]) == 0.0 and m.token_entropy([[], []]) == 0.0
+    thai = [m.simple_tokens("แมวกินปลา")]  # graphemes of a script without spaces: 8 distinct units, 3 bits
+    assert m.token_entropy(thai) == pytest.approx(3.0)

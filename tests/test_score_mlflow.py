@@ -48,40 +48,81 @@ def add_generate(client, exp_id, tmp, candidate, generator="google/gemma-3-4b-it
     return run.info.run_id
 
 
-def add_seed(client, exp_id, candidate, seed, metrics, task=TASK, language=LANG, data_run_id=None, model=False):
-    tags = tracking.tags("train", task, language, role="seed", seed=seed, train_data=candidate, candidate=candidate,
-                         data_run_id=data_run_id, classifier="tiny")  # fmt: skip
-    run = client.create_run(exp_id, tags=tags, run_name=f"{candidate}-seed{seed}")
+def add_training(
+    client,
+    exp_id,
+    candidate,
+    human,
+    *,
+    data_run_id=None,
+    setting="S1",
+    classifier="tiny",
+    models=(),
+    task=TASK,
+    language=LANG,
+    counts=None,
+):
+    """A train setting run with seed runs 1 and 2 (a keyword classifier logged for the seeds in ``models``)."""
+    tags = tracking.tags("train", task, language, role="setting", train_data=candidate, data_run_id=data_run_id,
+                         classifier=classifier, protocol="default", setting=setting, digest=f"d-{candidate}-{setting}")  # fmt: skip
+    parent = client.create_run(exp_id, tags=tags, run_name=candidate).info.run_id
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, [mlflow.entities.Metric(k, v, now, 0) for k, v in metrics.items()])
-    if model:
-        with mlflow.start_run(run_id=run.info.run_id):
-            mlflow.pyfunc.log_model(name="model", python_model=KeywordClassifier(), pip_requirements=["mlflow"])
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    counts = counts or {"sports": 2, "health": 2, "travel": 2}
+    client.log_batch(parent, [mlflow.entities.Metric(f"data/count/{k}", v, now, 0) for k, v in counts.items()])
+    seeds = {}
+    for seed in (1, 2):
+        seed_tags = {**tracking.tags("train", task, language, role="seed", seed=seed, train_data=candidate,
+                                     data_run_id=data_run_id, classifier=classifier, setting=setting),
+                     "mlflow.parentRunId": parent}  # fmt: skip
+        run = client.create_run(exp_id, tags=seed_tags, run_name=f"{candidate}-seed{seed}").info.run_id
+        client.log_metric(run, "dev/macro_f1", 0.9 + 0.01 * seed)
+        if seed in models:
+            with mlflow.start_run(run_id=run):
+                mlflow.pyfunc.log_model(name="model", python_model=KeywordClassifier(), pip_requirements=["mlflow"])
+        client.set_terminated(run)
+        seeds[seed] = run
+    client.set_terminated(parent)
+    return parent, seeds
+
+
+def add_cell(client, exp_id, train_run, train_data, on, dataset, per_seed, setting="S1", task=TASK, language=LANG):
+    """A cell (evaluate run) of ``train_run`` on a dataset, with macro-F1 per seed."""
+    tags = tracking.tags("evaluate", task, language, train_run_id=train_run, train_data=train_data, eval_set=on,
+                         dataset=dataset, setting=setting, digest=f"c-{train_run}-{dataset}")  # fmt: skip
+    run = client.create_run(exp_id, tags=tags).info.run_id
+    client.log_param(run, "data", dataset if not dataset.startswith("human:") else "human:/nowhere")
+    now = int(time.time() * 1000)
+    client.log_batch(run, [mlflow.entities.Metric(f"seed/{s}/macro_f1", v, now, 0) for s, v in per_seed.items()])
+    client.set_terminated(run)
+    return run
+
+
+HUMAN_KEY = "human:0123456789abcdef"
 
 
 def build_store(tmp) -> dict:
-    """Three candidates a, b, c (c added last: nobody was evaluated on it), two seeds each, human test F1."""
+    """Three candidates a, b, c (c added last: nobody was evaluated on it), two seeds each, human test cells and
+    the human-data baseline. a's and b's seed models are logged (their cells on c are computed by score)."""
     exp_id = tracking.setup("rose")
     client = mlflow.MlflowClient()
+    old_b = add_generate(client, exp_id, tmp, "b__simple")  # b's first dataset, replaced below
+    time.sleep(0.01)
     gen = {c: add_generate(client, exp_id, tmp, c) for c in ("a__simple", "b__simple", "c__simple")}
-    human = {"a__simple": 0.70, "b__simple": 0.80, "c__simple": 0.60}
-    cross = {("a__simple", "b__simple"): 0.6, ("b__simple", "a__simple"): 0.8}
-    seeds = {}
-    for cand in gen:
-        for seed in (1, 2):
-            m = {"dev/macro_f1": 0.9 + 0.01 * seed, "eval/human/macro_f1": human[cand] + 0.01 * (seed - 1.5)}
-            for (i, j), v in cross.items():
-                if i == cand:
-                    m[f"eval/{j}/macro_f1"] = v + 0.02 * (seed - 1.5)
-            if cand == "c__simple":
-                m |= {"eval/a__simple/macro_f1": 0.5, "eval/b__simple/macro_f1": 0.55}
-            m[f"eval/{cand}/macro_f1"] = 0.99  # its own data: never part of RoSE
-            with_model = (cand, seed) in {("a__simple", 1), ("b__simple", 2)}
-            seeds[cand, seed] = add_seed(client, exp_id, cand, seed, m, data_run_id=gen[cand], model=with_model)
-    add_seed(client, exp_id, "human", 1, {"eval/human/macro_f1": 0.95})  # trained on human data: not a candidate
-    return {"generate": gen, "seeds": seeds}
+    human = {"a__simple": 0.70, "b__simple": 0.80, "c__simple": 0.60, "human": 0.90}
+    cross = {("a__simple", "b__simple"): 0.6, ("b__simple", "a__simple"): 0.8, ("c__simple", "a__simple"): 0.5,
+             ("c__simple", "b__simple"): 0.55}  # fmt: skip
+    trains, seeds = {}, {}
+    for cand in [*gen, "human"]:
+        models = (1, 2) if cand in ("a__simple", "b__simple") else ()
+        trains[cand], seed_ids = add_training(client, exp_id, cand, cand == "human", data_run_id=gen.get(cand),
+                                              models=models)  # fmt: skip
+        seeds.update({(cand, s): r for s, r in seed_ids.items()})
+        add_cell(client, exp_id, trains[cand], cand, "human", HUMAN_KEY,
+                 {s: human[cand] + 0.01 * (s - 1.5) for s in (1, 2)})  # fmt: skip
+    for (i, j), v in cross.items():
+        add_cell(client, exp_id, trains[i], i, j, gen[j], {s: v + 0.02 * (s - 1.5) for s in (1, 2)})
+    stale = add_cell(client, exp_id, trains["a__simple"], "a__simple", "b__simple", old_b, {1: 0.1, 2: 0.1})
+    return {"generate": gen, "seeds": seeds, "trains": trains, "old_b": old_b, "stale": stale}
 
 
 @pytest.fixture
@@ -117,15 +158,27 @@ def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(built):
     tracking.setup("rose")
     result = score(config(store))
     case = result.cases[0]
-    # a's seed-1 model was evaluated on c's data: it mislabels nothing there (macro-F1 1.0), logged on the run
-    filled = mlflow.MlflowClient().get_run(ids["seeds"]["a__simple", 1]).data.metrics
-    assert filled["eval/c__simple/macro_f1"] == pytest.approx(1.0)
-    # a: seed 1 (b .59, c 1.0) and seed 2 (b .61); b: .79/.81 on a, its models cannot be evaluated on c but one
-    assert case.rose.set_index("candidate").loc["a__simple", "rose"] == pytest.approx(((0.59 + 1.0) / 2 + 0.61) / 2)
+    # a's and b's cells on c were computed by loading their seed models: one evaluate run each, per-seed metrics
+    cells = tracking.search_runs("rose", stage="evaluate", train_run_id=ids["trains"]["a__simple"],
+                                 dataset=ids["generate"]["c__simple"])  # fmt: skip
+    assert len(cells) == 1
+    metrics = cells[0].data.metrics
+    # the keyword classifier gets all six of c's examples right: F1 1 on 3 labels, 0 on the 4 labels of the task
+    # absent from truth and predictions (macro-F1 over the task's 7 labels)
+    assert metrics["seed/1/macro_f1"] == pytest.approx(3 / 7) and metrics["seed/2/n"] == 6
+    assert cells[0].data.tags["rose.train_digest"] == "d-a__simple-S1"
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(cells[0].info.run_id, "confusion")}
+    assert arts == {"confusion/seed1.csv", "confusion/seed2.csv"}
+    a = ((0.59 + 3 / 7) / 2 + (0.61 + 3 / 7) / 2) / 2
+    assert case.rose.set_index("candidate").loc["a__simple", "rose"] == pytest.approx(a)
+    assert case.matrix.loc["b__simple", "c__simple"] == pytest.approx(3 / 7)  # the same keyword rules
+    # the stale cell (a on b's first dataset) is named and left out
+    assert any("stale cells left out (1)" in m and ids["old_b"] in m for m in result.messages)
+    assert case.matrix.loc["a__simple", "b__simple"] == pytest.approx(0.6)
+    # the human-data baseline and each candidate's gap to it
+    board = case.leaderboard.set_index("candidate")
+    assert board.loc["b__simple", "gap_to_human"] == pytest.approx(0.80 - 0.90)
     assert case.champion == "b__simple" and result.champions[TASK, LANG]["run_id"] == ids["seeds"]["b__simple", 2]
-    assert any("b__simple (seed 1)" in m for m in result.messages)  # the cell that could not be filled
-    # b's seed-2 model filled b -> c: 'a ball of wool' is health in b's data only, so c's six are all right
-    assert case.matrix.loc["b__simple", "c__simple"] == pytest.approx(1.0)
     # intrinsic metrics were logged once on each generate run
     gen = mlflow.MlflowClient().get_run(ids["generate"]["a__simple"]).data.metrics
     assert gen["intrinsic/duplicate_rate"] == 0 and gen["intrinsic/generator_parameters"] == 4.3e9
@@ -147,7 +200,39 @@ def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(built):
     # a second score finds every cell and intrinsic metric present: nothing is recomputed, the champion stays
     again = score(config(store))
     assert again.champions[TASK, LANG]["version"] == result.champions[TASK, LANG]["version"]
+    assert len(tracking.search_runs("rose", stage="evaluate")) == len(ids["trains"]) + 5 + 2
     assert len(mlflow.MlflowClient().get_metric_history(ids["generate"]["a__simple"], "intrinsic/distinct_1")) == 1
+
+
+def test_score_refuses_to_mix_classifiers_and_names_what_it_leaves_out(built):
+    from rose.score.run import score
+
+    store, ids, _ = built
+    exp_id = tracking.setup("rose")
+    client = mlflow.MlflowClient()
+    gen_d = add_generate(client, exp_id, store, "d__simple")
+    d, _ = add_training(client, exp_id, "d__simple", False, data_run_id=gen_d, setting="S2", classifier="other",
+                        counts={"sports": 1, "health": 2, "travel": 2})  # fmt: skip
+    for other in ("a__simple", "b__simple", "c__simple"):
+        add_cell(client, exp_id, d, "d__simple", other, ids["generate"][other], {1: 0.99, 2: 0.99}, setting="S2")
+    gen_e = add_generate(client, exp_id, store, "e__simple")  # trained like a, b and c; no cells yet
+    add_training(client, exp_id, "e__simple", False, data_run_id=gen_e)
+    result = score(config(store, register_champion=False, fill_missing=False, candidates=[
+        "a__simple", "b__simple", "c__simple", "d__simple"]))  # fmt: skip
+    case = result.cases[0]
+    # d was trained with another classifier: its cells never enter the matrix, and the note says so
+    assert set(case.matrix.index) == {"a__simple", "b__simple", "c__simple"} and "d__simple" not in case.candidates
+    assert set(case.evals["train_candidate"]) == {"a__simple", "b__simple", "c__simple"}
+    note = next(m for m in result.messages if m.startswith("not mixed: d__simple's classifier other"))
+    assert f"--data {gen_d} --classifier tiny" in note
+    # without filling, the missing cells of a new candidate are named with the commands that compute them
+    result = score(config(store, register_champion=False, fill_missing=False))
+    missing = next(m for m in result.messages if "cell(s) missing" in m)
+    assert f"rose evaluate --experiment rose --train-run {ids['trains']['a__simple']} --data {gen_e}" in missing
+    assert "7 cell(s) missing" in missing  # a, b, c on e; e on a, b, c and on the human test set
+    # asked for both settings at once, score refuses
+    with pytest.raises(RoseError, match="refusing to mix cells of classifiers trained with different settings"):
+        score(config(store, register_champion=False, train_runs=[ids["trains"]["a__simple"], d]))
 
 
 def test_champion_replaced_keeps_a_tag(built):
@@ -179,7 +264,7 @@ def test_partial_experiment_names_the_missing_training(store):
     client = mlflow.MlflowClient()
     a = add_generate(client, exp_id, store, "a__simple")
     b = add_generate(client, exp_id, store, "b__simple")
-    add_seed(client, exp_id, "a__simple", 1, {"eval/b__simple/macro_f1": 0.5})
+    add_training(client, exp_id, "a__simple", False, data_run_id=a)
     with pytest.raises(RoseError) as err:
         score(config(store))
     assert f"no train runs for candidate b__simple: run `rose train --task topic --language cy --data {b}`" in str(
@@ -190,7 +275,7 @@ def test_partial_experiment_names_the_missing_training(store):
 @pytest.mark.slow
 def test_collect_makes_one_search_per_stage_on_300_runs(store, monkeypatch):
     import rose.tracking
-    from rose.score.collect import collect
+    from rose.score.collect import collect, select
     from rose.score.tables import build_case
 
     exp_id = tracking.setup("rose")
@@ -198,23 +283,35 @@ def test_collect_makes_one_search_per_stage_on_300_runs(store, monkeypatch):
     now = int(time.time() * 1000)
     cands = [f"g{i}__simple" for i in range(10)]
     for lang in ("cy", "th", "sw", "de", "he", "id"):
-        for cand in cands:  # 60 generate runs (no artifacts needed to collect) and 240 seed runs
+        gens, trains = {}, {}
+        for cand in cands:  # 60 generate runs (no artifacts needed to collect), 60 settings, 60 x 9 cells
             r = client.create_run(exp_id, tags=tracking.tags("generate", TASK, lang, candidate=cand))
             client.set_terminated(r.info.run_id)
-            for seed in range(4):
-                tags = tracking.tags("train", TASK, lang, role="seed", seed=seed, train_data=cand)
+            gens[cand] = r.info.run_id
+            tags = tracking.tags("train", TASK, lang, role="setting", train_data=cand, data_run_id=gens[cand],
+                                 setting="S", classifier="tiny")  # fmt: skip
+            r = client.create_run(exp_id, tags=tags)
+            client.set_terminated(r.info.run_id)
+            trains[cand] = r.info.run_id
+        for cand in cands:
+            for other in cands:
+                if other == cand:
+                    continue
+                tags = tracking.tags("evaluate", TASK, lang, train_run_id=trains[cand], train_data=cand,
+                                     eval_set=other, dataset=gens[other], setting="S")  # fmt: skip
                 r = client.create_run(exp_id, tags=tags)
-                metrics = {f"eval/{o}/macro_f1": (hash((cand, o, seed)) % 100) / 100 for o in cands if o != cand}
-                client.log_batch(r.info.run_id, [mlflow.entities.Metric(k, v, now, 0) for k, v in metrics.items()])
+                metrics = [mlflow.entities.Metric(f"seed/{s}/macro_f1", (hash((cand, other, s)) % 100) / 100, now, 0)
+                           for s in range(4)]  # fmt: skip
+                client.log_batch(r.info.run_id, metrics)
                 client.set_terminated(r.info.run_id)
     calls = []
     real = rose.tracking.search_runs
     monkeypatch.setattr(rose.tracking, "search_runs", lambda *a, **k: calls.append(k) or real(*a, **k))
     start = time.perf_counter()
-    tracked = collect("rose", [TASK], ["all"])
-    case = tracked.case(TASK, "cy")
-    tables = build_case(case, TASK, "cy", cands, bootstrap=200)
+    stored = collect("rose", [TASK], ["all"])
+    chosen = select(stored.case(TASK, "cy"), TASK, "cy", "rose")
+    tables = build_case(chosen.tracked, TASK, "cy", cands, bootstrap=200)
     elapsed = time.perf_counter() - start
-    assert len(calls) == 2 and [c["stage"] for c in calls] == ["generate", "train"]
-    assert len(tracked.seeds) == 240 and len(tracked.evals) == 240 * 9
+    assert len(calls) == 3 and [c["stage"] for c in calls] == ["generate", "train", "evaluate"]
+    assert len(stored.cells) == 6 * 90 * 4 and not chosen.todo
     assert tables.matrix.notna().sum().sum() == 90 and elapsed < 10

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from rose.score.selection import correlations, judge_case, pick, summarise
+from rose.score.selection import correlations, expected_random, judge_case, pick, summarise
 
 HUMAN = pd.Series({"a": 0.60, "b": 0.75, "c": 0.70, "d": 0.50})
 
@@ -49,3 +49,21 @@ def test_summary_over_cases():
     assert s.loc["m", "cases"] == 2 and s.loc["m", "top1_rate"] == 0.5
     assert s.loc["m", "mean_regret"] == pytest.approx((0 + 25) / 2)
     assert s.loc["m", "spearman"] == pytest.approx(0.0)
+
+
+def test_random_pick_is_judged_by_its_expected_value():
+    got = expected_random(HUMAN)
+    assert got["top1"] == pytest.approx(1 / 4)  # one oracle among K = 4
+    oracle = HUMAN.max()
+    assert got["regret"] == pytest.approx(sum((oracle - v) * 100 for v in HUMAN) / 4)  # (15 + 0 + 5 + 25) / 4
+    assert got["regret"] == pytest.approx(11.25)
+    assert got["spearman"] == got["kendall"] == got["pearson"] == 0.0
+    ties = expected_random(pd.Series({"a": 0.7, "b": 0.7, "c": 0.5}))  # two candidates tie the oracle
+    assert ties["top1"] == pytest.approx(2 / 3) and ties["regret"] == pytest.approx(20 / 3)
+    assert np.isnan(expected_random(HUMAN[:2])["spearman"])  # fewer than 3 candidates: no correlation
+    # judge_case carries it as the "random" row (never a seeded draw), and summarise averages it over cases
+    rows = judge_case(pd.DataFrame({"m": HUMAN}), HUMAN, task="t", language="x").set_index("metric")
+    assert rows.loc["random", "top1"] == pytest.approx(0.25) and rows.loc["random", "regret"] == pytest.approx(11.25)
+    other = judge_case(pd.DataFrame({"m": HUMAN[:3]}), HUMAN[:3], task="t", language="y")
+    s = summarise(pd.concat([rows.reset_index(), other])).set_index("metric")
+    assert s.loc["random", "cases"] == 2 and s.loc["random", "top1_rate"] == pytest.approx((1 / 4 + 1 / 3) / 2)

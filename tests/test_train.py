@@ -50,26 +50,33 @@ def config(data: str, classifier, **kw):
 # ---- pure pieces -----------------------------------------------------------------------------------------------
 
 
-def test_metrics_match_sklearn():
+def test_macro_f1_is_over_the_task_labels_as_sklearn_with_labels():
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from rose.train.evaluate import classification_metrics
-    from rose.train.module import split_metrics
+    from rose.catalog import get_task
+    from rose.metrics import classification_metrics
+    from rose.naming import metric_key
+    from rose.train.module import EpochPredictions
 
-    names = ["a", "b", "c", "d"]  # "d" never occurs: left out of macro-F1, as scikit-learn does
-    y_true = [0, 0, 1, 1, 1, 2, 2, 0, 1, 2]
-    y_pred = [0, 1, 1, 1, 0, 2, 0, 0, 2, 2]
+    names = list(get_task("topic").labels)  # 7 labels; the case below never has the last three
+    y_true = [0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 3]
+    y_pred = [0, 1, 1, 1, 0, 2, 0, 0, 2, 2, 1]  # label 3 is in the truth only
     got = classification_metrics(y_true, y_pred, names)
-    assert got["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    per_label = f1_score(y_true, y_pred, labels=range(4), average=None, zero_division=0)
-    assert [got[f"f1/{n}"] for n in names] == pytest.approx(list(per_label))
-    metrics = split_metrics(len(names))
-    metrics.update(torch.tensor(y_pred), torch.tensor(y_true))
-    values = metrics.compute()
-    assert float(values["macro_f1"]) == pytest.approx(got["macro_f1"], abs=1e-6)
-    assert float(values["accuracy"]) == pytest.approx(got["accuracy"], abs=1e-6)
+    expected = f1_score(y_true, y_pred, labels=list(range(len(names))), average="macro", zero_division=0)
+    assert got["macro_f1"] == pytest.approx(expected)
+    # a label absent from truth and predictions counts 0: the sum over the labels present, divided by all 7
+    present = f1_score(y_true, y_pred, labels=[0, 1, 2, 3], average=None, zero_division=0)
+    assert got["macro_f1"] == pytest.approx(present.sum() / 7)
+    assert got["macro_f1"] < f1_score(y_true, y_pred, average="macro")
+    assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred)) and got["n"] == len(y_true)
+    per_label = f1_score(y_true, y_pred, labels=range(len(names)), average=None, zero_division=0)
+    assert [got[metric_key("f1", n)] for n in names] == pytest.approx(list(per_label))
+    # training's per-epoch metrics are the same function
+    epoch = EpochPredictions(names)
+    epoch.update(torch.tensor(y_pred[:5]), torch.tensor(y_true[:5]))
+    epoch.update(torch.tensor(y_pred[5:]), torch.tensor(y_true[5:]))
+    assert epoch.compute() == got
 
 
 def test_dev_split_is_stratified_and_seeded():
@@ -172,6 +179,79 @@ def test_protocols_stop_on_what_they_say(tiny):
     assert default.epochs == 2 and default.best_epoch == 0
     reference = fit_seed(setting, 1, config=dataclasses.replace(setting.config, protocol="reference"))
     assert reference.epochs <= 3 and "train/loss" in reference.history[0]
+
+
+def test_reference_protocol_is_a_plain_pytorch_loop(tiny, monkeypatch):
+    """``--protocol reference`` takes the same steps as the reference code's loop: the same model init, the same
+    normalised texts padded to 128 in the same shuffled batches, torch's AdamW at a constant learning rate, no
+    clipping; per-step losses agree."""
+    import string
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rose.train.fit import fit_seed, prepare, split_index
+    from rose.train.module import ClassifierModule
+
+    steps: list[float] = []
+    original = ClassifierModule.training_step
+
+    def recording(self, batch, batch_idx):  # the real step, observed
+        loss = original(self, batch, batch_idx)
+        steps.append(float(loss.detach()))
+        return loss
+
+    monkeypatch.setattr(ClassifierModule, "training_step", recording)
+    seed, lr, batch_size, epochs = 3, 3e-3, 8, 2
+    setting = prepare(config(HUMAN, tiny, per_label=4, protocol="reference", learning_rate=lr, batch_size=batch_size,
+                             max_epochs=epochs, patience=50, dropout=0.0, bf16="false"))  # fmt: skip
+    fit_seed(setting, seed)
+
+    # the plain loop, written as the reference code writes it
+    train_idx, _ = split_index(setting.train_data, setting.config.dev_fraction, seed)
+    texts = [setting.train_data.texts[i] for i in train_idx]
+    assert any(t != "".join(c for c in t.lower() if c not in string.punctuation) for t in texts)  # it matters
+    texts = ["".join(c for c in t.lower() if c not in string.punctuation) for t in texts]
+    labels = torch.tensor([setting.label_names.index(setting.train_data.labels[i]) for i in train_idx])
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    enc = tokenizer(texts, padding="max_length", max_length=128, truncation=True, return_tensors="pt")
+    dataset = [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i], "labels": labels[i]}
+               for i in range(len(texts))]  # fmt: skip
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny, num_labels=len(setting.label_names), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    model.train()
+    plain = []
+    for _ in range(epochs):
+        for batch in loader:
+            optimizer.zero_grad()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            plain.append(loss.item())
+    assert len(steps) == len(plain) >= 6  # the default optimizer (decay, linear schedule) is off by 3e-3 here
+    np.testing.assert_allclose(steps, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_protocol_reads_normalised_texts_when_predicting(tiny):
+    from rose.train.evaluate import predict_proba
+    from rose.train.fit import fit_seed, prepare
+    from rose.train.normalize import normalize_text, reads_normalized
+
+    assert normalize_text("Hello, World! «Ça va?» it's 3.5%") == "hello world «ça va» its 35"
+    setting = prepare(config(HUMAN, tiny, per_label=3, max_epochs=1, protocol="reference", bf16="false"))
+    model = fit_seed(setting, 1).model
+    assert reads_normalized(model)
+    raw = ["The TEAM won, again!", "Doctors: the vaccine works."]
+    got = predict_proba(model, setting.tokenizer, raw)
+    model.config.rose_normalized_text = False  # the same model told to read the texts as they are
+    expected = predict_proba(model, setting.tokenizer, [normalize_text(t) for t in raw])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert not np.allclose(got, predict_proba(model, setting.tokenizer, raw))
 
 
 @pytest.fixture(scope="module")

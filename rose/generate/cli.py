@@ -22,9 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rose.config import from_args
     from rose.generate.config import GenerateConfig
+
+    config = from_args(GenerateConfig, args)  # checked before the heavy imports
     from rose.generate.run import generate
 
-    config = from_args(GenerateConfig, args)
     result = generate(config)
     print(f"run id: {result.run_id}{' (identical finished run reused)' if result.reused else ''}")
     print(f"dataset: {result.dataset_path}")

@@ -11,10 +11,9 @@ verdict is read from the answer's first word).
 from __future__ import annotations
 
 import logging
-from functools import cache
 
-from rose.catalog import LANGUAGES, Language
-from rose.errors import MissingDependency
+from rose import language_id
+from rose.catalog import Language
 from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
@@ -22,12 +21,6 @@ from rose.generate.parse import parse_verdict
 from rose.generate.steps import State
 
 log = logging.getLogger(__name__)
-
-# Languages lingua tells the targets apart from (the study's languages plus frequent confusions).
-_DETECTOR_LANGUAGES = tuple(lang.lingua for lang in LANGUAGES.values()) + (
-    "FRENCH", "SPANISH", "ITALIAN", "PORTUGUESE", "DUTCH", "MALAY", "TURKISH", "CROATIAN", "ARABIC", "HINDI",
-    "RUSSIAN", "CHINESE", "JAPANESE", "TAGALOG", "IRISH", "DANISH",
-)  # fmt: skip
 
 
 class _Wrapper:
@@ -112,18 +105,5 @@ def language_share(language: Language, examples: list[dict], labels: list[str]) 
 
 
 def detect_target(language: Language, texts: list[str]) -> list[bool]:
-    if not texts:
-        return []
-    detector, target = _detector(language.lingua)
-    return [found == target for found in detector.detect_languages_in_parallel_of(texts)]
-
-
-@cache
-def _detector(target_name: str):
-    try:
-        import lingua
-    except ImportError:
-        raise MissingDependency("lingua-language-detector", purpose="the target-language check") from None
-    names = dict.fromkeys((target_name, *_DETECTOR_LANGUAGES))
-    langs = [getattr(lingua.Language, n) for n in names if hasattr(lingua.Language, n)]
-    return lingua.LanguageDetectorBuilder.from_languages(*langs).build(), getattr(lingua.Language, target_name)
+    """Per text, whether rose's language detector (:mod:`rose.language_id`) identifies it as ``language``."""
+    return language_id.matches(language.lingua, texts)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rose import generated_data, tracking
 from rose.catalog import get_language, get_task
-from rose.config import to_params
+from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generate.backends import Backend, get_backend, resolve_backend
 from rose.generate.cache import CompletionCache
@@ -56,7 +56,7 @@ def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | N
         return config.min_chars, config.max_chars
     for code in (language.code, "en"):
         try:
-            lo, hi = length_limits(load_split(task, code, "train", config.source).texts)
+            lo, hi = length_limits(load_split(task, code, "train", config.source, encoding=config.encoding).texts)
             break
         except RoseError:
             continue
@@ -105,8 +105,25 @@ def run_strategy(
 ) -> tuple[State, Context]:
     """Run a strategy's steps with no tracking; returns the final state and the context (with its counters)."""
     strategy = strategy or get_strategy(config.strategy)
-    steps = strategy.build(config.language_filter)
     ctx = make_context(config, backend, cache, strategy, summary_backend)
+    return run_steps(strategy, ctx, progress), ctx
+
+
+def check_steps(strategy: Strategy, ctx: Context) -> list:
+    """The strategy's steps, after each has read what it needs (data, descriptions): input errors show here."""
+    steps = strategy.build(ctx.config.language_filter)
+    for step in steps:
+        while step is not None:
+            if hasattr(step, "check"):
+                step.check(ctx)
+            step = getattr(step, "inner", None)
+    return steps
+
+
+def run_steps(strategy: Strategy, ctx: Context, progress: bool = False) -> State:
+    """Run a strategy's steps in a context made by :func:`make_context`; returns the final state."""
+    config = ctx.config
+    steps = strategy.build(config.language_filter)
     state = State(labels=list(ctx.task.labels))
     ctx.progress = _progress(config, ctx.task, ctx.candidate) if progress else None
     started = time.perf_counter()
@@ -117,13 +134,14 @@ def run_strategy(
         if ctx.progress is not None:
             ctx.progress.close()
     ctx.stats["wall_seconds"] += time.perf_counter() - started
-    return state, ctx
+    return state
 
 
 def generate(config: GenerateConfig, backend: Backend | None = None) -> GenerateResult:
     """Generate a dataset for ``config`` (with ``backend``, else the one the config names) and track it."""
     import mlflow
 
+    validate(config)
     if config.backend == "auto":  # the backend picked is part of what determines the data (and the digest)
         config = replace(config, backend=resolve_backend(config.backend, config.generator))
     task, language = get_task(config.task), get_language(config.language)
@@ -135,34 +153,45 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     if config.resume and (done := tracking.find_finished(config.experiment, "generate", digest)):
         log.info("%s: an identical finished run exists (%s); not generating again", candidate, done.info.run_id)
         return _reused(done, candidate)
-    stopped = tracking.unfinished(config.experiment, "generate", digest)
-    resume_id = stopped.info.run_id if stopped else None
 
     own = backend is None
-    backend = backend or get_backend(config.backend, config)
     summary_backend = None
-    if config.summary_model and config.summary_model != config.generator:
-        summary_backend = get_backend(config.backend, config, model=config.summary_model)
     home = tracking.project_dir() / ".rose"
-    cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
-    out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
-    run_tags = tracking.tags(
-        "generate",
-        task.name,
-        language.code,
-        candidate=candidate,
-        generator=config.generator,
-        strategy=strategy.name,
-        backend=backend.name,
-        digest=digest,
-    )
-    started = time.perf_counter()
+    cache = None
     try:
-        with tracking.run(candidate, run_tags, run_id=resume_id) as run:
-            if resume_id:
-                log.info("%s: continuing unfinished run %s", candidate, resume_id)
+        backend = backend or get_backend(config.backend, config)
+        if config.summary_model and config.summary_model != config.generator:
+            summary_backend = get_backend(config.backend, config, model=config.summary_model)
+        cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
+        # every input is read before a run exists: a bad one leaves no run behind
+        ctx = make_context(config, backend, cache, strategy, summary_backend)
+        check_steps(strategy, ctx)
+        out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
+        run_tags = tracking.tags(
+            "generate",
+            task.name,
+            language.code,
+            candidate=candidate,
+            generator=config.generator,
+            strategy=strategy.name,
+            backend=backend.name,
+            digest=digest,
+        )
+        claim = (
+            tracking.claim(config.experiment, "generate", digest, run_tags, candidate)
+            if config.resume
+            else tracking.claim_new(config.experiment, run_tags, candidate)
+        )
+        if claim.finished is not None:
+            log.info("%s: another process generated this configuration (%s); reusing it", candidate,
+                     claim.finished.info.run_id)  # fmt: skip
+            return _reused(claim.finished, candidate)
+        started = time.perf_counter()
+        with tracking.run(candidate, run_tags, run_id=claim.run_id, lease=claim.lease) as run:
+            if claim.adopted:
+                log.info("%s: continuing unfinished run %s", candidate, claim.run_id)
             _log_params(config, strategy)
-            state, ctx = run_strategy(config, backend, cache, strategy, summary_backend, progress=True)
+            state = run_steps(strategy, ctx, progress=True)
             metrics = _metrics(state, ctx, time.perf_counter() - started)
             path = _write(out_dir, state, ctx)
             mlflow.log_metrics(metrics)
@@ -170,8 +199,9 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             _log_input(path, candidate)
             run_id = run.info.run_id
     finally:
-        cache.close()
-        if own:
+        if cache is not None:
+            cache.close()
+        if own and backend is not None:
             backend.close()
         if summary_backend is not None:
             summary_backend.close()

@@ -77,16 +77,29 @@ class LabelDescriptions:
         state.descriptions = read_descriptions(path, state.labels) if path else self._write(state, ctx)
         return state
 
-    def _write(self, state: State, ctx: Context) -> dict[str, str]:
+    def check(self, ctx: Context) -> None:
+        """Read what the step needs before a run starts (an input error then leaves no run behind)."""
+        path = self.csv_path or ctx.config.descriptions
+        if path:
+            read_descriptions(path, list(ctx.task.labels))
+        else:
+            self._examples(list(ctx.task.labels), ctx)
+
+    def _examples(self, labels: list[str], ctx: Context) -> dict[str, list[str]]:
         c = ctx.config
-        english = load_split(ctx.task, "en", "train", c.source)
-        chosen = sample_demonstrations(english, state.labels, self.examples or c.summary_examples, c.seed, c.demo_words)
-        empty = [label for label in state.labels if not chosen[label]]
+        english = load_split(ctx.task, "en", "train", c.source, encoding=c.encoding)
+        chosen = sample_demonstrations(english, labels, self.examples or c.summary_examples, c.seed, c.demo_words)
+        empty = [label for label in labels if not chosen[label]]
         if empty:
             raise RoseError(
                 f"no English training examples for label(s) {', '.join(empty)} to summarise: "
                 "pass --descriptions with a CSV of label descriptions instead"
             )
+        return chosen
+
+    def _write(self, state: State, ctx: Context) -> dict[str, str]:
+        c = ctx.config
+        chosen = self._examples(state.labels, ctx)
         backend = ctx.summary_backend or ctx.backend
         params = SamplingParams(c.temperature, c.top_p, c.repetition_penalty, c.summary_max_tokens)
         requests = []
@@ -139,19 +152,28 @@ class Demonstrations:
         self.source = source
         self.k = k
 
-    def __call__(self, state: State, ctx: Context) -> State:
+    def check(self, ctx: Context) -> None:
+        """Read the demonstrations before a run starts (an input error then leaves no run behind)."""
+        self._load(list(ctx.task.labels), ctx)
+
+    def _load(self, labels: list[str], ctx: Context):
         c = ctx.config
         code = ctx.language.code if self.source == "target" else "en"
-        data = load_split(ctx.task, code, "train", c.source)
+        data = load_split(ctx.task, code, "train", c.source, encoding=c.encoding)
         k = c.demos_per_label if self.k is None else self.k
-        state.demonstrations = sample_demonstrations(data, state.labels, k, c.seed, c.demo_words)
-        by_label = data.by_label()
-        empty = [label for label in state.labels if not state.demonstrations[label]]
+        chosen = sample_demonstrations(data, labels, k, c.seed, c.demo_words)
+        empty = [label for label in labels if not chosen[label]]
         if empty and k > 0:
             raise RoseError(
                 f"label(s) {', '.join(empty)} have no {code} training examples under {c.source} to "
                 "show as demonstrations: use a strategy without demonstrations or other data"
             )
+        return data, chosen, code
+
+    def __call__(self, state: State, ctx: Context) -> State:
+        c = ctx.config
+        data, state.demonstrations, code = self._load(state.labels, ctx)
+        by_label = data.by_label()
         state.demo_pool = {
             label: [truncate_words(t, c.demo_words) for t in by_label.get(label, [])] for label in state.labels
         }

@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(result.plan)
         return 0
     print(leaderboards(result.score_runs))
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"\nstudy finished in {result.wall_s:.0f} s ({result.ran} unit(s) run, {result.skipped} already done)")
+    if result.stage_s:
+        print(f"time per stage: {result.time_split()}")
     print(where_to_look(result.experiment))
     return 0

@@ -1,96 +1,228 @@
-"""The plan of a study: units of work (generate, train, score), their digests, and what is already done.
+"""The plan of a study: units of work, their inputs, their digests, and what is already done.
 
-A unit is done when a finished run tagged ``rose.unit=<digest>`` exists in the study's experiment. The
-digest covers everything that determines the unit's result, including the digests of the units it reads
-from, so changing a generation setting re-runs that candidate's generation, its training and the score,
-and nothing else.
+Units per case (task and language):
+- ``generate``: one per candidate; its digest covers its generate settings.
+- ``train``: one per candidate (all seeds), and the human-data baseline when the study has a human test set. Its
+  digest covers only its own training data (the candidate's generate unit, or the content of the human train
+  split) and its training settings (with the per-label count the case is cut to).
+- ``evaluate``: one cell per (train unit, dataset): each candidate's classifier on every other candidate's data
+  and on the human test set; the baseline on the human test set. Its digest covers the train unit, the dataset
+  (a generate unit, or the content of the human test split) and the evaluation settings.
+- ``score``: one per case; its digest covers its settings and every unit it reads.
+
+A unit is done when a finished top-level run tagged ``rose.unit=<digest>`` exists in the study's experiment. So
+adding a candidate runs its generation, its training, its cells and the score; removing one runs only the score;
+changing the human test set runs its cells and the score, never a training.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from rose.pipeline.study import Candidate, Study
+from rose import tracking
+from rose.catalog import get_task
+from rose.generated_data import HUMAN_NAME, load_ref
+from rose.human_data import split_digest
+from rose.naming import metric_key
+from rose.pipeline.study import Candidate, Study, generate_settings, score_settings, train_settings
+from rose.train.cells import EVAL_SETTINGS
+from rose.train.config import TrainConfig
+
+__all__ = ["Facts", "Plan", "Unit", "build", "describe", "generate_settings", "resolve", "score_settings",
+           "train_settings"]
+
+log = logging.getLogger(__name__)
 
 UNIT_TAG = "rose.unit"
+STAGES = ("generate", "train", "evaluate", "score")
 
 
 @dataclass
 class Unit:
-    stage: str  # generate, train or score
+    stage: str  # generate, train, evaluate or score
     task: str
     language: str
     settings: dict[str, Any]  # the stage's config values, before run ids are filled in
     digest: str = ""
-    candidate: Candidate | None = None
+    candidate: Candidate | None = None  # generate: the candidate; train and evaluate: whose data trained
     seeds: list[int] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)  # digests of units whose runs this one reads
+    data: str = ""  # train: training data ref; evaluate: the dataset ref (``human:`` refs; run ids filled later)
+    on: str = ""  # evaluate: the dataset's name (a candidate, or ``human``)
     run_id: str | None = None  # the finished run, once known
+    inputs: dict[str, Any] = field(default_factory=dict)  # run ids of what it reads, filled by :func:`resolve`
+
+    @property
+    def who(self) -> str:
+        if self.stage == "score":
+            return "all candidates"
+        return self.candidate.name if self.candidate else f"{HUMAN_NAME} (baseline)"
 
     @property
     def label(self) -> str:
-        who = self.candidate.name if self.candidate else "all candidates"
         seeds = f" seeds {','.join(map(str, self.seeds))}" if self.seeds else ""
-        return f"{self.stage:<8} {self.task}/{self.language} {who}{seeds}"
+        on = f" on {self.on}" if self.on else ""
+        return f"{self.stage:<8} {self.task}/{self.language} {self.who}{on}{seeds}"
 
 
-def build(study: Study) -> list[Unit]:
-    """Every unit of the study, in an order that respects dependencies (generate, train, score)."""
-    from rose.pipeline import stages
-    from rose.tracking import digest
+@dataclass
+class Plan:
+    units: list[Unit]
+    notes: list[str] = field(default_factory=list)  # what the study should say (short candidates, the cut)
 
+    def by_digest(self) -> dict[str, Unit]:
+        return {u.digest: u for u in self.units}
+
+
+# --- building the plan -----------------------------------------------------------------------------------------
+class Facts:
+    """What the tracking store says about a study: finished units and the label counts of generate runs."""
+
+    def __init__(self, runs: list | None = None):
+        self.done: dict[str, str] = {}
+        self.metrics: dict[str, dict[str, float]] = {}
+        for run in runs or []:
+            unit = run.data.tags.get(UNIT_TAG)
+            if unit and run.data.tags.get("mlflow.parentRunId") is None:
+                self.done.setdefault(unit, run.info.run_id)
+            if run.data.tags.get("rose.stage") == "generate":
+                self.metrics[run.info.run_id] = dict(run.data.metrics)
+        self._counts: dict[str, Counter] = {}
+
+    @classmethod
+    def load(cls, experiment: str) -> Facts:
+        return cls(tracking.search_runs(experiment))  # one search query for the whole study
+
+    def counts(self, run_id: str, task: str, language: str) -> Counter:
+        """Examples per label of a generate run's dataset: its ``kept/<label>`` metrics, else its rows."""
+        if run_id not in self._counts:
+            labels = get_task(task).labels
+            metrics = self.metrics.get(run_id, {})
+            keys = {label: metric_key("kept", label) for label in labels}
+            if all(k in metrics for k in keys.values()):
+                self._counts[run_id] = Counter({lab: int(metrics[k]) for lab, k in keys.items()})
+            else:  # an imported dataset, or an older run: count its rows
+                data = load_ref(run_id, task, language, strict_labels=False)
+                self._counts[run_id] = Counter({lab: n for lab, n in data.counts().items() if lab in labels})
+        return self._counts[run_id]
+
+
+def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: Facts, notes: list[str]) -> int:
+    """The examples per label every candidate of the case is trained on (with ``equal_per_label``)."""
+    asked = int(train_settings(study, task, language).get("per_label", TrainConfig.per_label))
+    labels = get_task(task).labels
+    cut, pending = asked, []
+    for name, unit in gens.items():
+        run_id = facts.done.get(unit.digest)
+        if not run_id:
+            pending.append(name)
+            continue
+        counts = facts.counts(run_id, task, language)
+        short = {lab: counts.get(lab, 0) for lab in labels if counts.get(lab, 0) < asked}
+        if short:
+            notes.append(f"{task}/{language}: {name} fell short of {asked} examples per label: "
+                         + ", ".join(f"{lab} {n}" for lab, n in sorted(short.items())))  # fmt: skip
+        missing = [lab for lab, n in short.items() if n == 0]
+        if missing:
+            notes.append(f"{task}/{language}: {name} has no example of {', '.join(sorted(missing))}: the cut "
+                         "ignores those labels (its classifier never saw them)")  # fmt: skip
+        positive = [n for n in short.values() if n > 0]
+        cut = min([cut, *positive])
+    if not study.equal_per_label:
+        if cut < asked:
+            notes.append(f"{task}/{language}: equal_per_label is off: candidates are trained on up to {asked} "
+                         "examples per label each, so their counts differ")  # fmt: skip
+        return asked
+    if cut < asked:
+        notes.append(f"{task}/{language}: every candidate (and the human baseline) is cut to {cut} examples "
+                     "per label, the smallest count (equal_per_label)")  # fmt: skip
+    if pending:
+        notes.append(f"{task}/{language}: the per-label count ({cut}) is provisional until "
+                     f"{', '.join(pending)} {'is' if len(pending) == 1 else 'are'} generated")  # fmt: skip
+    return cut
+
+
+def build(study: Study, facts: Facts | None = None) -> Plan:
+    """Every unit of the study, in an order that respects dependencies; ``facts`` marks what is done."""
+    facts = facts or Facts()
     units: list[Unit] = []
+    notes: list[str] = []
     for task, lang in study.cases():
         gens: dict[str, Unit] = {}
         for cand in study.candidates:
-            settings = stages.generate_settings(study, task, lang, cand)
-            gens[cand.name] = Unit("generate", task, lang, settings, digest({"generate": settings}), cand)
-        trains = []
+            settings = generate_settings(study, task, lang, cand)
+            gens[cand.name] = Unit("generate", task, lang, settings, tracking.digest({"generate": settings}), cand)
+        settings = train_settings(study, task, lang, _cut(study, task, lang, gens, facts, notes))
+        trains: dict[str, Unit] = {}
         for cand in study.candidates:
-            others = [gens[c.name].digest for c in study.candidates if c.name != cand.name]
-            settings = stages.train_settings(study, task, lang, cand)
-            unit = Unit(
-                "train",
-                task,
-                lang,
-                settings,
-                candidate=cand,
-                seeds=list(settings.get("seeds", [])),
-                needs=[gens[cand.name].digest, *others],
-            )
-            unit.digest = digest({"train": settings, "needs": unit.needs, "human_test": study.human_test})
-            trains.append(unit)
-        settings = stages.score_settings(study, task, lang)
-        score = Unit("score", task, lang, settings, needs=[u.digest for u in trains])
-        score.digest = digest({"score": settings, "needs": score.needs})
-        units += [*gens.values(), *trains, score]
-    return units
-
-
-def mark_done(units: list[Unit], experiment: str) -> None:
-    """Fill ``run_id`` of every unit that has a finished run (one search query for the whole study)."""
-    from rose.tracking import search_runs
-
-    done: dict[str, str] = {}
-    for run in search_runs(experiment):
-        unit = run.data.tags.get(UNIT_TAG)
-        if unit and run.data.tags.get("mlflow.parentRunId") is None:
-            done.setdefault(unit, run.info.run_id)
+            gen = gens[cand.name]
+            trains[cand.name] = Unit("train", task, lang, settings, tracking.digest({"train": settings,
+                                     "data": gen.digest}), cand, settings["seeds"], [gen.digest])  # fmt: skip
+        cells: list[Unit] = []
+        for cand in study.candidates:
+            for other in study.candidates:
+                if other.name != cand.name:
+                    cells.append(_cell(trains[cand.name], gens[other.name].digest, other.name, [gens[other.name]]))
+        if study.human_test:
+            train_key = "human:" + _human_digest(study, task, lang, "train")
+            test_key = "human:" + _human_digest(study, task, lang, "test")
+            baseline = Unit("train", task, lang, settings, tracking.digest({"train": settings, "data": train_key}),
+                            None, settings["seeds"], data=study.human_train_ref)  # fmt: skip
+            trains[HUMAN_NAME] = baseline
+            for train in trains.values():
+                cells.append(_cell(train, test_key, HUMAN_NAME, [], data=study.human_test_ref))
+        score_set = score_settings(study, task, lang)
+        needs = [u.digest for u in (*trains.values(), *cells)]
+        score = Unit("score", task, lang, score_set, tracking.digest({"score": score_set, "needs": sorted(needs)}),
+                     needs=needs)  # fmt: skip
+        units += [*gens.values(), *trains.values(), *cells, score]
     for unit in units:
-        unit.run_id = done.get(unit.digest)
+        unit.run_id = facts.done.get(unit.digest)
+    plan = Plan(units, notes)
+    resolve(plan)
+    return plan
 
 
-def describe(units: list[Unit]) -> str:
-    """The plan as text: one line per unit with its state, then counts per stage."""
+def _cell(train: Unit, data_key: str, on: str, data_units: list[Unit], data: str = "") -> Unit:
+    digest = tracking.digest({"evaluate": EVAL_SETTINGS, "train": train.digest, "data": data_key})
+    return Unit("evaluate", train.task, train.language, {"experiment": train.settings["experiment"]}, digest,
+                train.candidate, needs=[train.digest, *(u.digest for u in data_units)], data=data, on=on)  # fmt: skip
+
+
+def _human_digest(study: Study, task: str, language: str, split: str) -> str:
+    source = study.human_test_source if split == "test" and study.human_test_source else study.source
+    return split_digest(task, language, split, source)
+
+
+def resolve(plan: Plan) -> None:
+    """Fill each unit's ``inputs`` (the run ids it reads) from the units it needs that are done."""
+    by_digest = plan.by_digest()
+    for unit in plan.units:
+        needs = [by_digest[d] for d in unit.needs]
+        if any(not n.run_id for n in needs):
+            continue
+        if unit.stage == "train":
+            unit.inputs = {"data": needs[0].run_id if needs else unit.data}
+        elif unit.stage == "evaluate":
+            unit.inputs = {"train": needs[0].run_id, "data": needs[1].run_id if len(needs) > 1 else unit.data}
+        elif unit.stage == "score":
+            human = next((u.data for u in needs if u.stage == "evaluate" and u.on == HUMAN_NAME), "")
+            unit.inputs = {"train_runs": [u.run_id for u in needs if u.stage == "train"], "human_test": human}
+
+
+def describe(plan: Plan) -> str:
+    """The plan as text: one line per unit (reused, or to run), the study's notes, then counts per stage."""
     lines = []
-    for unit in units:
-        state = f"done ({unit.run_id[:8]})" if unit.run_id else "to run"
-        lines.append(f"  [{state:>15}] {unit.label}")
-    counts = Counter((u.stage, bool(u.run_id)) for u in units)
+    for unit in plan.units:
+        state = f"reuse {unit.run_id[:8]}" if unit.run_id else "RUN"
+        lines.append(f"  [{state:>14}] {unit.label}")
+    lines += [f"  note: {note}" for note in plan.notes]
+    counts = Counter((u.stage, bool(u.run_id)) for u in plan.units)
     summary = ", ".join(
-        f"{stage}: {counts[(stage, True)]} done / {counts[(stage, True)] + counts[(stage, False)]}"
-        for stage in ("generate", "train", "score")
+        f"{stage}: {counts[(stage, True)]} done / {counts[(stage, True)] + counts[(stage, False)]}" for stage in STAGES
     )
-    return "\n".join([*lines, f"plan: {summary}"])
+    to_run = sum(not u.run_id for u in plan.units)
+    return "\n".join([*lines, f"plan: {summary} ({to_run} to run)"])

@@ -10,25 +10,45 @@ candidates:                     # or `generators:` x `strategies:` for the full 
 generate: {backend: hf, per_label: 8}       # rose generate settings shared by every candidate
 train: {classifier: multilingual-e5-small, seeds: [1, 2, 3]}
 score: {}
-human_test: true                # also evaluate every classifier on the human test set
+human_test: true                # evaluate every classifier on the human test set (or: a data folder of its own)
+equal_per_label: true           # train every candidate on the same number of examples per label (the smallest)
 ```
-Every key is checked before anything runs; a mistake is reported with its line and the fix.
+Every key is checked before anything runs; a mistake is reported with its line and the fix. With a human test set,
+the study also trains the human-data baseline (same settings, same number of human examples per label).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rose import config as cfg
+from rose.assets import ASSETS
+from rose.catalog import get_language, get_task
 from rose.errors import RoseError
+from rose.generate.backends import resolve_backend
+from rose.generate.config import GenerateConfig
+from rose.generate.strategies import get_strategy
+from rose.naming import candidate_name
+from rose.score.config import ScoreConfig
+from rose.train.config import TrainConfig
 
 TOP_KEYS = {
     "experiment", "tasks", "languages", "source", "candidates", "generators", "strategies", "generate", "train",
-    "score", "human_test", "description",
+    "score", "human_test", "equal_per_label", "description",
 }  # fmt: skip
+
+# Settings the study itself decides; a stage section may not set them.
+OWNED_BY_STUDY = {
+    "generate": ("task", "language", "generator", "strategy", "experiment"),
+    "train": ("task", "language", "data", "eval", "experiment"),
+    "score": ("task", "language", "experiment", "candidates", "train_runs", "human_test"),
+}
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -40,8 +60,6 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        from rose.naming import candidate_name
-
         return candidate_name(self.generator, self.strategy)
 
 
@@ -57,10 +75,20 @@ class Study:
     train: dict[str, Any] = field(default_factory=dict)
     score: dict[str, Any] = field(default_factory=dict)
     human_test: bool = True
+    human_test_source: str = ""  # the folder of the human test set (default: ``source``)
+    equal_per_label: bool = True
     description: str = ""
 
     def cases(self) -> list[tuple[str, str]]:
         return list(itertools.product(self.tasks, self.languages))
+
+    @property
+    def human_train_ref(self) -> str:
+        return f"human:{self.source}"
+
+    @property
+    def human_test_ref(self) -> str:
+        return f"human:{self.human_test_source or self.source}"
 
 
 class _Where:
@@ -76,9 +104,7 @@ class _Where:
 
 def load_study(path: str | Path) -> Study:
     """Read and check a study file; every problem is a RoseError naming the file, the line and the fix."""
-    from rose.config import read_yaml
-
-    raw, lines = read_yaml(path, "study config")
+    raw, lines = cfg.read_yaml(path, "study config")
     raw = raw or {}
     where = _Where(str(path), lines)
     if not isinstance(raw, dict):
@@ -91,7 +117,12 @@ def load_study(path: str | Path) -> Study:
     study.tasks = _as_list(raw.get("tasks", ["topic"]))
     study.languages = _as_list(raw.get("languages", ["en"]))
     study.source = str(raw.get("source", "../shared/data"))
-    study.human_test = bool(raw.get("human_test", True))
+    human_test = raw.get("human_test", True)
+    if isinstance(human_test, str) and human_test.strip().lower() not in ("true", "false", "yes", "no"):
+        study.human_test, study.human_test_source = True, human_test.strip()
+    else:
+        study.human_test = _bool(human_test, where("human_test"), "human_test")
+    study.equal_per_label = _bool(raw.get("equal_per_label", True), where("equal_per_label"), "equal_per_label")
     study.description = str(raw.get("description", ""))
     for stage in ("generate", "train", "score"):
         value = raw.get(stage) or {}
@@ -101,6 +132,13 @@ def load_study(path: str | Path) -> Study:
     study.candidates = _candidates(raw, where)
     validate(study, where)
     return study
+
+
+def _bool(value: Any, at: str, key: str) -> bool:
+    try:
+        return cfg.parse_bool(value)
+    except RoseError:
+        raise RoseError(f"{at}: {key} is true or false, not {value!r}") from None
 
 
 def _as_list(value: Any) -> list[str]:
@@ -135,34 +173,133 @@ def _candidates(raw: dict, where: _Where) -> list[Candidate]:
 
 def validate(study: Study, where: _Where) -> None:
     """Check names against the catalog, the strategies, the models and the stage settings."""
-    from rose import config as cfg
-    from rose.catalog import get_language, get_task
-
     for i, task in enumerate(study.tasks):
         _reraise(lambda t=task: get_task(t), where("tasks", i))
     for i, lang in enumerate(study.languages):
         _reraise(lambda x=lang: get_language(x), where("languages", i))
     if not study.tasks or not study.languages:
         raise RoseError(f"{where('tasks')}: the study needs at least one task and one language")
-    from rose.pipeline import stages
-
-    for stage, cls in stages.config_classes().items():
+    for stage, cls in config_classes().items():
         settings = getattr(study, stage)
         known = {f.name for f in dataclasses.fields(cls)}
         for key in settings:
             if key.replace("-", "_") not in known:
                 raise RoseError(f"{where(stage, key)}: {stage}: unknown setting {key!r}: see `rose {stage} --help`")
-            if key.replace("-", "_") in stages.OWNED_BY_STUDY.get(stage, ()):
+            if key.replace("-", "_") in OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
-        probe = {**stages.probe_values(stage), **settings}
-        _reraise(lambda c=cls, p=probe, s=stage: cfg.from_mapping(c, p, where=s), where(stage))
+        probe = {**probe_values(stage), **settings}
+        _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
-        _reraise(lambda c=cand: stages.check_strategy(c.strategy), at)
+        _reraise(lambda c=cand: check_strategy(c.strategy), at)
         backend = cand.backend or study.generate.get("backend", "hf")
         if backend in ("hf", "llamacpp", "vllm", "auto"):  # a server or a fake knows its own model names
-            _reraise(lambda c=cand: stages.check_model(c.generator), at)
-    _reraise(lambda: stages.check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+            _reraise(lambda c=cand: check_model(c.generator), at)
+    _reraise(lambda: check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_units(study, where)
+
+
+def config_classes() -> dict[str, type]:
+    return {"generate": GenerateConfig, "train": TrainConfig, "score": ScoreConfig}
+
+
+def probe_values(stage: str) -> dict[str, Any]:
+    """Placeholder values for the settings the study fills in, so a stage section can be checked alone."""
+    return {
+        "generate": {"task": "topic", "language": "en", "generator": "x", "strategy": "zero_shot"},
+        "train": {"task": "topic", "language": "en", "data": "human:"},
+        "score": {"task": "topic", "language": "en"},
+    }[stage]
+
+
+def check_strategy(name: str) -> None:
+    get_strategy(name).build(False)
+
+
+def check_model(name: str) -> None:
+    """A model is an offline short name, an existing path, or a hub id (``org/name``)."""
+    if name in ASSETS or Path(name).expanduser().exists() or _HUB_ID.match(name):
+        return
+    if name.startswith(("/", ".", "~")):
+        raise RoseError(f"model path {name!r} does not exist: fix the path")
+    raise RoseError(
+        f"unknown model {name!r}: use an offline name ({', '.join(sorted(ASSETS))}), a hub id (org/name) or a path"
+    )
+
+
+# --- the settings of each stage (the plan builds its units from these) ---------------------------------------
+def generate_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
+    settings = {
+        **study.generate,
+        **dict(cand.options),
+        "task": task,
+        "language": language,
+        "generator": cand.generator,
+        "strategy": cand.strategy,
+        "experiment": study.experiment,
+    }
+    settings.setdefault("source", study.source)
+    if cand.backend:
+        settings["backend"] = cand.backend
+    if settings.get("backend") == "auto":  # resolved here, so the unit's digest names the backend that runs it
+        settings["backend"] = resolve_backend("auto", cand.generator)
+    return settings
+
+
+def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
+    defaults = TrainConfig(task=task, language=language, data="")
+    settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
+    settings["seeds"] = cfg.parse_list(settings.get("seeds", defaults.seeds), int)
+    if per_label is not None:
+        settings["per_label"] = per_label
+    return settings
+
+
+def score_settings(study: Study, task: str, language: str) -> dict[str, Any]:
+    return {
+        **study.score,
+        "task": task,
+        "language": language,
+        "experiment": study.experiment,
+        "candidates": [c.name for c in study.candidates],
+    }
+
+
+def _check_units(study: Study, where: _Where) -> None:
+    """Build every unit's config as the real run will, so `--dry-run` refuses what the run would refuse."""
+    classes = config_classes()
+    for task, language in study.cases():
+        for i, cand in enumerate(study.candidates):
+            options = dict(cand.options)
+
+            def line(name: str, i: int = i, options: dict = options) -> str:
+                if name in options and ("candidates", i, name) in where.lines:
+                    return where("candidates", i, name)
+                return where("generate", name) if name in study.generate else where("candidates", i)
+
+            settings = generate_settings(study, task, language, cand)
+            _check(classes["generate"], settings, f"generate ({cand.name}, {task}/{language})", line)
+            try:
+                settings = {**train_settings(study, task, language), "data": "human:"}
+            except RoseError as exc:
+                raise RoseError(f"{where('train', 'seeds')}: train: seeds: {exc}") from None
+            _check(
+                classes["train"], settings, "train", lambda n: where("train", n) if n in study.train else where("train")
+            )
+        _check(classes["score"], score_settings(study, task, language), "score",
+               lambda n: where("score", n) if n in study.score else where("score"))  # fmt: skip
+
+
+def _check(cls: type, settings: dict, what: str, line) -> None:
+    """``from_mapping`` with the error pointed at the line of the setting at fault."""
+    try:
+        cfg.from_mapping(cls, settings, where=what)
+    except cfg.SettingError as exc:
+        # a check across fields names its settings as flags: point at the first one the study sets
+        name = exc.name or next((k for k in settings if cfg.flag(k.replace("-", "_")) in str(exc)), "")
+        raise RoseError(f"{line(name)}: {exc}") from None
+    except RoseError as exc:
+        raise RoseError(f"{line('')}: {exc}") from None
 
 
 def _reraise(call, at: str) -> None:

@@ -8,15 +8,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from rose.score.config import ScoreConfig
 
     add_arguments(parser, ScoreConfig)
+    parser.add_argument("--no-fill", dest="fill_missing", action="store_const", const="false",
+                        help="do not compute missing cells: name them and print the commands that would")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rose.config import from_args
     from rose.score.config import ScoreConfig
+
+    config = from_args(ScoreConfig, args)  # checked before the heavy imports
     from rose.score.run import score
 
-    result = score(from_args(ScoreConfig, args))
+    result = score(config)
     print(result.leaderboard_text())
     for message in result.messages:
         print(f"note: {message}")

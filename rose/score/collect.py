@@ -1,60 +1,105 @@
-"""Read the generate and train runs of a study from MLflow into tables: one search query per stage.
+"""Read a study's runs from MLflow (one search query per stage) and pick the cells that may be compared.
 
-The tables are what the pure functions of :mod:`rose.score.roundrobin`, :mod:`rose.score.selection` and the
-report take. Cells of the cross-evaluation matrix that the train runs lack are filled here by loading the logged
-classifiers (:func:`fill_missing`), and intrinsic metrics are logged back on the generate runs.
+:func:`collect` reads the generate runs, the train runs (settings and seeds) and the cells (``evaluate`` runs, see
+:mod:`rose.train.cells`) of the tasks and languages: three searches in all. :func:`select` then decides, per case,
+which classifier of each candidate counts and which cells: only cells of one training setting (classifier,
+protocol, training settings: ``rose.setting``), of classifiers trained on each candidate's current dataset, computed
+on the current datasets of the other candidates (and on one human test set). It names what it leaves out (stale
+cells, trainings of another setting) and the cells still missing, which :func:`fill` computes through the same
+function as the pipeline's evaluate units.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rose import tracking
 from rose.errors import RoseError
-from rose.naming import slug
+from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX
+from rose.train import cells as cells_lib
 
 log = logging.getLogger(__name__)
 
-EVAL = re.compile(r"^eval/(?P<set>[^/]+)/macro_f1$")
 INTRINSIC = "intrinsic/"
-HUMAN = "human"
+HUMAN = HUMAN_NAME
 CASE = ["task", "language"]
+COUNT = "data/count/"
+SHOWN = 6  # stale cells named one by one, then counted
 
 
 @dataclass
 class Tracked:
-    """What the tracking store holds for the query.
+    """The tables of one case that score computes with.
 
-    ``generate``: one row per case and candidate (newest finished generate run): task, language, candidate,
-    run_id, generator, strategy, start_time and every ``intrinsic/<name>`` metric as column ``<name>``.
-    ``seeds``: one row per train seed run on generated data: task, language, candidate, seed, run_id, dev_f1,
-    human_f1. ``evals``: the long cross-evaluation table: task, language, train_candidate, eval_candidate, seed,
-    run_id, macro_f1.
+    ``generate``: one row per candidate (its current generate run): task, language, candidate, run_id, generator,
+    strategy, start_time and every ``intrinsic/<name>`` metric as column ``<name>``. ``seeds``: one row per seed run
+    of the chosen classifiers: task, language, candidate, seed, run_id, dev_f1, human_f1, data_run_id. ``evals``:
+    the long cross-evaluation table: task, language, train_candidate, eval_candidate, seed, run_id (the cell run),
+    macro_f1. ``baseline``: the human-data baseline's human-test macro-F1 per seed (empty without one).
     """
 
     generate: pd.DataFrame
     seeds: pd.DataFrame
     evals: pd.DataFrame
     messages: list[str] = field(default_factory=list)
+    baseline: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
-    def case(self, task: str, language: str) -> Tracked:
+
+@dataclass
+class Store:
+    """Every run :func:`collect` read: generate runs, train setting runs, train seed runs, cells (one row per seed)."""
+
+    generate: pd.DataFrame
+    trains: pd.DataFrame
+    seed_runs: pd.DataFrame
+    cells: pd.DataFrame
+    every_generate: pd.DataFrame = field(default_factory=pd.DataFrame)  # older generate runs too
+
+    def case(self, task: str, language: str) -> Store:
         def pick(df: pd.DataFrame) -> pd.DataFrame:
+            if df.empty:
+                return df
             return df[(df["task"] == task) & (df["language"] == language)].reset_index(drop=True)
 
-        return Tracked(pick(self.generate), pick(self.seeds), pick(self.evals), list(self.messages))
+        return Store(pick(self.generate), pick(self.trains), pick(self.seed_runs), pick(self.cells),
+                     pick(self.every_generate))  # fmt: skip
 
     def cases(self) -> list[tuple[str, str]]:
         return sorted(set(zip(self.generate["task"], self.generate["language"], strict=True)))
+
+
+@dataclass
+class Todo:
+    """A cell the case needs and the store lacks."""
+
+    train_run_id: str
+    data_ref: str
+    what: str  # "<train candidate> on <dataset>"
+
+
+@dataclass
+class Selection:
+    tracked: Tracked
+    ready: list[str]
+    todo: list[Todo]
+
+
+GEN_COLS = ["task", "language", "candidate", "run_id", "generator", "strategy", "start_time"]
+TRAIN_COLS = ["task", "language", "run_id", "train_data", "data_run_id", "setting", "classifier", "protocol",
+              "start_time", "counts"]  # fmt: skip
+SEED_COLS = ["task", "language", "parent", "seed", "run_id", "dev_f1"]
+CELL_COLS = ["task", "language", "run_id", "train_run_id", "dataset", "eval_set", "data_ref", "start_time", "seed",
+             "macro_f1"]  # fmt: skip
 
 
 def _filters(values: list[str]) -> str | None:
     return values[0] if len(values) == 1 and values[0] != "all" else None
 
 
-def _keep(df: pd.DataFrame, column: str, values: list[str]) -> pd.DataFrame:
+def _keep(df: pd.DataFrame, values: list[str], column: str) -> pd.DataFrame:
     return df if not values or "all" in values else df[df[column].isin(values)]
 
 
@@ -64,11 +109,21 @@ def _newest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.sort_values("start_time").drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
-def collect(experiment: str, tasks: list[str], languages: list[str], candidates: list[str] = ()) -> Tracked:
-    """Query the generate runs, then the train seed runs, of the tasks and languages (two searches in all)."""
-    from rose.tracking import search_runs
+def _int(value: str | None) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
+
+def collect(experiment: str, tasks: list[str], languages: list[str], candidates: list[str] = ()) -> Store:
+    """Query the generate runs, the train runs and the cells of the tasks and languages (three searches)."""
+    search_runs = tracking.search_runs
     where = {"task": _filters(tasks), "language": _filters(languages)}
+
+    def scoped(df: pd.DataFrame) -> pd.DataFrame:
+        return _keep(_keep(df, tasks, "task"), languages, "language").reset_index(drop=True)
+
     gen_rows = []
     for run in search_runs(experiment, stage="generate", **where):
         t, m = run.data.tags, run.data.metrics
@@ -78,78 +133,166 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
             "start_time": run.info.start_time, "revision_acceptance_logged": m.get("revision_acceptance"),
             **{k[len(INTRINSIC):]: v for k, v in m.items() if k.startswith(INTRINSIC)},
         })  # fmt: skip
-    gen_cols = ["task", "language", "candidate", "run_id", "generator", "strategy", "start_time"]
-    generate = pd.DataFrame(gen_rows, columns=None if gen_rows else gen_cols)
+    generate = pd.DataFrame(gen_rows, columns=None if gen_rows else GEN_COLS)
     generate = generate[generate["candidate"].notna()] if len(generate) else generate
-    generate = _newest(_keep(_keep(generate, "task", tasks), "language", languages), CASE + ["candidate"])
     if candidates:
-        generate = generate[generate["candidate"].isin(candidates)].reset_index(drop=True)
+        known = sorted(set(generate["candidate"])) if len(generate) else []
+        unknown = [c for c in candidates if c not in known]
+        if unknown:
+            raise RoseError(
+                f"no finished generate run of candidate(s) {', '.join(unknown)} in experiment {experiment!r} for "
+                f"{','.join(tasks)}/{','.join(languages)}: known candidates are {', '.join(known) or 'none'}"
+            )
+        generate = generate[generate["candidate"].isin(candidates)]
+    every = scoped(generate)
+    generate = _newest(every, CASE + ["candidate"])
 
-    seed_rows, eval_rows = [], []
-    for run in search_runs(experiment, stage="train", role="seed", **where):
+    train_rows, seed_rows = [], []
+    for run in search_runs(experiment, stage="train", **where):
         t, m = run.data.tags, run.data.metrics
-        data = t.get("rose.train_data") or t.get("rose.candidate")
-        if not data or data == HUMAN:
-            continue
-        base = {
-            "task": t.get("rose.task"),
-            "language": t.get("rose.language"),
-            "seed": _int(t.get("rose.seed")),
-            "run_id": run.info.run_id,
-            "start_time": run.info.start_time,
-        }
-        seed_rows.append(
-            {
-                **base,
-                "candidate": data,
-                "dev_f1": m.get("dev/macro_f1"),
-                "human_f1": m.get(f"eval/{HUMAN}/macro_f1"),
-                "data_run_id": t.get("rose.data_run_id"),
-            }
-        )
-        for key, value in m.items():
-            match = EVAL.match(key)
-            if match and match["set"] != HUMAN:
-                eval_rows.append({**base, "train_candidate": data, "eval_set": match["set"], "macro_f1": value})
-    seed_cols = ["task", "language", "seed", "run_id", "start_time", "candidate", "dev_f1", "human_f1", "data_run_id"]
-    seeds = pd.DataFrame(seed_rows, columns=seed_cols)
-    seeds = _newest(_keep(_keep(seeds, "task", tasks), "language", languages), CASE + ["candidate", "seed"])
-    kept_runs = set(seeds["run_id"])
-    eval_cols = ["task", "language", "seed", "run_id", "start_time", "train_candidate", "eval_set", "macro_f1"]
-    evals = pd.DataFrame(eval_rows, columns=eval_cols)
-    evals = evals[evals["run_id"].isin(kept_runs)]
-    names = {slug(c): c for c in generate["candidate"]} | {c: c for c in generate["candidate"]}
-    evals["eval_candidate"] = evals["eval_set"].map(lambda s: names.get(s, s))
-    evals = evals.drop(columns=["eval_set", "start_time"]).reset_index(drop=True)
-    return Tracked(generate, seeds.drop(columns=["start_time"]), evals)
+        base = {"task": t.get("rose.task"), "language": t.get("rose.language"), "run_id": run.info.run_id}
+        if t.get("rose.role") == "seed":
+            seed_rows.append({**base, "parent": t.get("mlflow.parentRunId"), "seed": _int(t.get("rose.seed")),
+                              "dev_f1": m.get("dev/macro_f1")})  # fmt: skip
+        elif t.get("rose.role") == "setting":
+            classifier, protocol = t.get("rose.classifier", ""), t.get("rose.protocol", "default")
+            train_rows.append({
+                **base, "train_data": t.get("rose.train_data") or t.get("rose.candidate"),
+                "data_run_id": t.get("rose.data_run_id"), "classifier": classifier, "protocol": protocol,
+                "setting": t.get("rose.setting") or f"{classifier}|{protocol}", "start_time": run.info.start_time,
+                "counts": {k[len(COUNT):]: int(v) for k, v in m.items() if k.startswith(COUNT)},
+            })  # fmt: skip
+    trains = scoped(pd.DataFrame(train_rows, columns=TRAIN_COLS))
+    seed_runs = scoped(pd.DataFrame(seed_rows, columns=SEED_COLS))
+
+    cell_rows = []
+    for run in search_runs(experiment, stage="evaluate", **where):
+        t = run.data.tags
+        base = {"task": t.get("rose.task"), "language": t.get("rose.language"), "run_id": run.info.run_id,
+                "train_run_id": t.get("rose.train_run_id"), "dataset": t.get("rose.dataset"),
+                "eval_set": t.get("rose.eval_set"), "data_ref": run.data.params.get("data", t.get("rose.dataset")),
+                "start_time": run.info.start_time}  # fmt: skip
+        for seed, values in cells_lib.seed_scores(run.data.metrics).items():
+            if "macro_f1" in values:
+                cell_rows.append({**base, "seed": seed, "macro_f1": values["macro_f1"]})
+    cells = scoped(pd.DataFrame(cell_rows, columns=CELL_COLS))
+    return Store(generate, trains, seed_runs, cells, every)
 
 
-def _int(value: str | None) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+def select(store: Store, task: str, language: str, experiment: str, *, train_runs: list[str] = (),
+           human_test: str = "") -> Selection:  # fmt: skip
+    """The classifiers and cells of one case that may be compared (``store`` restricted to the case).
 
-
-def check_case(tracked: Tracked, task: str, language: str, experiment: str) -> list[str]:
-    """Candidates of the case that can be scored; raises RoseError naming what is missing and how to make it.
-
-    A candidate needs a generate run and at least one train seed run; RoSE needs two such candidates.
-    Candidates with a generate run but no training are reported in ``tracked.messages`` (and skipped).
+    ``train_runs`` names the train setting runs to use (the pipeline passes its own); without it, each candidate's
+    newest training on its current dataset with the setting most candidates share. ``human_test`` (``human:<src>``)
+    names the human test set; without it, the human test set most of the chosen classifiers were evaluated on.
+    Raises RoseError when fewer than two candidates can be scored, or when ``train_runs`` mixes settings.
     """
-    gen = tracked.generate
-    trained = set(tracked.seeds["candidate"])
+    gen, messages = store.generate, []
     if gen.empty:
         raise RoseError(
             f"no finished generate runs for task {task!r} and language {language!r} in experiment {experiment!r}: "
             f"run `rose generate --task {task} --language {language} --generator <model> --strategy <strategy>` "
             "for two or more generators or strategies first"
         )
+    if train_runs:  # the datasets the named classifiers were trained on are the candidates' datasets
+        named = store.trains[store.trains["run_id"].isin(list(train_runs))]
+        data_runs = set(named["data_run_id"].dropna())
+        every = store.every_generate if len(store.every_generate) else gen
+        gen = _newest(pd.concat([every[every["run_id"].isin(data_runs)],
+                                 gen[~gen["candidate"].isin(named["train_data"])]]), ["candidate"])  # fmt: skip
+    current = dict(zip(gen["candidate"], gen["run_id"], strict=True))
+    chosen, baseline = _choose_trains(store.trains, current, train_runs, task, language, experiment, messages)
+    ready = [c for c in gen["candidate"] if c in chosen]
+    _check_ready(gen, ready, task, language, messages)
+    _check_counts(store.trains, chosen, baseline, task, language, messages)
+    human_key, human_ref = _human_set(store.cells, [*chosen.values(), *([baseline] if baseline else [])], human_test,
+                                      task, language)  # fmt: skip
+    wanted: dict[tuple[str, str], tuple[str, str, str]] = {}  # (train run, dataset key) -> (candidate, on, ref)
+    for cand in ready:
+        for other in ready:
+            if other != cand:
+                wanted[chosen[cand], current[other]] = (cand, other, current[other])
+        if human_key:
+            wanted[chosen[cand], human_key] = (cand, HUMAN, human_ref)
+    if baseline and human_key:
+        wanted[baseline, human_key] = (HUMAN, HUMAN, human_ref)
+    cells = store.cells[store.cells["train_run_id"].isin({t for t, _ in wanted})]
+    cells = _newest_cells(cells)
+    have = set(zip(cells["train_run_id"], cells["dataset"], strict=True))
+    _name_stale(cells, have, wanted, current, chosen, human_key, messages)
+    todo = [Todo(t, ref, f"{cand} on {on}") for (t, key), (cand, on, ref) in wanted.items() if (t, key) not in have]
+    names = {run: cand for cand, run in chosen.items()} | ({baseline: HUMAN} if baseline else {})
+    used = cells[[(t, d) in wanted for t, d in zip(cells["train_run_id"], cells["dataset"], strict=True)]]
+    used = used.assign(train_candidate=used["train_run_id"].map(names),
+                       eval_candidate=[wanted[t, d][1] for t, d in zip(used["train_run_id"], used["dataset"],
+                                                                         strict=True)])  # fmt: skip
+    human_rows = used[(used["eval_candidate"] == HUMAN) & (used["train_candidate"] != HUMAN)]
+    human_f1 = {(r.train_candidate, r.seed): r.macro_f1 for r in human_rows.itertuples()}
+    seed_runs = store.seed_runs[store.seed_runs["parent"].isin(set(chosen.values()))]
+    seeds = seed_runs.assign(candidate=seed_runs["parent"].map(names))
+    seeds = seeds.assign(human_f1=[human_f1.get((c, s)) for c, s in zip(seeds["candidate"], seeds["seed"],
+                                                                       strict=True)],
+                         data_run_id=seeds["candidate"].map(current))  # fmt: skip
+    seeds = seeds.sort_values(["candidate", "seed"]).drop_duplicates(["candidate", "seed"], keep="last")
+    seeds = seeds[["task", "language", "candidate", "seed", "run_id", "dev_f1", "human_f1", "data_run_id"]]
+    evals = used[(used["eval_candidate"] != HUMAN)]
+    evals = evals[["task", "language", "train_candidate", "eval_candidate", "seed", "run_id", "macro_f1"]]
+    base = used[(used["train_candidate"] == HUMAN)].set_index("seed")["macro_f1"] if baseline else None
+    tracked = Tracked(gen, seeds.reset_index(drop=True), evals.reset_index(drop=True), messages,
+                      base if base is not None else pd.Series(dtype=float))  # fmt: skip
+    return Selection(tracked, ready, todo)
+
+
+def _choose_trains(trains: pd.DataFrame, current: dict[str, str], train_runs, task, language, experiment,
+                   messages: list[str]) -> tuple[dict[str, str], str | None]:  # fmt: skip
+    """(candidate -> train setting run, the human baseline's run or None)."""
+    human = trains[trains["train_data"] == HUMAN]
+    if train_runs:
+        picked = trains[trains["run_id"].isin(list(train_runs))]
+        lost = sorted(set(train_runs) - set(picked["run_id"]))
+        if lost:
+            raise RoseError(f"train run(s) {', '.join(lost)} are not finished train setting runs of "
+                            f"{task}/{language} in experiment {experiment!r}")  # fmt: skip
+        if picked["setting"].nunique() > 1:
+            parts = [f"{r.train_data}: {r.classifier} ({r.protocol}, setting {r.setting})" for r in picked.itertuples()]
+            raise RoseError("refusing to mix cells of classifiers trained with different settings: "
+                            + "; ".join(parts) + ": train every candidate with the same settings")  # fmt: skip
+        chosen = {r.train_data: r.run_id for r in picked.itertuples() if r.train_data in current}
+        base = picked[picked["train_data"] == HUMAN]
+        return chosen, (base["run_id"].iloc[-1] if len(base) else None)
+    on_current = trains[[current.get(d) is not None and current.get(d) == r for d, r in
+                         zip(trains["train_data"], trains["data_run_id"], strict=True)]]  # fmt: skip
+    for cand, run_id in current.items():
+        older = trains[(trains["train_data"] == cand) & (trains["data_run_id"] != run_id)]
+        if len(older) and cand not in set(on_current["train_data"]):
+            messages.append(f"stale training: {cand}'s classifiers were trained on an older dataset (run "
+                            f"{older['data_run_id'].iloc[-1]}), not on its current one ({run_id}): run `rose train "
+                            f"--experiment {experiment} --task {task} --language {language} --data {run_id}`")  # fmt: skip
+    if on_current.empty:
+        return {}, None
+    ranked = on_current.groupby("setting").agg(n=("train_data", "nunique"), newest=("start_time", "max"))
+    setting = ranked.sort_values(["n", "newest"]).index[-1]
+    mine = _newest(on_current[on_current["setting"] == setting], ["train_data"])
+    chosen = dict(zip(mine["train_data"], mine["run_id"], strict=True))
+    example = mine.iloc[-1]
+    for r in _newest(on_current[on_current["setting"] != setting], ["train_data", "setting"]).itertuples():
+        hint = "" if r.train_data in chosen else (
+            f": train it like the others (`rose train --experiment {experiment} --task {task} --language "
+            f"{language} --data {current[r.train_data]} --classifier {example['classifier']} --protocol "
+            f"{example['protocol']}` with the same settings)")  # fmt: skip
+        messages.append(f"not mixed: {r.train_data}'s classifier {r.classifier} ({r.protocol}, setting {r.setting}, "
+                        f"run {r.run_id}) was trained with other settings than the case's ({example['classifier']}, "
+                        f"{example['protocol']}, setting {setting}); its cells are left out{hint}")  # fmt: skip
+    base = human[human["setting"] == setting].sort_values("start_time")
+    return chosen, (base["run_id"].iloc[-1] if len(base) else None)
+
+
+def _check_ready(gen: pd.DataFrame, ready: list[str], task: str, language: str, messages: list[str]) -> None:
     missing = [
         f"no train runs for candidate {row.candidate}: run `rose train --task {task} --language {language} "
-        f"--data {row.run_id}`" for row in gen.itertuples() if row.candidate not in trained
+        f"--data {row.run_id}`" for row in gen.itertuples() if row.candidate not in ready
     ]  # fmt: skip
-    ready = [c for c in gen["candidate"] if c in trained]
     if len(gen) < 2:
         raise RoseError(
             f"only one candidate ({gen['candidate'].iloc[0]}) for task {task!r} and language {language!r}: RoSE "
@@ -159,85 +302,77 @@ def check_case(tracked: Tracked, task: str, language: str, experiment: str) -> l
     if len(ready) < 2:
         raise RoseError(
             f"RoSE needs classifiers trained on two or more candidates' data ({task}, {language}): "
-            + "; ".join(missing)
+            + "; ".join(missing + messages)
         )
-    tracked.messages.extend(missing)
-    return ready
+    messages.extend(missing)
 
 
-def fill_missing(tracked: Tracked, task: str, language: str, candidates: list[str]) -> pd.DataFrame:
-    """Evaluate the logged classifiers on the candidates' datasets they were not tested on.
+def _check_counts(trains: pd.DataFrame, chosen: dict[str, str], baseline: str | None, task: str, language: str,
+                  messages: list[str]) -> None:  # fmt: skip
+    """Say so when the chosen classifiers were trained on different numbers of examples per label."""
+    counts = {r.train_data: r.counts for r in trains.itertuples() if r.run_id in {*chosen.values(), baseline}}
+    counts = {k: v for k, v in counts.items() if v}
+    if len({tuple(sorted(v.items())) for v in counts.values()}) > 1:
+        low = {name: min(v.values()) for name, v in counts.items()}
+        messages.append(f"{task}/{language}: the classifiers were trained on different numbers of examples per "
+                        "label (fewest per label: " + ", ".join(f"{k} {n}" for k, n in sorted(low.items()))
+                        + "); `equal_per_label: true` in a study cuts every candidate to the smallest count")  # fmt: skip
 
-    Each seed run lacking ``eval/<candidate>/macro_f1`` for another candidate has its model (``runs:/<id>/model``)
-    loaded once and evaluated on that candidate's dataset; the macro-F1 is logged back to the seed run, so adding
-    a candidate costs one training per seed. Returns the rows added to the long table; cells that cannot be
-    filled are reported in ``tracked.messages``.
-    """
-    import mlflow
 
-    from rose.score.roundrobin import missing_cells
+def _human_set(cells: pd.DataFrame, runs: list[str], human_test: str, task: str, language: str) -> tuple[str, str]:
+    """(dataset key, ref) of the human test set the case is judged on, or ("", "")."""
+    if human_test:
+        return cells_lib.dataset(human_test, task, language).key, human_test
+    mine = cells[cells["train_run_id"].isin(runs) & cells["dataset"].fillna("").str.startswith(HUMAN_PREFIX)]
+    if mine.empty:
+        return "", ""
+    ranked = mine.groupby("dataset").agg(n=("train_run_id", "nunique"), newest=("start_time", "max"))
+    key = ranked.sort_values(["n", "newest"]).index[-1]
+    return key, str(mine.loc[mine["dataset"] == key, "data_ref"].iloc[-1])
 
-    seeds = tracked.seeds[tracked.seeds["candidate"].isin(candidates)]
-    by_cand = seeds.groupby("candidate")["seed"].apply(list).to_dict()
-    todo = missing_cells(tracked.evals, by_cand, candidates)
-    if not todo:
-        return tracked.evals.iloc[0:0]
-    gen_ids = dict(zip(tracked.generate["candidate"], tracked.generate["run_id"], strict=True))
-    run_of = {(r.candidate, r.seed): r.run_id for r in seeds.itertuples()}
-    datasets: dict[str, object] = {}
-    client, added = mlflow.MlflowClient(), []
-    log.info("filling %d missing cells of the cross-evaluation matrix (%s, %s)", len(todo), task, language)
-    for (cand, seed), group in pd.DataFrame(todo, columns=["c", "s", "j"]).groupby(["c", "s"]):
-        run_id = run_of[(cand, seed)]
-        try:
-            model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-        except Exception as exc:  # no model logged, or a flavour this environment cannot load
-            tracked.messages.append(
-                f"{len(group)} cell(s) of {cand} (seed {seed}) are missing and its model cannot be loaded "
-                f"({str(exc).splitlines()[0][:160]}): train it again with `rose train --task {task} "
-                f"--language {language} --data {gen_ids.get(cand, cand)}`"
-            )
+
+def _newest_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """One cell run per (train run, dataset): the newest."""
+    if cells.empty:
+        return cells
+    newest = cells.groupby(["train_run_id", "dataset"])["start_time"].transform("max")
+    return cells[cells["start_time"] == newest]
+
+
+def _name_stale(cells, have, wanted, current, chosen, human_key, messages: list[str]) -> None:
+    """Cells of the chosen classifiers computed on a dataset that is no longer the candidate's (or the case's)."""
+    stale = []
+    for r in cells.drop_duplicates(["train_run_id", "dataset"]).itertuples():
+        if (r.train_run_id, r.dataset) in wanted:
             continue
-        for other in group["j"]:
-            data = datasets.get(other) or datasets.setdefault(other, _load(gen_ids[other], task, language))
-            score = evaluate_model(model, data.texts, data.labels)
-            client.log_metric(run_id, f"eval/{slug(other)}/macro_f1", score)
-            added.append(
-                {
-                    "task": task,
-                    "language": language,
-                    "seed": seed,
-                    "run_id": run_id,
-                    "train_candidate": cand,
-                    "macro_f1": score,
-                    "eval_candidate": other,
-                }
-            )
-    rows = pd.DataFrame(added, columns=tracked.evals.columns)
-    tracked.evals = pd.concat([tracked.evals, rows], ignore_index=True) if added else tracked.evals
-    return rows
+        if r.eval_set in current and r.dataset != current[r.eval_set]:
+            stale.append(f"{r.eval_set} dataset run {r.dataset} (current: {current[r.eval_set]}), cell {r.run_id}")
+        elif str(r.dataset).startswith(HUMAN_PREFIX) and human_key and r.dataset != human_key:
+            stale.append(f"human test set {r.dataset} (current: {human_key}), cell {r.run_id}")
+    if stale:
+        shown = "; ".join(stale[:SHOWN]) + (f"; and {len(stale) - SHOWN} more" if len(stale) > SHOWN else "")
+        messages.append(f"stale cells left out ({len(stale)}): {shown}")
 
 
-def _load(run_id: str, task: str, language: str):
-    from rose.generated_data import load_ref
+def fill(todo: list[Todo], experiment: str, messages: list[str]) -> int:
+    """Compute the missing cells with :func:`rose.train.cells.evaluate_cells` (the pipeline's evaluate units run
+    the same function), grouped by classifier so each seed model is loaded once. Returns the cells computed."""
+    by_train: dict[str, list[Todo]] = {}
+    for item in todo:
+        by_train.setdefault(item.train_run_id, []).append(item)
+    done = 0
+    for train_run_id, items in by_train.items():
+        log.info("computing %d missing cell(s) of train run %s", len(items), train_run_id)
+        try:
+            cells_lib.evaluate_cells(experiment, train_run_id, [i.data_ref for i in items])
+            done += len(items)
+        except RoseError as exc:
+            messages.append(f"{len(items)} cell(s) missing ({', '.join(i.what for i in items)}): {exc}")
+    return done
 
-    return load_ref(run_id, task, language, strict_labels=False)
 
-
-def evaluate_model(model, texts: list[str], labels: list[str]) -> float:
-    """Macro-F1 of a pyfunc classifier on labelled texts (over the labels seen in truth or predictions).
-
-    Uses ``rose.train.evaluate.evaluate_pyfunc`` when the train stage provides it, so both stages agree.
-    """
-    try:
-        from rose.train.evaluate import evaluate_pyfunc  # type: ignore[attr-defined]
-    except ImportError:
-        evaluate_pyfunc = None
-    if evaluate_pyfunc is not None:
-        result = evaluate_pyfunc(model, texts, labels)
-        return float(result["macro_f1"] if isinstance(result, dict) else result)
-    from sklearn.metrics import f1_score
-
-    out = model.predict(pd.DataFrame({"text": list(texts)}))
-    predicted = out["label"] if isinstance(out, pd.DataFrame) else out
-    return float(f1_score(list(labels), [str(p) for p in predicted], average="macro", zero_division=0))
+def missing_message(todo: list[Todo], experiment: str) -> str:
+    """What ``--fill-missing false`` says: the missing cells and the commands that compute them."""
+    lines = [f"{len(todo)} cell(s) missing; compute them with:"]
+    lines += [f"  {cells_lib.command(experiment, i.train_run_id, i.data_ref)}   # {i.what}" for i in todo]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rose.config import field
+from rose.config import field, known_language, known_task
 
 
 @dataclass
@@ -14,21 +14,37 @@ class ScoreConfig:
     Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
     """
 
-    task: list[str] = field(help="task(s) to score, comma-separated (topic, intent, intent_all, sentiment; 'all')")
-    language: list[str] = field(help="language code(s), comma-separated (e.g. th,cy; 'all' for every one tracked)")
+    task: list[str] = field(help="task(s) to score, comma-separated (topic, intent, intent_all, sentiment; 'all')",
+                            nonempty=True, check=lambda t: None if t == "all" else known_task(t))  # fmt: skip
+    language: list[str] = field(help="language code(s), comma-separated (e.g. th,cy; 'all' for every one tracked)",
+                                nonempty=True, check=lambda c: None if c == "all" else known_language(c))  # fmt: skip
     experiment: str = field("rose", help="MLflow experiment holding the generate and train runs")
-    candidates: list[str] = field([], help="candidate names to compare (default: every tracked candidate)")
+    candidates: list[str] = field([], help="candidate names to compare (default: every tracked candidate)",
+                                  distinct=True)  # fmt: skip
     reference_lm: str = field(
-        "smollm2-135m-instruct", help="causal LM for perplexity (short name, hub id, path; '' skips)"
+        "gemma-3-270m", help="multilingual causal LM for perplexity (short name, hub id, path; '' skips)"
     )
+    reference_lm_languages: list[str] = field(
+        [], help="languages the reference LM reads (default: rose's table of known LMs); perplexity is not "
+                 "reported for other languages"
+    )  # fmt: skip
     embedding_model: str = field("multilingual-e5-small", help="embedding model for diversity ('' skips)")
     tokenizer: str = field("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
     intrinsic: bool = field(True, help="compute intrinsic metrics of generate runs that lack them")
     recompute: bool = field(False, help="recompute intrinsic metrics even where a generate run has them")
-    intrinsic_sample: int = field(1000, help="texts per dataset for the costly metrics (embeddings, perplexity)")
-    fill_missing: bool = field(True, help="evaluate logged classifiers on datasets they were not tested on")
-    bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval")
-    seed: int = field(0, help="seed of the bootstrap, samples and the random baseline")
+    intrinsic_sample: int = field(1000, help="texts per dataset for the costly metrics (embeddings, perplexity)",
+                                  min=1)  # fmt: skip
+    group_by: str = field("none", help="also score within groups of candidates: strategy (each strategy's "
+                          "generators, as RoSE), generator (each generator's strategies), both, or none",
+                          choices=["none", "strategy", "generator", "both"])  # fmt: skip
+    fill_missing: bool = field(True, help="compute missing cross-evaluation cells from the logged classifiers "
+                                          "(false, or --no-fill: print the commands that would)")  # fmt: skip
+    train_runs: list[str] = field([], help="train setting runs to score (default: per candidate, the newest training "
+                                           "on its current dataset with the settings most candidates share)")  # fmt: skip
+    human_test: str = field("", help="human test set to judge on, human:<data folder> (default: the one most "
+                                     "classifiers were evaluated on)")  # fmt: skip
+    bootstrap: int = field(1000, help="bootstrap resamples of seeds for RoSE's confidence interval", min=1)
+    seed: int = field(0, help="seed of the bootstrap, samples and the random baseline", min=0)
     register_champion: bool = field(True, help="register the picked candidate's best seed with alias 'champion'")
     model_name: str = field("rose-{task}-{language}", help="registered model name ({task} and {language} filled in)")
     output_dir: str = field("", help="folder for the report files (default: a temporary folder, logged to MLflow)")

@@ -1,6 +1,6 @@
 """Intrinsic metrics of one synthetic dataset: pure functions over texts, tokens, embeddings and log-likelihoods.
 
-Nothing here loads a model or knows about MLflow; :mod:`rose.score.models` supplies tokens, embeddings,
+Nothing here loads a model or knows about MLflow; :mod:`rose.score.tools` supplies tokens, embeddings,
 language identification and token log-likelihoods, and :mod:`rose.score.run` logs the values.
 
 Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143): the intrinsic heuristics RoSE is compared with;
@@ -27,7 +27,7 @@ _ACCEPTED = {"accept", "accepted", "keep", "kept", "ok", "yes", "pass", "passed"
 
 # Direction of each metric when it is used to pick a candidate: +1 higher is better, -1 lower is better.
 DIRECTION: dict[str, int] = {
-    "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "self_bleu": -1, "compression_ratio": -1,
+    "distinct_1": 1, "distinct_2": 1, "distinct_3": 1, "token_entropy": 1, "self_bleu": -1, "compression_ratio": -1,
     "embedding_distance": 1, "vendi": 1, "target_language_share": 1, "duplicate_rate": -1, "length_mean": 1,
     "length_std": 1, "ngram_copy_rate": -1, "revision_acceptance": 1, "perplexity": -1, "generator_parameters": 1,
 }  # fmt: skip
@@ -51,6 +51,19 @@ def distinct_n(token_lists: Iterable[Sequence[str]], n: int) -> float:
     counts = Counter(g for tokens in token_lists for g in ngrams(tokens, n))
     total = sum(counts.values())
     return len(counts) / total if total else 0.0
+
+
+def token_entropy(token_lists: Iterable[Sequence[str]]) -> float:
+    """Shannon entropy (bits) of the dataset's token unigram distribution; 0 when there are no tokens.
+
+    Higher means a more varied vocabulary. Reference: Cegin et al. 2025, RoSE (token entropy among the heuristics).
+    """
+    counts = Counter(t for tokens in token_lists for t in tokens)
+    total = sum(counts.values())
+    if not total:
+        return 0.0
+    p = np.fromiter(counts.values(), dtype=float) / total
+    return float(-(p * np.log2(p)).sum())
 
 
 def self_bleu(token_lists: Sequence[Sequence[str]], *, max_hypotheses: int | None = 200, seed: int = 0) -> float:
@@ -149,10 +162,3 @@ def perplexity(nll_sums: Sequence[float], token_counts: Sequence[int]) -> float:
     """exp(total negative log-likelihood / total predicted tokens) over the dataset."""
     total = float(np.sum(token_counts))
     return float(math.exp(float(np.sum(nll_sums)) / total)) if total else float("nan")
-
-
-def random_baseline(candidates: Sequence[str], seed: int = 0) -> dict[str, float]:
-    """The "random" selection baseline: a seeded uniform score per candidate (order-independent)."""
-    rng = np.random.default_rng(seed)
-    values = rng.random(len(candidates))
-    return dict(zip(sorted(candidates), map(float, values), strict=True))

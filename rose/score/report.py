@@ -53,7 +53,8 @@ def to_html_table(df: pd.DataFrame, index: bool = False) -> str:
 
 def terminal(case: CaseTables) -> str:
     """The leaderboard as aligned text for the terminal."""
-    cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1") if c in case.leaderboard]
+    cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1", "gap_to_human")
+            if c in case.leaderboard]  # fmt: skip
     rows = [[fmt(v) for v in r] for r in case.leaderboard[cols].itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
 
@@ -62,7 +63,11 @@ def terminal(case: CaseTables) -> str:
             f"{x:<{w}}" if i == 0 else f"{x:>{w}}" for i, (x, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    title = f"RoSE leaderboard: task {case.task}, language {case.language} (champion: {case.champion or 'none'})"
+    where = f"task {case.task}, language {case.language}" + (
+        f", {case.dimension} {case.group}" if case.dimension else ""
+    )
+    pick = "champion" if not case.dimension else "pick"
+    title = f"RoSE leaderboard: {where} ({pick}: {case.champion or 'none'})"
     return "\n".join([title, line(cols), *map(line, rows)])
 
 
@@ -129,6 +134,7 @@ def html_page(
     summary: pd.DataFrame,
     samples: dict[tuple[str, str, str], list[dict]],
     messages: list[str],
+    grouped: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """One self-contained HTML report (CSS and images inline; every data-derived string escaped)."""
     e = html.escape
@@ -140,9 +146,14 @@ def html_page(
         parts.append("<h2>What is missing</h2><ul>" + "".join(f"<li class=msg>{e(m)}</li>" for m in messages) + "</ul>")
     if len(summary):
         parts.append("<h2>Metrics judged over all cases</h2>" + to_html_table(summary))
+    for dimension, table in (grouped or {}).items():
+        if len(table):
+            parts.append(f"<h2>Metrics judged within each {e(dimension)}</h2>" + to_html_table(table))
     for c in cases:
-        key = f"{c.task}/{c.language}"
-        parts.append(f"<h2>Task {e(c.task)}, language {e(c.language)}: champion {e(c.champion)}</h2>")
+        key = c.title
+        group = f", {e(c.dimension)} {e(c.group)}" if c.dimension else ""
+        parts.append(f"<h2>Task {e(c.task)}, language {e(c.language)}{group}: "
+                     f"{'pick' if c.dimension else 'champion'} {e(c.champion)}</h2>")  # fmt: skip
         parts.append("<h3>Leaderboard</h3>" + to_html_table(c.leaderboard))
         parts.append("<h3>Cross-evaluation matrix</h3>" + to_html_table(c.matrix, index=True))
         if f"heatmap:{key}" in images:
@@ -169,8 +180,10 @@ def write(
     summary: pd.DataFrame,
     samples: dict[tuple[str, str, str], list[dict]] | None = None,
     messages: list[str] = (),
+    grouped: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
-    """Write every report file under ``folder``; returns the HTML page's path."""
+    """Write every report file under ``folder``; returns the HTML page's path. ``grouped``: the judgement within
+    groups of each dimension (:func:`rose.score.tables.summary` with a dimension)."""
     import matplotlib
 
     if "inline" not in matplotlib.get_backend():
@@ -179,12 +192,12 @@ def write(
     images: dict[str, bytes] = {}
     md = ["# rose score\n"]
     for c in cases:
-        stem, key = f"{c.task}_{c.language}", f"{c.task}/{c.language}"
+        stem, key = f"{c.task}_{c.language}" + (f"_{c.key.replace('/', '_')}" if c.key else ""), c.title
         c.matrix.to_csv(folder / f"matrix_{stem}.csv")
         c.leaderboard.to_csv(folder / f"leaderboard_{stem}.csv", index=False)
         c.scores.to_csv(folder / f"metrics_{stem}.csv")
         md += [
-            f"## {key} (champion: {c.champion})\n",
+            f"## {key} ({'pick' if c.dimension else 'champion'}: {c.champion})\n",
             "### Leaderboard\n",
             to_markdown(c.leaderboard),
             "### Cross-evaluation matrix (rows trained on, columns tested on)\n",
@@ -200,7 +213,11 @@ def write(
     if len(summary):
         summary.to_csv(folder / "selection_summary.csv", index=False)
         md += ["## Over all cases\n", to_markdown(summary)]
+    for dimension, table in (grouped or {}).items():
+        if len(table):
+            table.to_csv(folder / f"selection_summary_{dimension}.csv", index=False)
+            md += [f"## Within each {dimension}, over all cases\n", to_markdown(table)]
     (folder / "report.md").write_text("\n".join(md), encoding="utf-8")
     page = folder / "report.html"
-    page.write_text(html_page(cases, images, summary, samples or {}, list(messages)), encoding="utf-8")
+    page.write_text(html_page(cases, images, summary, samples or {}, list(messages), grouped), encoding="utf-8")
     return page

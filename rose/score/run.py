@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from rose.errors import RoseError
-from rose.score.collect import INTRINSIC, Tracked, check_case, collect, fill_missing
+from rose.score.collect import INTRINSIC, Selection, Store, Tracked, collect, fill, missing_message, select
 from rose.score.config import ScoreConfig
-from rose.score.tables import CaseTables, build_case, summary
+from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
 
 log = logging.getLogger(__name__)
 SAMPLES_PER_CANDIDATE = 3
@@ -41,7 +41,7 @@ class ScoreResult:
         return "\n\n".join(terminal(c) for c in self.cases)
 
 
-def _cases(config: ScoreConfig, tracked: Tracked) -> list[tuple[str, str]]:
+def _cases(config: ScoreConfig, tracked: Store) -> list[tuple[str, str]]:
     explicit = config.task and config.language and "all" not in config.task + config.language
     cases = list(itertools.product(config.task, config.language)) if explicit else [
         (t, lang) for t, lang in tracked.cases()
@@ -57,20 +57,36 @@ def _cases(config: ScoreConfig, tracked: Tracked) -> list[tuple[str, str]]:
 
 
 def _tools(config: ScoreConfig):
+    from rose import language_id
     from rose.score import tools
+    from rose.score.embeddings import embedder
+    from rose.score.models import load_reference_lm
 
     lm = None
     if config.reference_lm:
         try:
-            lm = tools.reference_lm(config.reference_lm)
+            lm = load_reference_lm(config.reference_lm, config.reference_lm_languages)
         except Exception as exc:  # an LM that cannot be loaded offline: perplexity is skipped, said loudly
             log.warning("perplexity skipped: cannot load %s (%s)", config.reference_lm, str(exc).splitlines()[0])
     return tools.Tools(
         tokenize=tools.subword_tokenizer(config.tokenizer) if config.tokenizer else tools.intrinsic.simple_tokens,
-        embed=tools.embedder(config.embedding_model) if config.embedding_model else None,
-        detect=tools.language_detector(),
-        nll=lm,
+        embed=embedder(config.embedding_model) if config.embedding_model else None,
+        detect=language_id.detect,
+        reference_lm=lm,
     )
+
+
+def perplexity_note(config: ScoreConfig, language: str) -> str | None:
+    """Why perplexity is not reported for ``language`` (None when it is, or when it is not asked for)."""
+    from rose.score.models import reference_lm_languages
+
+    if not config.reference_lm:
+        return None
+    reads = reference_lm_languages(config.reference_lm, config.reference_lm_languages)
+    if language in reads:
+        return None
+    known = f"reads {', '.join(sorted(reads))}" if reads else "has no known languages (--reference-lm-languages)"
+    return f"perplexity not available for {language}: the reference LM {config.reference_lm} {known}"
 
 
 class _Datasets:
@@ -113,7 +129,8 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
     from mlflow.entities import Metric
 
     from rose.catalog import get_language
-    from rose.score.tools import generator_parameters, measure_dataset
+    from rose.score.models import generator_parameters
+    from rose.score.tools import measure_dataset
 
     has = [c for c in case.generate.columns if c not in ("revision_acceptance_logged",) and c in _known()]
     client = mlflow.MlflowClient()
@@ -127,6 +144,7 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
         log.info("intrinsic metrics of %s (%d examples)", row["candidate"], len(rows))
         values = measure_dataset(
             [str(r.get("text", "")) for r in rows],
+            language=language,
             language_lingua=get_language(language).lingua,
             demonstrations=datasets.demonstrations(row["run_id"]),
             verdicts=verdicts,
@@ -145,6 +163,26 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
             case.generate.loc[i, k] = float(v)
 
 
+def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tuple[Selection, Store]:
+    """The case's comparable classifiers and cells; missing cells are computed (``fill_missing``) or named with the
+    commands that compute them."""
+
+    def pick(source: Store) -> Selection:
+        return select(source.case(task, language), task, language, config.experiment, train_runs=config.train_runs,
+                      human_test=config.human_test)  # fmt: skip
+
+    chosen = pick(store)
+    if chosen.todo and not config.fill_missing:
+        chosen.tracked.messages.append(missing_message(chosen.todo, config.experiment))
+    elif chosen.todo:
+        notes: list[str] = []
+        if fill(chosen.todo, config.experiment, notes):
+            store = collect(config.experiment, config.task, config.language, config.candidates)
+            chosen = pick(store)
+        chosen.tracked.messages.extend(notes)
+    return chosen, store
+
+
 def _known() -> set[str]:
     from rose.score.intrinsic import DIRECTION
 
@@ -159,56 +197,61 @@ def score(config: ScoreConfig) -> ScoreResult:
     import mlflow
 
     from rose import tracking
-    from rose.config import to_params
+    from rose.config import to_params, validate
     from rose.score import champion as champ
     from rose.score import report
 
-    tracking.setup(config.experiment)
-    tracked = collect(config.experiment, config.task, config.language, config.candidates)
+    validate(config)
+    tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
+    store = collect(config.experiment, config.task, config.language, config.candidates)
     cases, messages, state, datasets = [], [], {}, _Datasets()
-    wanted = _cases(config, tracked)
+    wanted = _cases(config, store)
     for task, language in wanted:
-        case = tracked.case(task, language)
         try:
-            ready = check_case(case, task, language, config.experiment)
+            chosen, store = _select(config, store, task, language)
         except RoseError as exc:
             if len(wanted) == 1:
                 raise
             messages.append(str(exc))
             continue
+        case = chosen.tracked
         if config.intrinsic:
             measure_intrinsic(case, language, config, datasets, state)
-        if config.fill_missing:
-            fill_missing(case, task, language, ready)
+        ready = chosen.ready
         cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
-        messages.extend(m for m in case.messages if m not in messages)
+        cases.extend(build_groups(case, task, language, ready, config.group_by, bootstrap=config.bootstrap,
+                                  seed=config.seed))  # fmt: skip
+        note = perplexity_note(config, language) if config.intrinsic else None
+        messages.extend(m for m in [*case.messages, note] if m and m not in messages)
     if not cases:
         raise RoseError("nothing to score: " + "; ".join(messages))
     for m in messages:
         log.warning("%s", m)
     judged = summary(cases)
+    pools = [c for c in cases if not c.dimension]
     samples = {
         (c.task, c.language, row.candidate): datasets.rows(row.run_id)[:SAMPLES_PER_CANDIDATE]
         for c in cases for row in c.generate.itertuples() if row.candidate in c.candidates
     }  # fmt: skip
     folder = Path(config.output_dir) if config.output_dir else Path(tempfile.mkdtemp(prefix="rose-score-"))
-    page = report.write(folder, cases, judged, samples, messages)
-    champions = {c.task + "/" + c.language: c.champion for c in cases}
+    grouped = {d: summary(cases, d) for d in dimensions(config.group_by)}
+    page = report.write(folder, cases, judged, samples, messages, grouped)
+    champions = {c.task + "/" + c.language: c.champion for c in pools}
     run_tags = tracking.tags(
         "score",
         ",".join(config.task),
         ",".join(config.language),
-        champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(cases) > 1 else cases[0].champion,
+        champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(pools) > 1 else pools[0].champion,
         digest=tracking.digest(to_params(config)),
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
     with tracking.run("score", run_tags, params=to_params(config)) as active:
         result.run_id = active.info.run_id
-        _log_metrics(cases, judged)
+        _log_metrics(cases, judged, grouped)
         mlflow.log_artifacts(str(folder), artifact_path="report")
         mlflow.log_text(result.leaderboard_text(), "report/leaderboard.txt")
         if config.register_champion:
-            for c in cases:
+            for c in pools:  # a champion per task and language, from the whole pool
                 if not c.champion:
                     continue
                 seed = champ.best_seed(c.seeds, c.champion)
@@ -226,24 +269,41 @@ def score(config: ScoreConfig) -> ScoreResult:
     return result
 
 
-def _log_metrics(cases: list[CaseTables], judged: pd.DataFrame) -> None:
+def _log_metrics(cases: list[CaseTables], judged: pd.DataFrame, grouped: dict[str, pd.DataFrame]) -> None:
     import mlflow
 
+    values = metric_values(cases, judged, grouped)
+    if values:
+        mlflow.log_metrics(values)
+
+
+def metric_values(
+    cases: list[CaseTables], judged: pd.DataFrame, grouped: dict[str, pd.DataFrame] | None = None
+) -> dict[str, float]:
+    """The score run's metrics: ``rose/[<group>/]<candidate>`` and ``selection/[<group>/]<metric>/<k>``
+    (``<group>`` = ``strategy/<name>`` or ``generator/<name>``), with ``<task>/<language>/`` in front when there
+    are several; ``summary/<metric>/<k>`` over several cases' pools and ``summary/<dimension>/<metric>/<k>`` over
+    every group of a dimension."""
     from rose.naming import metric_key
 
     values = {}
+    several = len({(c.task, c.language) for c in cases}) > 1
     for c in cases:
-        prefix = "" if len(cases) == 1 else f"{c.task}/{c.language}/"
+        prefix = f"{c.task}/{c.language}/" if several else ""
+        group = f"/{c.key}" if c.key else ""
         for r in c.rose.itertuples():
             if pd.notna(r.rose):
-                values[metric_key(f"{prefix}rose", r.candidate)] = r.rose
+                values[metric_key(f"{prefix}rose{group}", r.candidate)] = r.rose
         for r in c.judged.itertuples():
             for k in ("top1", "regret", "spearman", "kendall"):
                 if pd.notna(getattr(r, k)):
-                    values[metric_key(f"{prefix}selection", r.metric, k)] = getattr(r, k)
-    for r in judged.itertuples():
-        for k in ("top1_rate", "mean_regret", "spearman", "kendall", "pearson"):
-            if len(cases) > 1 and pd.notna(getattr(r, k)):
-                values[metric_key("summary", r.metric, k)] = getattr(r, k)
-    if values:
-        mlflow.log_metrics({k: float(v) for k, v in values.items()})
+                    values[metric_key(f"{prefix}selection{group}", r.metric, k)] = getattr(r, k)
+    several_pools = sum(not c.dimension for c in cases) > 1
+    tables = [("summary", judged)] if several_pools else []
+    tables += [(f"summary/{d}", t) for d, t in (grouped or {}).items()]
+    for head, table in tables:
+        for r in table.itertuples():
+            for k in ("top1_rate", "mean_regret", "spearman", "kendall", "pearson"):
+                if pd.notna(getattr(r, k)):
+                    values[metric_key(head, r.metric, k)] = getattr(r, k)
+    return {k: float(v) for k, v in values.items()}

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rose.errors import RoseError
+from rose.naming import slug
 from rose.score import intrinsic, roundrobin, selection
 from rose.score.collect import Tracked
+
+DIMENSIONS = ("strategy", "generator")
 
 GENERATE_COLUMNS = {"task", "language", "candidate", "run_id", "generator", "strategy", "start_time",
                     "revision_acceptance_logged"}  # fmt: skip
@@ -36,10 +40,22 @@ class CaseTables:
     champion: str
     generate: pd.DataFrame = field(default_factory=pd.DataFrame)
     seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
+    dimension: str = ""  # "" for the whole pool; "strategy" or "generator" for a group of its candidates
+    group: str = ""  # the strategy or generator the group's candidates share
+
+    @property
+    def title(self) -> str:
+        """``topic/en`` for the pool, ``topic/en strategy target_demos`` for a group."""
+        return f"{self.task}/{self.language}" + (f" {self.dimension} {self.group}" if self.dimension else "")
+
+    @property
+    def key(self) -> str:
+        """Metric-key path of the group: ``""`` for the pool, else ``<dimension>/<group>``."""
+        return f"{self.dimension}/{slug(self.group)}" if self.dimension else ""
 
 
 def directions() -> dict[str, int]:
-    return {"rose": 1, "random": 1, **intrinsic.DIRECTION}
+    return {"rose": 1, **intrinsic.DIRECTION}
 
 
 def build_case(
@@ -54,8 +70,7 @@ def build_case(
     gen = tracked.generate.set_index("candidate").reindex(candidates)
     metric_cols = [c for c in gen.columns if c not in GENERATE_COLUMNS]
     scores = pd.concat([rose.set_index("candidate")["rose"], gen[metric_cols].astype(float)], axis=1)
-    scores["random"] = pd.Series(intrinsic.random_baseline(candidates, seed))
-    scores.index.name = "candidate"
+    scores.index.name = "candidate"  # the random pick is judged by its expected value (selection.expected_random)
     seeds = tracked.seeds[tracked.seeds["candidate"].isin(candidates)]
     human = seeds.groupby("candidate")["human_f1"].mean().dropna() if len(seeds) else pd.Series(dtype=float)
     judged = (
@@ -66,10 +81,47 @@ def build_case(
     board = rose.merge(gen[["generator", "strategy"]], left_on="candidate", right_index=True, how="left")
     if len(human):
         board["human_f1"] = board["candidate"].map(human)
+        if len(tracked.baseline):  # the human-data baseline: same settings, same examples per label
+            board["gap_to_human"] = board["human_f1"] - float(tracked.baseline.mean())
     champion = str(rose["candidate"].iloc[0]) if rose["rose"].notna().any() else ""
     return CaseTables(
         task, language, candidates, evals, matrix, rose, scores, human, judged, board, champion, tracked.generate, seeds
     )
+
+
+def groups(generate: pd.DataFrame, candidates: list[str], dimension: str) -> dict[str, list[str]]:
+    """The candidates sharing a ``strategy`` or a ``generator`` (groups of two or more), by that shared value."""
+    if dimension not in DIMENSIONS:
+        raise RoseError(f"unknown grouping {dimension!r}: use one of {', '.join(DIMENSIONS)}")
+    by = generate.drop_duplicates("candidate").set_index("candidate")[dimension].reindex(candidates)
+    out: dict[str, list[str]] = {}
+    for name, value in by.items():
+        if isinstance(value, str) and value:
+            out.setdefault(value, []).append(name)
+    return {value: names for value, names in sorted(out.items()) if len(names) >= 2}
+
+
+def dimensions(group_by: str) -> list[str]:
+    """The grouping dimensions of a ``group_by`` setting: none, strategy, generator or both."""
+    choices = {"none": [], "strategy": ["strategy"], "generator": ["generator"], "both": list(DIMENSIONS)}
+    if group_by not in choices:
+        raise RoseError(f"unknown group_by {group_by!r}: use none, strategy, generator or both")
+    return choices[group_by]
+
+
+def build_groups(
+    tracked: Tracked, task: str, language: str, candidates: list[str], group_by: str = "none", **kw
+) -> list[CaseTables]:
+    """The tables of each group of a case's candidates: within each strategy across generators (the RoSE paper's
+    comparison) and/or within each generator across strategies (the strategies paper's); RoSE's round robin
+    runs over the group's candidates only."""
+    out = []
+    for dimension in dimensions(group_by):
+        for value, names in groups(tracked.generate, candidates, dimension).items():
+            tables = build_case(tracked, task, language, names, **kw)
+            tables.dimension, tables.group = dimension, value
+            out.append(tables)
+    return out
 
 
 def build_tables(
@@ -80,20 +132,24 @@ def build_tables(
     *,
     bootstrap: int = 1000,
     seed: int = 0,
+    group_by: str = "none",
 ) -> list[CaseTables]:
-    """Rebuild every case's tables from the tracking store (two searches; nothing is filled or logged)."""
-    from rose.score.collect import check_case, collect
+    """Rebuild every case's tables (and its groups', see :func:`build_groups`) from the tracking store (three
+    searches; nothing is filled or logged)."""
+    from rose.score.collect import collect, select
 
-    tracked = collect(experiment, tasks, languages, candidates)
+    store = collect(experiment, tasks, languages, candidates)
     out = []
-    for task, language in tracked.cases():
-        case = tracked.case(task, language)
-        ready = check_case(case, task, language, experiment)
+    for task, language in store.cases():
+        chosen = select(store.case(task, language), task, language, experiment)
+        case, ready = chosen.tracked, chosen.ready
         out.append(build_case(case, task, language, ready, bootstrap=bootstrap, seed=seed))
+        out.extend(build_groups(case, task, language, ready, group_by, bootstrap=bootstrap, seed=seed))
     return out
 
 
-def summary(cases: list[CaseTables]) -> pd.DataFrame:
-    """Every metric judged over all cases with human test data (top-1 rate, regret, correlations)."""
-    judged = [c.judged for c in cases if len(c.judged)]
+def summary(cases: list[CaseTables], dimension: str = "") -> pd.DataFrame:
+    """Every metric judged over all cases with human test data (top-1 rate, regret, correlations): over the whole
+    pools (``dimension=""``), or over every group of one dimension (``strategy``, ``generator``)."""
+    judged = [c.judged for c in cases if len(c.judged) and c.dimension == dimension]
     return selection.summarise(pd.concat(judged, ignore_index=True) if judged else pd.DataFrame())

@@ -20,9 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rose.config import from_args
     from rose.train.config import TrainConfig
+
+    config = from_args(TrainConfig, args)  # checked before the heavy imports
     from rose.train.run import train
 
-    result = train(from_args(TrainConfig, args))
+    result = train(config)
     print(f"parent run {result.parent_run_id} ({len(result.seeds)} seeds)")
     for key in sorted(k for k in result.summary if k.endswith("_mean") and "macro_f1" in k or "accuracy_mean" in k):
         std = result.summary[key[: -len("_mean")] + "_std"]

@@ -1,11 +1,11 @@
 """Scoring a classifier on labelled texts: batched prediction, metrics, confusion matrices.
 
 The metric functions are pure (numpy in, dict out) and know nothing of MLflow. Metric names follow
-docs/CONTRACTS.md: ``macro_f1``, ``accuracy`` and ``f1/<label>``; :func:`prefixed` puts a set's name in front
-(``eval/<set>/macro_f1``). Macro-F1 averages over the labels present in the targets or the predictions, as
-scikit-learn's ``f1_score(average="macro")`` does; per-label F1 is reported for every label of the task.
+docs/CONTRACTS.md: ``macro_f1``, ``accuracy``, ``f1/<label>`` and ``n``; :func:`prefixed` puts a set's name in
+front (``eval/<set>/macro_f1``). The metrics themselves are :func:`rose.metrics.classification_metrics` (macro-F1
+over every label of the task), the one implementation of the project.
 
-The score stage fills missing cross-evaluation cells with :func:`evaluate_pyfunc` on a logged seed model.
+Cross-evaluation cells (:mod:`rose.train.cells`) score logged seed models with :func:`evaluate_pyfunc`.
 """
 
 from __future__ import annotations
@@ -17,33 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from rose.errors import RoseError
+from rose.metrics import classification_metrics, confusion
 from rose.naming import metric_key
+from rose.train.normalize import model_inputs
+
+__all__ = ["classification_metrics", "confusion", "eval_key", "evaluate_pyfunc", "predict_proba", "prefixed"]
 
 log = logging.getLogger(__name__)
-
-
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_labels: int) -> np.ndarray:
-    """Counts with true labels as rows and predicted labels as columns."""
-    matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
-    return matrix
-
-
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_names: Sequence[str]) -> dict:
-    """``{"accuracy", "macro_f1", "f1/<label>"...}`` from label indices (equal to scikit-learn's values)."""
-    if len(y_true) != len(y_pred):
-        raise ValueError(f"{len(y_true)} targets but {len(y_pred)} predictions")
-    if not len(y_true):
-        raise RoseError("cannot score an empty evaluation set")
-    matrix = confusion(y_true, y_pred, len(label_names)).astype(float)
-    tp = np.diag(matrix)
-    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
-    denominator = support + predicted
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    present = denominator > 0
-    out = {"accuracy": float(tp.sum() / matrix.sum()), "macro_f1": float(f1[present].mean())}
-    out.update({metric_key("f1", label): float(v) for label, v in zip(label_names, f1, strict=True)})
-    return out
 
 
 def prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
@@ -64,7 +44,8 @@ def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 6
     if not len(texts):
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
     device = next(model.parameters()).device
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+    texts = model_inputs(model, texts)  # a classifier trained on normalised texts reads them normalised
+    ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
@@ -85,14 +66,9 @@ def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 6
     return out
 
 
-def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None = None,
-                    *, batch_size: int = 256) -> dict[str, float]:  # fmt: skip
-    """Score a logged rose classifier (``mlflow.pyfunc.load_model(...)``) on labelled texts.
-
-    ``labels`` are label names; ``label_names`` (default: the model's own, read from its ``prob_<label>`` output
-    columns) fixes the order of per-label F1. A label the model does not know is an error. Returns the keys of
-    :func:`classification_metrics`; put the set's name in front with :func:`prefixed`.
-    """
+def pyfunc_labels(model, texts: Sequence[str], *, batch_size: int = 256) -> tuple[list[str], list[str]]:
+    """(predicted label per text, the model's label names from its ``prob_<label>`` columns) of a logged rose
+    classifier (``mlflow.pyfunc.load_model(...)``)."""
     import pandas as pd
 
     frames = [model.predict(pd.DataFrame({"text": list(texts[i : i + batch_size])}))
@@ -100,14 +76,29 @@ def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_na
     if not frames:
         raise RoseError("cannot score an empty evaluation set")
     pred = pd.concat(frames, ignore_index=True)
-    names = list(label_names) if label_names is not None else [c[5:] for c in pred.columns if c.startswith("prob_")]
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(labels) - set(index))
+    return [str(p) for p in pred["label"]], [c[5:] for c in pred.columns if c.startswith("prob_")]
+
+
+def label_indices(labels: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]):
+    """(y_true, y_pred) as indices into ``label_names``; a label outside them is an error."""
+    index = {name: i for i, name in enumerate(label_names)}
+    unknown = sorted((set(labels) | set(predicted)) - set(index))
     if unknown:
-        raise RoseError(f"labels {', '.join(unknown)} are not labels of the classifier ({', '.join(names)})")
-    y_true = [index[label] for label in labels]
-    y_pred = [index[label] for label in pred["label"]]
-    return classification_metrics(y_true, y_pred, names)
+        raise RoseError(f"labels {', '.join(unknown)} are not labels of the classifier ({', '.join(label_names)})")
+    return [index[label] for label in labels], [index[label] for label in predicted]
+
+
+def evaluate_pyfunc(model, texts: Sequence[str], labels: Sequence[str], label_names: Sequence[str] | None = None,
+                    *, batch_size: int = 256) -> dict[str, float]:  # fmt: skip
+    """Score a logged rose classifier (``mlflow.pyfunc.load_model(...)``) on labelled texts.
+
+    ``labels`` are label names; ``label_names`` (default: the model's own, read from its ``prob_<label>`` output
+    columns; pass the task's) fixes the labels macro-F1 averages over and the order of per-label F1. A label the
+    model does not know is an error. Returns the keys of :func:`rose.metrics.classification_metrics`.
+    """
+    predicted, own = pyfunc_labels(model, texts, batch_size=batch_size)
+    y_true, y_pred = label_indices(labels, predicted, list(label_names) if label_names is not None else own)
+    return classification_metrics(y_true, y_pred, list(label_names) if label_names is not None else own)
 
 
 def plot_confusion(matrix: np.ndarray, label_names: Sequence[str], path: Path, title: str = "") -> Path:

@@ -21,6 +21,7 @@ from rose.generated_data import HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, stratified_split
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
+from rose.train.normalize import CONFIG_FLAG, normalize_texts
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def use_bf16(setting: str) -> bool:
 
 def load_training_data(config: TrainConfig) -> LabelledData:
     """The training set capped per label; an empty or single-label set is an error."""
-    data = load_ref(config.data, config.task, config.language, split="train")
+    data = load_ref(config.data, config.task, config.language, split="train", encoding=config.encoding)
     if not len(data):
         raise RoseError(f"{config.data}: the training data is empty (after dropping empty texts)")
     labels = sorted(set(data.labels))
@@ -165,20 +166,35 @@ def prepare(config: TrainConfig) -> Setting:
     except OSError as exc:
         raise RoseError(f"cannot load classifier {config.classifier}: {str(exc).splitlines()[0]}") from None
     base_path = Path(base) if Path(base).is_dir() else Path(model.name_or_path)
-    index = {label: i for i, label in enumerate(label_names)}
-    encoded = encode(tokenizer, data.texts, [index[lab] for lab in data.labels], config.max_length)
+    encoded = encode_training_data(tokenizer, data, label_names, config)
     tags, source = provenance(config, data)
     tags.update(classifier=config.classifier, protocol=config.protocol)
     reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
     digest = base_digest(base_path) if base_path.is_dir() else "unknown"
     return Setting(config, label_names, data, eval_sets, encoded, tokenizer, base_path, digest, reference,
-                   set(info["missing_keys"]), tags, source, use_bf16(config.bf16))  # fmt: skip
+                   set(info["missing_keys"]), tags, source, protocol_bf16(config))  # fmt: skip
+
+
+def is_reference(config: TrainConfig) -> bool:
+    return config.protocol == "reference"
+
+
+def protocol_bf16(config: TrainConfig) -> bool:
+    """bf16 autocast for ``config``: the reference protocol trains in fp32 unless bf16 is asked for."""
+    return config.bf16 == "true" if is_reference(config) else use_bf16(config.bf16)
+
+
+def encode_training_data(tokenizer, data: LabelledData, label_names: list[str], config: TrainConfig) -> Encoded:
+    """Token ids of the training texts (normalised under the reference protocol) with their label indices."""
+    index = {label: i for i, label in enumerate(label_names)}
+    texts = normalize_texts(data.texts) if is_reference(config) else data.texts
+    return encode(tokenizer, texts, [index[lab] for lab in data.labels], config.max_length)
 
 
 def _load_eval_sets(config: TrainConfig) -> list[LabelledData]:
     sets, names = [], set()
     for ref in config.eval:
-        data = load_ref(ref, config.task, config.language, split="test")
+        data = load_ref(ref, config.task, config.language, split="test", encoding=config.encoding)
         if not len(data):
             raise RoseError(f"evaluation set {ref} is empty")
         name, n = data.name, 2
@@ -207,6 +223,8 @@ def build_model(setting: Setting, seed: int, config: TrainConfig) -> torch.nn.Mo
         for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "dropout"):
             if hasattr(model_config, key):
                 setattr(model_config, key, config.dropout)
+    if is_reference(config):  # predictions then normalise their inputs too (rose.train.normalize)
+        setattr(model_config, CONFIG_FLAG, True)
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(setting.base_path, config=model_config)
     model.train()
@@ -250,22 +268,30 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     config = config or setting.config
     L.seed_everything(seed, workers=True, verbose=False)
     train_idx, dev_idx = split_index(setting.train_data, config.dev_fraction, seed)
-    train, dev = setting.encoded.subset(train_idx), setting.encoded.subset(dev_idx)
-    reference = config.protocol == "reference"
+    reference = is_reference(config)
+    encoded = setting.encoded
+    if reference != is_reference(setting.config):  # a protocol other than the setting's: texts read differently
+        encoded = encode_training_data(setting.tokenizer, setting.train_data, setting.label_names, config)
+    train, dev = encoded.subset(train_idx), encoded.subset(dev_idx)
+    bf16 = setting.bf16 if config.protocol == setting.config.protocol else protocol_bf16(config)
     datamodule = ClassificationDataModule(
         train, dev, pad_id=setting.tokenizer.pad_token_id or 0, batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, group_by_length=config.group_by_length,
         pad_to_max_length=reference, max_length=config.max_length, seed=seed)  # fmt: skip
     model = build_model(setting, seed, config)
     module = ClassifierModule(model, setting.label_names, learning_rate=config.learning_rate,
-                              weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio)  # fmt: skip
-    monitor, mode = ("train/loss", "min") if reference else ("val/macro_f1", "max")
+                              weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
+                              reference=reference)  # fmt: skip
+    # the reference stops on the training loss once more than `patience` epochs did not improve it
+    monitor, mode, patience = ("train/loss", "min", config.patience + 1) if reference else \
+        ("val/macro_f1", "max", config.patience)  # fmt: skip
+    clip = None if reference else (config.max_grad_norm or None)
     best, history = BestWeights(monitor, mode), EpochHistory(*sinks)
     trainer = L.Trainer(
         max_epochs=config.max_epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        precision="bf16-mixed" if setting.bf16 else "32-true", gradient_clip_val=config.max_grad_norm or None,
-        callbacks=[history, best, EarlyStopping(monitor, patience=config.patience, mode=mode)])  # fmt: skip
+        precision="bf16-mixed" if bf16 else "32-true", gradient_clip_val=clip,
+        callbacks=[history, best, EarlyStopping(monitor, patience=patience, mode=mode)])  # fmt: skip
     start = time.perf_counter()
     with PeakMemory() as memory, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|eval mode).*")
@@ -274,7 +300,7 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     model = module.model.cpu().eval()
     dev_texts = [setting.train_data.texts[i] for i in dev_idx]
     probs = evaluate.predict_proba(model, setting.tokenizer, dev_texts, batch_size=config.eval_batch_size,
-                                   max_length=config.max_length, bf16=setting.bf16)  # fmt: skip
+                                   max_length=config.max_length, bf16=bf16)  # fmt: skip
     dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
     return FitResult(model, dev_metrics, history.history, best.best_epoch, trainer.current_epoch, train_s,
                      memory.peak)  # fmt: skip

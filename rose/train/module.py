@@ -1,8 +1,10 @@
 """The LightningModule around ``AutoModelForSequenceClassification`` and the callbacks of one training run.
 
-One torchmetrics collection per split (accuracy, macro-F1, per-label F1), a shared ``model_step``, AdamW with an
+Per split, the epoch's predictions are gathered and scored by :func:`rose.metrics.classification_metrics` (the
+project's one macro-F1: over every label of the task), a shared ``model_step``, AdamW with an
 optional linear warm-up and linear decay (the schedule of transformers' ``Trainer``), optional weight decay
-(never on biases and LayerNorm weights) and optionally frozen word embeddings.
+(never on biases and LayerNorm weights) and optionally frozen word embeddings; or (``reference``) the reference
+code's plain AdamW at a constant learning rate.
 
 Reference: ashleve/lightning-hydra-template ``src/models/mnist_module.py``.
 """
@@ -15,22 +17,33 @@ import logging
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from rose.metrics import classification_metrics
 from rose.naming import metric_key
 
 log = logging.getLogger(__name__)
 
 
-def split_metrics(num_labels: int) -> MetricCollection:
-    """Accuracy, macro-F1 and per-label F1 (macro-F1 skips a label absent from both targets and predictions,
-    as scikit-learn does by default)."""
-    return MetricCollection({
-        "accuracy": MulticlassAccuracy(num_labels, average="micro"),
-        "macro_f1": MulticlassF1Score(num_labels, average="macro"),
-        "f1": MulticlassF1Score(num_labels, average="none"),
-    })  # fmt: skip
+class EpochPredictions:
+    """Predictions and targets of one split over an epoch, scored at its end with the project's metrics."""
+
+    def __init__(self, label_names: list[str]):
+        self.label_names = list(label_names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.preds: list[int] = []
+        self.targets: list[int] = []
+
+    def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
+        self.preds.extend(preds.detach().cpu().tolist())
+        self.targets.extend(targets.detach().cpu().tolist())
+
+    def compute(self) -> dict[str, float]:
+        """``accuracy``, ``macro_f1`` and ``f1/<label>`` of the epoch so far (empty when nothing was seen)."""
+        if not self.targets:
+            return {}
+        return classification_metrics(self.targets, self.preds, self.label_names)
 
 
 def freeze_word_embeddings(model: torch.nn.Module) -> int:
@@ -46,14 +59,14 @@ class ClassifierModule(L.LightningModule):
     ``<split>/f1/<label>`` for the ``train`` and ``val`` splits."""
 
     def __init__(self, model: torch.nn.Module, label_names: list[str], *, learning_rate: float = 1e-5,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.0):  # fmt: skip
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.0, reference: bool = False):  # fmt: skip
         super().__init__()
         self.model = model
         self.label_names = list(label_names)
         self.learning_rate, self.weight_decay, self.warmup_ratio = learning_rate, weight_decay, warmup_ratio
-        n = len(self.label_names)
-        self.train_metrics = split_metrics(n)
-        self.val_metrics = split_metrics(n)
+        self.reference = reference  # the reference code's optimizer: plain AdamW, constant learning rate
+        self.train_metrics = EpochPredictions(self.label_names)
+        self.val_metrics = EpochPredictions(self.label_names)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -80,23 +93,30 @@ class ClassifierModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_split("val", self.val_metrics)
 
-    def _log_split(self, split: str, metrics: MetricCollection) -> None:
+    def _log_split(self, split: str, metrics: EpochPredictions) -> None:
         values = metrics.compute()
         metrics.reset()
+        if not values:
+            return
         self.log(f"{split}/accuracy", values["accuracy"])
         self.log(f"{split}/macro_f1", values["macro_f1"])
-        for label, value in zip(self.label_names, values["f1"], strict=True):
-            self.log(metric_key(split, "f1", label), value)
+        for label in self.label_names:
+            self.log(metric_key(split, "f1", label), values[metric_key("f1", label)])
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
+        if self.reference:  # as the reference code: torch's AdamW defaults (weight decay 0.01 on every parameter)
+            return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=True)  # as transformers' Trainer
+        # fused AdamW as transformers' Trainer, except under mixed precision with clipping, which Lightning refuses
+        # for optimizers that unscale gradients themselves (bf16 autocast on CPUs with native bf16, GPUs)
+        clips = bool(self.trainer.gradient_clip_val) and "mixed" in str(self.trainer.precision)
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=not clips)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

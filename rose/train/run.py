@@ -21,8 +21,8 @@ from pathlib import Path
 import mlflow
 
 from rose import tracking
-from rose.config import to_params
-from rose.naming import slug
+from rose.config import to_params, validate
+from rose.naming import metric_key, slug
 from rose.train import evaluate, pyfunc
 from rose.train.config import TrainConfig
 from rose.train.fit import FitResult, Setting, fit_seed, prepare
@@ -60,23 +60,29 @@ def train(config: TrainConfig) -> TrainResult:
     An identical finished setting is returned as it is; an identical setting that was stopped (a crash,
     ``kill -9``) is continued: its finished seeds are kept, its unfinished seed runs deleted and run again.
     """
-    setting = prepare(config)
+    validate(config)
+    tracking.connect()  # a generate run id as --data is read from the tracking store
+    setting = prepare(config)  # every input is read here, before a run exists
     tracking.setup(config.experiment)
     digest = tracking.digest({**config.setting(), "seeds": config.seeds, "eval": config.eval})
     if done := tracking.find_finished(config.experiment, "train", digest):
         log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
         return _reused(done)
-    stopped = tracking.unfinished(config.experiment, "train", digest)
     parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
-                                digest=digest)  # fmt: skip
+                                setting=setting_digest(config), digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = f"{setting.train_data.name}__{slug(Path(config.classifier).name)}"
+    claim = tracking.claim(config.experiment, "train", digest, parent_tags, name)  # waits for a live twin
+    if claim.finished is not None:
+        log.info("another process trained this setting (%s); reusing it", claim.finished.info.run_id)
+        return _reused(claim.finished)
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
-            tracking.run(name, parent_tags, params=params, run_id=stopped and stopped.info.run_id) as parent:  # fmt: skip
-        kept = _kept_seeds(parent.info.run_id) if stopped else {}
-        if not stopped:
+            tracking.run(name, parent_tags, params=params, run_id=claim.run_id, lease=claim.lease) as parent:  # fmt: skip
+        kept = _kept_seeds(parent.info.run_id) if claim.adopted else {}
+        if not claim.adopted:
             _log_training_input(setting)
+            mlflow.log_metrics(label_counts(setting))
         best_folder, best_score = None, float("-inf")
         for seed in config.seeds:
             folder = Path(tmp) / f"seed{seed}"
@@ -97,6 +103,20 @@ def train(config: TrainConfig) -> TrainResult:
         if config.register and best_folder is not None and config.log_models:
             registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
         return TrainResult(parent.info.run_id, results, summary, registered)
+
+
+def setting_digest(config: TrainConfig) -> str:
+    """The digest of the training settings without the data (``rose.setting``): classifiers trained with the
+    same one are comparable, so their cells may share a RoSE matrix."""
+    return tracking.digest({k: v for k, v in config.setting().items() if k != "data"})
+
+
+def label_counts(setting: Setting) -> dict[str, float]:
+    """``data/count/<label>`` (training examples per label of the task, after the per-label cap) and
+    ``data/examples``."""
+    counts = setting.train_data.counts()
+    out = {metric_key("data/count", label): float(counts.get(label, 0)) for label in setting.label_names}
+    return {**out, "data/examples": float(len(setting.train_data))}
 
 
 def _seed_result(run) -> SeedResult:
@@ -141,7 +161,7 @@ def _download_model(run_id: str, folder: Path) -> Path | None:
 def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
     config = setting.config
     seed_tags = tracking.tags("train", config.task, config.language, role="seed", seed=seed, **setting.tags,
-                              digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
+                              setting=setting_digest(config), digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
     params = {**{k: v for k, v in to_params(config).items() if k not in ("seeds", "experiment")}, "seed": seed}
     with tracking.run(f"{name}-seed{seed}", seed_tags, nested=True, params=params) as run:
         _log_training_input(setting)

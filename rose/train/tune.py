@@ -20,7 +20,7 @@ import mlflow
 import optuna
 
 from rose import tracking
-from rose.config import flag
+from rose.config import flag, validate
 from rose.naming import short_hash, slug
 from rose.train.config import TrainConfig, TuneConfig
 from rose.train.evaluate import prefixed
@@ -68,6 +68,8 @@ def _train_config(config: TuneConfig) -> TrainConfig:
 
 def tune(config: TuneConfig) -> TuneResult:
     """Run ``config.n_trials`` trials of the study (created or resumed) and return the best so far."""
+    validate(config)
+    tracking.connect()
     base = _train_config(config)
     setting = prepare(base)
     storage = config.storage or default_storage()

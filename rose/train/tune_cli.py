@@ -16,9 +16,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rose.config import from_args
     from rose.train.config import TuneConfig
+
+    config = from_args(TuneConfig, args)  # checked before the heavy imports
     from rose.train.tune import tune
 
-    result = tune(from_args(TuneConfig, args))
+    result = tune(config)
     print(f"study {result.study_name} ({result.n_trials} trials) in {result.storage}; tune run {result.parent_run_id}")
     if result.best_value is None:
         print("no trial finished yet")

@@ -40,7 +40,8 @@ def _hf(config, model: str) -> Backend:
 def _vllm(config, model: str) -> Backend:
     from rose.generate.backends.vllm import VLLMBackend
 
-    return VLLMBackend(model, context_length=config.context_length)
+    return VLLMBackend(model, context_length=config.context_length,
+                       tensor_parallel_size=getattr(config, "tensor_parallel_size", 1))  # fmt: skip
 
 
 def _llamacpp(config, model: str) -> Backend:
@@ -64,7 +65,12 @@ def _openai(config, model: str) -> Backend:
 
 
 def _fake(config, model: str) -> Backend:
-    return FakeBackend(model, chat=config.prompt_format != "completion", context_length=config.context_length)
+    import os
+
+    delay = float(os.environ.get("ROSE_FAKE_DELAY", "0"))  # seconds per request: a slow model, for tests
+    return FakeBackend(
+        model, chat=config.prompt_format != "completion", context_length=config.context_length, delay=delay
+    )
 
 
 for _name, _factory in {"hf": _hf, "llamacpp": _llamacpp, "vllm": _vllm, "openai": _openai, "fake": _fake}.items():

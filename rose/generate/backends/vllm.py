@@ -1,6 +1,7 @@
 """vLLM backend: an offline engine with prefix caching, in its own process.
 
 Every prompt of a label shares its prefix (system message, demonstrations), which prefix caching computes once.
+``tensor_parallel_size`` splits a model too large for one GPU (Llama-3-70B in 16 bits) over several.
 The engine lives in a child process, so closing the backend frees all GPU memory before the next candidate is
 loaded. vLLM is not importable on CPU-only machines; only this module's worker imports it.
 """
@@ -29,14 +30,19 @@ def sampling_params_to_vllm(params: SamplingParams, seed: int) -> dict[str, Any]
     }
 
 
-def engine_args(model: str, context_length: int, gguf_tokenizer: str | None = None) -> dict[str, Any]:
-    args = {"model": model, "enable_prefix_caching": True, "max_model_len": context_length, "seed": 0}
+def engine_args(model: str, context_length: int, gguf_tokenizer: str | None = None,
+                tensor_parallel_size: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Keyword arguments of ``vllm.LLM``; ``tensor_parallel_size`` splits the model over that many GPUs."""
+    if tensor_parallel_size < 1:
+        raise RoseError(f"tensor_parallel_size must be 1 or more, not {tensor_parallel_size}")
+    args = {"model": model, "enable_prefix_caching": True, "max_model_len": context_length, "seed": 0,
+            "tensor_parallel_size": int(tensor_parallel_size)}  # fmt: skip
     if gguf_tokenizer:
         args["tokenizer"] = gguf_tokenizer
     return args
 
 
-def _worker(conn, model: str, context_length: int) -> None:  # runs in the child process
+def _worker(conn, model: str, context_length: int, tensor_parallel_size: int = 1) -> None:  # the child process
     try:
         from vllm import LLM
         from vllm import SamplingParams as VSamplingParams
@@ -44,7 +50,7 @@ def _worker(conn, model: str, context_length: int) -> None:  # runs in the child
         conn.send(("error", "vllm is not installed: run `pip install 'rose[vllm]'` in a GPU environment"))
         return
     try:
-        llm = LLM(**engine_args(model, context_length))
+        llm = LLM(**engine_args(model, context_length, tensor_parallel_size=tensor_parallel_size))
         tok = llm.get_tokenizer()
         conn.send(("ready", bool(getattr(tok, "chat_template", None))))
         while (job := conn.recv()) is not None:
@@ -71,8 +77,9 @@ def _worker(conn, model: str, context_length: int) -> None:  # runs in the child
 class VLLMBackend(Backend):
     name = "vllm"
 
-    def __init__(self, model: str, context_length: int = 4096):
+    def __init__(self, model: str, context_length: int = 4096, tensor_parallel_size: int = 1):
         super().__init__(model, context_length)
+        self.tensor_parallel_size = tensor_parallel_size
         self._proc = None
         self._conn = None
         self._chat = True
@@ -91,7 +98,9 @@ class VLLMBackend(Backend):
         model = f"{where}/{gguf}" if gguf else where
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_worker, args=(child, model, self.context_length), daemon=True)
+        # vLLM starts one worker process per GPU beyond the first, which a daemonic process may not do
+        self._proc = ctx.Process(target=_worker, args=(child, model, self.context_length, self.tensor_parallel_size),
+                                 daemon=self.tensor_parallel_size == 1)  # fmt: skip
         self._proc.start()
         status, value = self._receive()
         if status == "error" and "not installed" in value:

@@ -1,0 +1,205 @@
+"""One run per configuration digest, even when two processes race for it: a lease on the run.
+
+A process that works on a run holds its lease: tags naming its host and pid (``rose.lease.host``,
+``rose.lease.pid``) and a heartbeat (``rose.lease.heartbeat``, Unix seconds) that a daemon thread refreshes
+every ``timeout / 6`` seconds. A RUNNING run is *live* while its heartbeat is younger than the timeout
+(``ROSE_LEASE_TIMEOUT``, default 60 s) and, on this host, its process exists; otherwise it counts as crashed.
+A live run is never adopted or deleted by another process.
+
+Claiming a digest (:func:`claim`) uses only what every MLflow store offers (create, tag, search, delete runs),
+so it works on SQLite and on a tracking server alike:
+
+1. a finished run with the stage and digest exists: reuse it;
+2. a live run exists: wait (polling) until it finishes (reuse it) or its lease goes stale;
+3. otherwise create our own run with the digest and a lease, and look again: the oldest live run (by start
+   time, then run id) wins. The apparent winner looks once more after a short pause, since a run created just
+   before its own may become visible late. A loser deletes its run and goes back to 1;
+4. the winner takes over the newest crashed run of the digest, if there is one (its lease is rewritten first,
+   then the claim run is deleted), so that what the crashed process finished is kept; else it keeps its run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+HOST_TAG = "rose.lease.host"
+PID_TAG = "rose.lease.pid"
+HEARTBEAT_TAG = "rose.lease.heartbeat"
+OWNER_TAG = "rose.lease.owner"
+SETTLE_S = 1.0  # pause before the apparent winner looks again
+POLL_S = 2.0  # how often a waiting process looks at the winner
+
+HOST = socket.gethostname()
+
+
+def timeout_s() -> float:
+    """Seconds without a heartbeat after which a RUNNING run counts as crashed (``ROSE_LEASE_TIMEOUT``)."""
+    return float(os.environ.get("ROSE_LEASE_TIMEOUT", "60"))
+
+
+def lease_tags(owner: str) -> dict[str, str]:
+    return {HOST_TAG: HOST, PID_TAG: str(os.getpid()), HEARTBEAT_TAG: f"{time.time():.3f}", OWNER_TAG: owner}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_live(run: Any, now: float | None = None) -> bool:
+    """Whether a live process holds ``run``'s lease (RUNNING, fresh heartbeat, its process alive on this host)."""
+    if run.info.status != "RUNNING":
+        return False
+    tags = run.data.tags
+    try:
+        beat = float(tags[HEARTBEAT_TAG])
+    except (KeyError, ValueError):  # a run from before leases, or not rose's: nobody vouches for it
+        return False
+    if tags.get(HOST_TAG) == HOST and tags.get(PID_TAG, "").isdigit() and not _pid_alive(int(tags[PID_TAG])):
+        return False
+    return (now or time.time()) - beat <= timeout_s()
+
+
+class Lease:
+    """The heartbeat of one run, refreshed from a daemon thread until :meth:`release`."""
+
+    def __init__(self, run_id: str, owner: str):
+        import mlflow
+
+        self.run_id, self.owner = run_id, owner
+        self._client = mlflow.MlflowClient()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"rose-lease-{run_id[:8]}", daemon=True)
+
+    def start(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        interval = max(0.2, timeout_s() / 6)
+        while not self._stop.wait(interval):
+            try:
+                self._client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: the next beat tries again
+                log.warning("lease heartbeat of run %s not written: %s", self.run_id, str(exc).splitlines()[0])
+
+    def move(self, run_id: str) -> None:
+        """Hold ``run_id`` instead (taking over a crashed run): its lease tags are written first."""
+        for key, value in lease_tags(self.owner).items():
+            self._client.set_tag(run_id, key, value)
+        self._client.update_run(run_id, status="RUNNING")
+        self.run_id = run_id
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+@dataclass
+class Claim:
+    """What :func:`claim` decided: reuse ``finished``, or work on ``run_id`` (``adopted``: a crashed run)."""
+
+    finished: Any = None
+    run_id: str | None = None
+    adopted: bool = False
+    lease: Lease | None = None
+
+
+def _search(experiment_id: str, stage: str, digest: str) -> list:
+    import mlflow
+
+    from rose.tracking import filter_string
+
+    query = filter_string(stage=stage, digest=digest)
+    return mlflow.MlflowClient().search_runs([experiment_id], query, max_results=1000)
+
+
+def _order(run: Any) -> tuple:
+    return run.info.start_time or 0, run.info.run_id
+
+
+def _finished(runs: list) -> Any:
+    done = [r for r in runs if r.info.status == "FINISHED"]
+    return max(done, key=_order) if done else None
+
+
+def _won(experiment_id: str, stage: str, digest: str, mine: str) -> bool:
+    for look in range(2):
+        runs = _search(experiment_id, stage, digest)
+        if _finished(runs):
+            return False
+        contenders = sorted((r for r in runs if r.info.run_id == mine or is_live(r)), key=_order)
+        if not contenders or contenders[0].info.run_id != mine:
+            return False
+        if look == 0:
+            time.sleep(SETTLE_S)
+    return True
+
+
+def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], name: str) -> Claim:
+    """Reuse the finished run of ``stage`` with ``digest``, or become the one process working on it.
+
+    Blocks while another live process works on the digest. The returned lease (when working) must be released
+    when the run ends (``rose.tracking.run(..., lease=claim.lease)`` does it).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    waiting_on = None
+    while True:
+        runs = _search(experiment_id, stage, digest)
+        if done := _finished(runs):
+            return Claim(finished=done)
+        live = sorted((r for r in runs if is_live(r)), key=_order)
+        if live:
+            if waiting_on != live[0].info.run_id:
+                waiting_on = live[0].info.run_id
+                t = live[0].data.tags
+                log.info("run %s (%s, pid %s) is working on the same configuration: waiting for it to finish",
+                         waiting_on, t.get(HOST_TAG), t.get(PID_TAG))  # fmt: skip
+            time.sleep(POLL_S)
+            continue
+        owner = uuid.uuid4().hex
+        mine = client.create_run(experiment_id, tags={**tags, **lease_tags(owner), "mlflow.runName": name})
+        lease = Lease(mine.info.run_id, owner).start()
+        try:
+            won = _won(experiment_id, stage, digest, mine.info.run_id)
+        except BaseException:
+            lease.release()
+            client.delete_run(mine.info.run_id)
+            raise
+        if not won:
+            lease.release()
+            client.delete_run(mine.info.run_id)
+            continue
+        crashed = [r for r in runs if r.info.status != "FINISHED" and not is_live(r)]
+        if not crashed:
+            return Claim(run_id=mine.info.run_id, lease=lease)
+        stopped = max(crashed, key=_order)
+        lease.move(stopped.info.run_id)
+        client.delete_run(mine.info.run_id)
+        return Claim(run_id=stopped.info.run_id, adopted=True, lease=lease)
+
+
+def hold_new(experiment_id: str, tags: dict[str, str], name: str) -> Claim:
+    """A new run under a lease, with no contest (the caller wants a fresh run whatever exists)."""
+    import mlflow
+
+    owner = uuid.uuid4().hex
+    run = mlflow.MlflowClient().create_run(experiment_id, tags={**tags, **lease_tags(owner), "mlflow.runName": name})
+    return Claim(run_id=run.info.run_id, lease=Lease(run.info.run_id, owner).start())

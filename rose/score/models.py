@@ -1,0 +1,190 @@
+"""Facts about models that score needs: how many parameters a generator has, which languages a reference LM reads,
+and the reference LM itself (token log-likelihoods for perplexity).
+
+Parameter counts are counted where the weights are at hand (safetensors headers, with GPTQ/AWQ packing undone;
+GGUF tensor shapes), else read from a table of known hub models, else from a size in the name (``...-4b-it``).
+A reference LM's languages come from :data:`REFERENCE_LM_LANGUAGES` (or the caller): perplexity is only computed
+for a language the LM reads, never from a model that cannot read the text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import struct
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from rose.catalog import LANGUAGES
+
+log = logging.getLogger(__name__)
+
+# Parameter counts of hub generators whose weights are not at hand (the model cards' counts).
+KNOWN_PARAMETERS = {
+    "gemma-3-270m": 2.68e8, "gemma-3-270m-it": 2.68e8, "gemma-3-1b-it": 1.0e9, "gemma-3-4b-it": 4.30e9,
+    "gemma-3-12b-it": 1.22e10, "gemma-3-27b-it": 2.74e10, "meta-llama-3-8b-instruct": 8.03e9,
+    "meta-llama-3-70b-instruct": 7.06e10, "meta-llama-3-70b-instruct-gptq": 7.06e10, "llama-3.1-8b-instruct": 8.03e9,
+    "llama-3.3-70b-instruct": 7.06e10, "smollm2-135m-instruct": 1.35e8, "qwen2.5-7b-instruct": 7.62e9,
+    "mistral-7b-instruct-v0.3": 7.25e9, "aya-expanse-8b": 8.03e9,
+}  # fmt: skip
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mbt])(?![a-z])", re.I)
+_PACKED = (".qweight",)  # GPTQ / AWQ: 32 // bits weights per int32
+_QUANT_AUX = (".qzeros", ".scales", ".g_idx")  # quantisation bookkeeping, not parameters of the model
+
+STUDY_LANGUAGES = tuple(LANGUAGES)  # the catalog's eleven languages
+XGLM = ("en", "ru", "zh", "de", "es", "fr", "ja", "it", "pt", "el", "ko", "fi", "id", "tr", "ar", "vi", "th", "bg",
+        "ca", "hi", "et", "bn", "ta", "ur", "sw", "te", "eu", "my", "ht", "qu")  # fmt: skip  # Lin et al. 2022
+# Languages each known reference LM reads (ISO 639-1). SmolLM2 was trained on English only; XGLM on the 30
+# languages of its paper; Gemma 3 (model card: "over 140 languages", no list published) is taken to read the
+# catalog's eleven; Llama 3.1 on its eight supported languages.
+REFERENCE_LM_LANGUAGES: dict[str, tuple[str, ...]] = {
+    "smollm2-135m-instruct": ("en",), "smollm2-135m": ("en",), "smollm2-360m-instruct": ("en",),
+    "smollm2-360m": ("en",), "smollm2-1.7b-instruct": ("en",), "smollm2-1.7b": ("en",),
+    "gemma-3-270m": STUDY_LANGUAGES, "gemma-3-270m-it": STUDY_LANGUAGES, "gemma-3-1b-pt": STUDY_LANGUAGES,
+    "gemma-3-1b-it": STUDY_LANGUAGES, "gemma-3-4b-it": STUDY_LANGUAGES, "gemma-3-4b-pt": STUDY_LANGUAGES,
+    "xglm-564m": XGLM, "xglm-1.7b": XGLM, "xglm-2.9b": XGLM, "xglm-4.5b": XGLM, "xglm-7.5b": XGLM,
+    "llama-3.1-8b": ("en", "de", "fr", "it", "pt", "hi", "es", "th"),
+    "llama-3.1-8b-instruct": ("en", "de", "fr", "it", "pt", "hi", "es", "th"),
+}  # fmt: skip
+
+
+def _base_name(model: str) -> str:
+    name = model.rstrip("/").split("/")[-1].lower()
+    return name.removesuffix(".gguf")
+
+
+# ---- parameter counts --------------------------------------------------------------------------------------------
+
+
+def generator_parameters(generator: str) -> float | None:
+    """Parameter count of a generator: counted from the weights of a local folder, a ``.gguf`` file or a built rose
+    asset; else the table of known hub models; else a size in its name (``...-4b-it`` -> 4e9). None when unknown."""
+    for path in _local_weights(generator):
+        counted = count_parameters(path)
+        if counted:
+            return counted
+    base = _base_name(generator)
+    if base in KNOWN_PARAMETERS:
+        return KNOWN_PARAMETERS[base]
+    sizes = [float(v) * {"m": 1e6, "b": 1e9, "t": 1e12}[u.lower()] for v, u in _SIZE.findall(base)]
+    return max(sizes) if sizes else None
+
+
+def _local_weights(generator: str) -> list[Path]:
+    path = Path(generator).expanduser()
+    if path.exists():
+        return [path]
+    try:  # a rose short name whose folder is already built (never built here)
+        from rose.assets import resolve_model
+
+        found = Path(resolve_model(generator, fetch_missing=False))
+        return [found] if found.exists() else []
+    except Exception:  # noqa: BLE001 - not an asset, or not built: the table and the name still answer
+        return []
+
+
+def count_parameters(path: Path) -> float | None:
+    """Parameters in a folder's safetensors files (GPTQ/AWQ packed weights unpacked) or in GGUF files."""
+    files = _weight_files(path) if path.is_dir() else [path]
+    bits = _quant_bits(path if path.is_dir() else path.parent)
+    total = 0
+    for f in files:
+        if f.suffix == ".safetensors":
+            with f.open("rb") as fh:
+                header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+            for key, value in header.items():
+                if key == "__metadata__" or key.endswith(_QUANT_AUX):
+                    continue
+                n = _prod(value["shape"])
+                total += n * (32 // bits) if key.endswith(_PACKED) else n
+        elif f.suffix == ".gguf":
+            from gguf import GGUFReader
+
+            total += sum(int(t.n_elements) for t in GGUFReader(str(f)).tensors)
+    return float(total) or None
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The files that together hold a model once: the transformers shards (not a second ``consolidated`` copy),
+    else one GGUF file (or all parts of a split one)."""
+    shards = sorted(folder.glob("model*.safetensors")) or sorted(folder.glob("*.safetensors"))
+    if shards:
+        return shards
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        return []
+    split = re.match(r"(.*)-\d{5}-of-\d{5}\.gguf$", ggufs[0].name)
+    return [g for g in ggufs if g.name.startswith(split.group(1))] if split else ggufs[:1]
+
+
+def _prod(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _quant_bits(folder: Path) -> int:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return 4
+    return int((config.get("quantization_config") or {}).get("bits", 4))
+
+
+# ---- the reference LM --------------------------------------------------------------------------------------------
+
+
+def reference_lm_languages(name: str, declared: Collection[str] = ()) -> frozenset[str]:
+    """The languages reference LM ``name`` reads: ``declared`` when given, else the table's; empty when unknown."""
+    if declared:
+        return frozenset(declared)
+    return frozenset(REFERENCE_LM_LANGUAGES.get(_base_name(name), ()))
+
+
+@dataclass
+class ReferenceLM:
+    """A causal LM for perplexity and the languages it reads; :meth:`reads` decides whether it may score a text."""
+
+    name: str
+    languages: frozenset[str]
+    nll: Callable[[list[str]], tuple[list[float], list[int]]]
+
+    def reads(self, language: str) -> bool:
+        return language in self.languages
+
+
+def load_reference_lm(name: str, languages: Collection[str] = (), batch: int = 8, max_tokens: int = 128) -> ReferenceLM:
+    """Load ``name`` (short name, hub id, folder or .gguf file) as a :class:`ReferenceLM`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rose.score.tools import resolve
+
+    path = Path(resolve(name))
+    kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+    where = str(path.parent) if kwargs else str(path)
+    tok = AutoTokenizer.from_pretrained(where, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
+    nll = lambda texts: token_nll(texts, model, tok, batch=batch, max_tokens=max_tokens)  # noqa: E731
+    return ReferenceLM(name, reference_lm_languages(name, languages), nll)
+
+
+def token_nll(texts: list[str], model, tok, *, batch: int = 8, max_tokens: int = 128) -> tuple[list[float], list[int]]:
+    """Per text: the summed negative log-likelihood of its tokens after the first, and how many were scored."""
+    import torch
+
+    bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    sums, counts = [], []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            ids = [(bos + tok(t, add_special_tokens=False)["input_ids"])[:max_tokens] for t in texts[i : i + batch]]
+            width = max(len(x) for x in ids)
+            x = torch.tensor([row + [0] * (width - len(row)) for row in ids])
+            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+            logp = torch.log_softmax(model(input_ids=x, attention_mask=mask).logits[:, :-1].float(), -1)
+            picked = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
+            sums.extend((-picked.sum(1)).tolist())
+            counts.extend((mask[:, 1:].sum(1)).tolist())
+    return sums, counts

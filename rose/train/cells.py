@@ -1,0 +1,195 @@
+"""Cross-evaluation cells: a trained setting's seed models scored on one dataset, one MLflow run per cell.
+
+This is the one code path for cells: the pipeline's evaluate units and ``rose score``'s filling of missing
+cells both call :func:`evaluate_cells` (and ``rose evaluate`` is its command).
+
+A cell is an ``evaluate`` run (``rose.stage=evaluate``) keyed by the train parent run, the dataset and the
+evaluation settings. Tags: ``rose.train_run_id`` (the train parent run), ``rose.train_digest`` (its
+``rose.digest``), ``rose.setting`` (the training settings without the data, shared by comparable classifiers),
+``rose.train_data`` (candidate name or ``human``), ``rose.classifier``, ``rose.protocol``, ``rose.dataset``
+(the generate run id, or ``human:<digest of the test split>``), ``rose.eval_set`` (the dataset's candidate name,
+or ``human``), ``rose.data_run_id`` (generated datasets), ``rose.digest`` (the cell's digest). Metrics per seed:
+``seed/<seed>/macro_f1``, ``seed/<seed>/accuracy``, ``seed/<seed>/f1/<label>``, ``seed/<seed>/n``; and
+``macro_f1_mean``, ``macro_f1_std``, ``n``; artifacts ``confusion/seed<seed>.csv``. Macro-F1 is :func:`rose.metrics.classification_metrics`, over every
+label of the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+from dataclasses import dataclass
+
+from rose import tracking
+from rose.catalog import get_task
+from rose.errors import RoseError
+from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, is_run_id, load_ref
+from rose.human_data import split_digest
+from rose.metrics import classification_metrics, confusion
+from rose.naming import slug
+
+log = logging.getLogger(__name__)
+
+# What decides a cell's value besides the model and the data: bump when the metric or the split changes.
+EVAL_SETTINGS = {"metric": "macro-F1 over the task's labels, 0 for a label absent from truth and predictions",
+                 "human_split": "test", "generated_rows": "all"}  # fmt: skip
+SEED_METRIC = re.compile(r"^seed/(?P<seed>-?\d+)/(?P<metric>.+)$")
+
+
+@dataclass
+class Dataset:
+    """A dataset a cell is computed on: ``ref`` (how to load it), ``key`` (what identifies its content)."""
+
+    ref: str
+    key: str
+    name: str  # candidate name, or ``human``
+
+
+def dataset(ref: str, task: str, language: str, name: str | None = None) -> Dataset:
+    """The dataset a reference names: a generate run id (``runs:/`` allowed) or ``human:<source>`` (test split)."""
+    ref = ref.strip()
+    if ref.startswith(HUMAN_PREFIX):
+        source = ref[len(HUMAN_PREFIX) :] or "../shared/data"
+        return Dataset(ref, f"{HUMAN_PREFIX}{split_digest(task, language, 'test', source)}", HUMAN_NAME)
+    if is_run_id(ref):
+        run_id = ref.removeprefix("runs:/")
+        if name is None:
+            import mlflow
+
+            name = mlflow.MlflowClient().get_run(run_id).data.tags.get("rose.candidate", run_id)
+        return Dataset(run_id, run_id, name)
+    raise RoseError(f"a cell's dataset is a generate run id or human:<data folder>, not {ref!r}")
+
+
+def cell_digest(train_digest: str, dataset_key: str) -> str:
+    return tracking.digest({"evaluate": EVAL_SETTINGS, "train": train_digest, "dataset": dataset_key})
+
+
+def command(experiment: str, train_run_id: str, data_ref: str) -> str:
+    """The command that computes a cell."""
+    return f"rose evaluate --experiment {experiment} --train-run {train_run_id} --data {data_ref}"
+
+
+def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str]) -> list[str]:
+    """The cells of the train setting ``train_run_id`` on each dataset (an existing finished cell is reused);
+    each seed model is loaded once for all the datasets. Returns the evaluate run ids, in order."""
+    tracking.setup(experiment)
+    parent = _train_parent(train_run_id)
+    tags = parent.data.tags
+    task, language = tags["rose.task"], tags["rose.language"]
+    todo, out = [], {}
+    for ref in data_refs:
+        data = dataset(ref, task, language)
+        digest = cell_digest(tags.get("rose.digest", train_run_id), data.key)
+        if done := tracking.find_finished(experiment, "evaluate", digest):
+            out[ref] = done.info.run_id
+        else:
+            todo.append((ref, data, digest))
+    if not todo:
+        return [out[r] for r in data_refs]
+    seeds = sorted(
+        (r for r in tracking.child_runs(train_run_id) if r.info.status == "FINISHED" and "rose.seed" in r.data.tags),
+        key=lambda r: int(r.data.tags["rose.seed"]),
+    )
+    if not seeds:
+        raise RoseError(f"train run {train_run_id} has no finished seed runs: train it again with `rose train`")
+    labels = list(get_task(task).labels)
+    loaded = {(ref, data.name): load_ref(ref, task, language, split="test", strict_labels=False, name=data.name)
+              for ref, data, _ in todo}  # fmt: skip
+    scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
+    matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
+    for seed_run in seeds:
+        seed = int(seed_run.data.tags["rose.seed"])
+        model = _load_model(seed_run.info.run_id, experiment, parent)
+        for ref, data, _ in todo:
+            texts = loaded[ref, data.name]
+            scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
+                                                            f"{ref} ({data.name})")  # fmt: skip
+        del model
+    for ref, data, digest in todo:
+        out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels)
+        log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
+                 statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
+    return [out[r] for r in data_refs]
+
+
+def _train_parent(run_id: str):
+    import mlflow
+
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - MlflowException: the message is what matters
+        raise RoseError(f"no train run {run_id}: {str(exc).splitlines()[0]}") from None
+    if run.data.tags.get("rose.stage") != "train" or run.data.tags.get("rose.role") != "setting":
+        raise RoseError(f"run {run_id} is not a train setting run (rose.stage=train, rose.role=setting)")
+    if run.info.status != "FINISHED":
+        raise RoseError(f"train run {run_id} has not finished ({run.info.status}): finish its training first")
+    return run
+
+
+def _load_model(seed_run_id: str, experiment: str, parent):
+    import mlflow
+
+    try:
+        return mlflow.pyfunc.load_model(f"runs:/{seed_run_id}/model")
+    except Exception as exc:  # noqa: BLE001 - no model logged, or a flavour this environment cannot load
+        tags = parent.data.tags
+        data = tags.get("rose.data_run_id") or tags.get("rose.train_data")
+        raise RoseError(
+            f"the model of seed run {seed_run_id} cannot be loaded ({str(exc).splitlines()[0][:160]}): train it "
+            f"again with models logged (`rose train --experiment {experiment} --task {tags.get('rose.task')} "
+            f"--language {tags.get('rose.language')} --data {data} --log-models true`)"
+        ) from None
+
+
+def _score(model, texts: list[str], truth: list[str], labels: list[str], where: str) -> tuple[dict, object]:
+    """(metrics, confusion matrix) of one seed model on a dataset (examples with a label of the task)."""
+    from rose.train.evaluate import label_indices, pyfunc_labels
+
+    keep = [i for i, label in enumerate(truth) if label in labels]
+    if not keep:
+        raise RoseError(f"{where}: no example with a label of the task to evaluate on")
+    predicted, _ = pyfunc_labels(model, [texts[i] for i in keep])
+    y_true, y_pred = label_indices([truth[i] for i in keep], predicted, labels)
+    return classification_metrics(y_true, y_pred, labels), confusion(y_true, y_pred, len(labels))
+
+
+def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, float]], matrices: dict,
+              labels: list[str]) -> str:  # fmt: skip
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from rose.train.evaluate import confusion_csv, prefixed
+
+    t = parent.data.tags
+    extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}
+    run_tags = tracking.tags(
+        "evaluate", t["rose.task"], t["rose.language"], digest=digest, train_run_id=parent.info.run_id,
+        train_digest=t.get("rose.digest"), dataset=data.key, eval_set=data.name,
+        data_run_id=None if data.key.startswith(HUMAN_PREFIX) else data.key, **extra,
+    )  # fmt: skip
+    metrics = {k: v for seed, m in per_seed.items() for k, v in prefixed(f"seed/{seed}", m).items()}
+    f1 = [m["macro_f1"] for m in per_seed.values()]
+    n = next(iter(per_seed.values()))["n"]
+    metrics.update(macro_f1_mean=statistics.fmean(f1), macro_f1_std=statistics.stdev(f1) if len(f1) > 1 else 0.0,
+                   n=float(n))  # fmt: skip
+    name = f"{t.get('rose.train_data', 'train')}__on__{slug(data.name)}"
+    with tracking.run(name, run_tags, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run, \
+            tempfile.TemporaryDirectory(prefix="rose-cell-") as tmp:  # fmt: skip
+        mlflow.log_metrics(metrics)
+        for seed, matrix in matrices.items():
+            confusion_csv(matrix, labels, Path(tmp) / f"seed{seed}.csv")
+        mlflow.log_artifacts(tmp, "confusion")
+        return run.info.run_id
+
+
+def seed_scores(metrics: dict[str, float]) -> dict[int, dict[str, float]]:
+    """``{seed: {metric: value}}`` from an evaluate run's metrics."""
+    out: dict[int, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if match := SEED_METRIC.match(key):
+            out.setdefault(int(match["seed"]), {})[match["metric"]] = value
+    return out
