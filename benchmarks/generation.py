@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 import tempfile
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=5.0, help="minimum llamacpp / hf ratio of kept examples per s")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    # Both engines use OpenMP, and llama.cpp shares torch's runtime when torch loads first (here it does): with its
+    # default spinning waits, a machine whose cores are busy with other work slows llama.cpp 10-30x. Passive waits
+    # for every row (set OMP_WAIT_POLICY yourself to compare another policy).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -201,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizers = {g: AutoTokenizer.from_pretrained(resolve_model(g)) for g, _ in candidates}
     engines = [e for e in args.engines.split(",") if e]
     print(
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
         f"{len(candidates)} candidate(s) of {args.config}, {base['task']}/{base['language']}, "
         f"{base.get('per_label')} per label, batch {base.get('batch_size')}, "
         f"max {base.get('max_new_tokens')} new tokens",
