@@ -69,7 +69,10 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
 def read_rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict]]:
     """Rows of a jsonl, csv or parquet file with their line numbers (1-based; header is line 1 in csv)."""
     if not path.exists():
-        raise RoseError(f"no such file: {path}: check --source (a folder laid out as <dataset>/<lang>/<split>.jsonl)")
+        raise RoseError(
+            f"no such file or folder: {path}: check the path (a folder laid out as <dataset>/<lang>/<split>.jsonl, "
+            "or a .jsonl/.csv/.parquet file)"
+        )
     if path.is_dir():
         raise RoseError(f"{path} is a folder: pass a .jsonl, .csv, .tsv or .parquet file")
     suffix = path.suffix.lower()

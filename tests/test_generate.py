@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from fakes import SHARED_DATA, fake_generate, generate_config, tracking_db
 
+from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.generate import parse
 from rose.generate.backends import FakeBackend, Request, SamplingParams
@@ -59,7 +61,44 @@ def test_parse_every_shape(shape):
 def test_parse_cut_off_answers():
     assert parse.parse_examples("1. Alpha one\n2. Beta two\n3. Gamma th", cut_off=True) == ["Alpha one", "Beta two"]
     assert parse.parse_examples('["Alpha one", "Beta two", "Gamma th') == ["Alpha one", "Beta two"]
-    assert parse.parse_examples_counted("Here are some:\n1. A\n2. B", cut_off=True) == (["A"], 2)
+    assert parse.parse_examples_counted("Here are some:\n1. A\n2. B", cut_off=True) == (
+        ["A"],
+        {"preamble": 1, "cut_off": 1},
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "examples", "dropped"),
+    [
+        # brackets inside a line are text, not a JSON list
+        ("1. Prices rose by [3] percent in May.\n2. The index [SPX] fell.", ["Prices rose by [3] percent in May.",
+         "The index [SPX] fell."], {}),
+        ("[Name] wants a ticket to Paris [tomorrow]\nBook a train", ["[Name] wants a ticket to Paris [tomorrow]",
+         "Book a train"], {}),
+        ("[3]\nWake me up at six", ["[3]", "Wake me up at six"], {}),
+        # MASSIVE utterances that start like a preamble are examples
+        ("Okay, wake me up at seven\nSure, turn the volume down\nOf course, delete my meeting", ["Okay, wake me up at "
+         "seven", "Sure, turn the volume down", "Of course, delete my meeting"], {}),
+        ("1. ok google what time is it\n2. Absolutely no alarms tomorrow", ["ok google what time is it",
+         "Absolutely no alarms tomorrow"], {}),
+        ("let me know the weather in Paris\nhere is my recipe question: how long do I boil eggs",
+         ["let me know the weather in Paris", "here is my recipe question: how long do I boil eggs"], {}),
+        # what is preamble: a header ending in ':', a line about the examples, a closing remark, a note
+        ("Sure! Here are 3 examples of weather queries.\n1. Will it rain\n2. Is it cold\n**Examples:**\n"
+         "3. Any snow\nI hope these examples help!\nNote: they are short.", ["Will it rain", "Is it cold", "Any snow"],
+         {"preamble": 4}),
+        ('Here is a JSON list:\n```json\n["Will it rain", "", 3, "Is it cold"]\n```\nLet me know if you need more.',
+         ["Will it rain", "Is it cold"], {"preamble": 2, "markup": 2, "empty_item": 1, "not_text": 1}),
+        ("1. Will it rain\n2.\n---\n- \n3. Is it cold", ["Will it rain", "Is it cold"], {"empty_item": 1, "markup": 2}),
+        # an indented note under an example is commentary; items under a header are examples; code is code
+        ("1. Will it rain\n   - This one asks about rain.\n2. Is it cold\n```python\nprint('x')\n```\n```\nAny snow\n```",
+         ["Will it rain", "Is it cold", "Any snow"], {"commentary": 1, "code": 1, "markup": 4}),
+        ("1. Weather:\n   - Will it rain\n   - Is it cold", ["Will it rain", "Is it cold"], {"preamble": 1}),
+    ],
+)  # fmt: skip
+def test_parse_counts_every_line_that_is_not_an_example(answer, examples, dropped):
+    got, reasons = parse.parse_examples_counted(answer)
+    assert got == examples and reasons == dropped
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n"])
@@ -166,6 +205,48 @@ def test_every_preset_builds_its_prompts(tmp_path, preset):
         assert state.demo_language == "en" and en_demo[:40] in prompt
     assert bool(user_prompts(backend, "revise")) == ("revision" in preset)
     assert all(ex["step"] == ("revise" if "revision" in preset else "generate") for ex in state.examples)
+    assert user_prompts(backend, "summary") == []  # the file's descriptions, not the generator's
+    meaning = "This intent involves describing or providing information about geographical locations"
+    for revise in (r for r in backend.calls if r.meta["kind"] == "revise"):  # every revision strategy
+        if revise.meta["label"] == "geography":
+            assert meaning in revise.messages[-1]["content"]
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("strategy", "descriptions", "source", "meaning"),
+    [
+        ("target_demos_revision", "", "catalog", "places, countries, landscapes"),
+        ("english_demos_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
+        ("target_demos_sl_revision", "", "generator", "This category covers texts about geography."),
+        ("target_demos_sl_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
+        ("target_demos", "file", "none", None),
+    ],
+)
+def test_the_revision_judge_is_told_what_the_label_means(tmp_path, strategy, descriptions, source, meaning):
+    from rose.catalog import get_task
+
+    path = tmp_path / "descriptions.csv"
+    rows = {label: f"About {label}." for label in get_task("topic").labels} | {
+        "geography": "Mountains and rivers, from the file."
+    }
+    path.write_text("intent,description\n" + "".join(f'{k},"{v}"\n' for k, v in rows.items()))
+    config = generate_config(tmp_path, strategy=strategy, descriptions=str(path) if descriptions else "")
+    assert get_strategy(strategy).descriptions_source(config) == source
+    state, ctx, backend = run(tmp_path, strategy=strategy, per_label=2, descriptions=config.descriptions)
+    judged = [r.messages[-1]["content"] for r in backend.calls if r.meta == {"kind": "revise", "label": "geography"}]
+    assert bool(judged) == (meaning is not None) and all(meaning in prompt for prompt in judged)
+    assert bool(user_prompts(backend, "summary")) == (source == "generator")
+
+
+def test_a_descriptions_file_missing_a_label_is_a_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "descriptions.csv"
+    path.write_text('intent,description\ntravel,"About travel."\nsports,""\n')
+    for strategy in ("zero_shot", "target_demos_revision", "sl"):  # even a strategy that uses no description
+        with pytest.raises(RoseError, match=r"descriptions.csv: no description for label\(s\) science/technology, "
+                           r"politics, sports, health") as err:  # fmt: skip
+            fake_generate(tmp_path, monkeypatch, strategy=strategy, descriptions=str(path))
+        assert "\n" not in str(err.value)
 
 
 @needs_shared
@@ -185,7 +266,7 @@ def test_summaries_are_generated_from_english_examples_and_cached(tmp_path):
 def test_base_models_get_a_completion_prompt_that_continues_the_list(tmp_path):
     state, ctx, backend = run(
         tmp_path,
-        FakeBackend(chat=False, script="continues here\n5. another one\n6. cut"),
+        FakeBackend(chat=False, script=lambda r: f"continues here\n5. another {r.meta['label']}\n6. cut"),
         per_label=2,
         demos_per_label=3,
         min_chars=1,
@@ -193,7 +274,11 @@ def test_base_models_get_a_completion_prompt_that_continues_the_list(tmp_path):
     prompt = backend.calls[0].prompt
     assert backend.calls[0].messages is None and prompt.endswith("\n4.")
     assert "1. " in prompt and "3. " in prompt and "Welsh" in prompt
-    assert state.examples[0]["text"] == "continues here"
+    # "continues here" and "cut" were written for every label: ambiguous, so no label keeps them
+    assert [(e["label"], e["text"]) for e in state.examples] == [(lab, f"another {lab}") for lab in state.labels]
+    withdrawn = [(r["label"], r["text"]) for r in state.rejected if r["step"] == "dedup"]
+    assert withdrawn == [("science/technology", "continues here"), ("science/technology", "cut")]
+    assert all(ctx.dropped["cross_label", lab] >= 2 for lab in state.labels)
 
 
 @needs_shared
@@ -226,13 +311,60 @@ def test_label_without_demonstrations_is_a_clear_error(tmp_path):
 # --- the generation loop ---------------------------------------------------------------------------------------
 @needs_shared
 def test_dedup_in_stable_order_and_shortfall_when_budget_is_spent(tmp_path):
-    answer = "1. The same sentence again.\n2. the same  sentence again!\n3. Another sentence here."
+    def answer(request):
+        label = request.meta["label"]
+        return f"1. The same {label} again.\n2. the same  {label} again!\n3. Another {label} here."
+
     state, ctx, backend = run(tmp_path, FakeBackend(script=answer), per_label=4, max_requests_per_label=3, min_chars=5)
     by_label = {lab: [e["text"] for e in state.examples if e["label"] == lab] for lab in state.labels}
-    assert by_label["travel"] == ["The same sentence again.", "Another sentence here."]
+    assert by_label["travel"] == ["The same travel again.", "Another travel here."]
     assert state.shortfall == dict.fromkeys(state.labels, 2)
-    assert ctx.stats["duplicates_dropped"] == 7 * (1 + 3 * 2)
+    assert ctx.stats["duplicates_dropped"] == 7 * (1 + 3 * 2) == sum(ctx.dropped[k] for k in ctx.dropped)
+    assert ctx.dropped["duplicate", "travel"] == 7 and ctx.stats["cross_label_dropped"] == 0
     assert len([r for r in backend.calls if r.meta["label"] == "travel"]) == 3
+
+
+@needs_shared
+def test_a_text_written_for_two_labels_is_dropped_from_both(tmp_path):
+    def write(request):
+        label, i = request.meta["label"], request.sample_index
+        if label == "travel":  # garbled first, then the text science/technology already kept, then its own
+            return ["!!!", "Shared text about laboratories", "Trains to Cardiff run hourly"][i]
+        if label == "science/technology":
+            return ["Shared text about laboratories", "New telescope images released", "A faster chip"][i]
+        return f"A sentence for {label} number {i}"
+
+    state, ctx, backend = run(
+        tmp_path, FakeBackend(script=write), per_label=1, examples_per_request=1, batch_size=7,
+        max_requests_per_label=3, min_chars=1,
+    )  # fmt: skip
+    kept = {e["label"]: e["text"] for e in state.examples}
+    assert kept["science/technology"] == "New telescope images released"  # its kept copy withdrawn: asked again
+    assert kept["travel"] == "Trains to Cardiff run hourly" and state.shortfall == dict.fromkeys(state.labels, 0)
+    assert [(r["label"], r["text"], r["step"]) for r in state.rejected] == [
+        ("science/technology", "Shared text about laboratories", "dedup")
+    ]
+    asked = [r.sample_index for r in backend.calls if r.meta["label"] == "science/technology"]
+    assert asked == [0, 1, 2]  # round 3 fills its spare batch slots with science/technology's requests
+    assert ctx.dropped == {("cross_label", "science/technology"): 1, ("cross_label", "travel"): 1,
+                           ("garbled", "travel"): 1, ("surplus", "science/technology"): 1}  # fmt: skip
+
+
+@needs_shared
+def test_every_line_of_every_answer_is_kept_or_counted(tmp_path):
+    from rose.generate.backends.fake import default_answer
+
+    state, ctx, backend = run(tmp_path, strategy="target_demos_revision", per_label=6, examples_per_request=4)
+    lines = Counter()
+    for request in backend.calls:
+        if request.meta["kind"] == "generate":
+            lines[request.meta["label"]] += sum(1 for ln in default_answer(request).splitlines() if ln.strip())
+    dropped = Counter()
+    for (_, label), n in ctx.dropped.items():
+        dropped[label] += n
+    assert {lab: state.kept()[lab] + dropped[lab] for lab in state.labels} == dict(lines)
+    reasons = {reason for reason, _ in ctx.dropped}
+    assert {"duplicate", "revision_rejected", "surplus"} <= reasons  # the fake model repeats itself, is judged
 
 
 @needs_shared
@@ -259,16 +391,18 @@ def test_revision_rejects_from_first_word_and_keeps_the_rejected(tmp_path):
         return "No, although yes it is Welsh." if "rejectme" in text else "Yes. Fine."
 
     def write(request):
-        i = request.sample_index
-        return f"1. keep this sentence {i}\n2. rejectme sentence {i}\n3. ¿¿¿\n"
+        i, label = request.sample_index, request.meta["label"]
+        return f"1. keep this sentence {label} {i}\n2. rejectme sentence {label} {i}\n3. ¿¿¿\n"
 
     backend = FakeBackend(script={"generate": write, "revise": revise, "summary": "This category is a test."})
     state, ctx, _ = run(tmp_path, backend, strategy="target_demos_revision", per_label=3, min_chars=5)
+    travel_requests = sum(1 for r in backend.calls if r.meta == {"kind": "generate", "label": "travel", "n": 5})
     assert all("rejectme" not in e["text"] and e["verdict"] is True for e in state.examples)
     assert state.rejected and all(
         r["verdict"] is False and r["explanation"].startswith("although") for r in state.rejected
     )
-    assert ctx.stats["revision_rejected"] == len(state.rejected)
+    assert ctx.stats["revision_rejected"] == len(state.rejected) == ctx.dropped["revision_rejected", "travel"] * 7
+    assert ctx.dropped["length", "travel"] == travel_requests > 0  # "¿¿¿" in each answer, under 5 characters
     garbled = FakeBackend(script={"generate": write, "revise": "Maybe."})
     state, ctx, _ = run(
         tmp_path / "g", garbled, strategy="target_demos_revision", per_label=1, max_requests_per_label=2, min_chars=5
@@ -280,12 +414,13 @@ def test_revision_rejects_from_first_word_and_keeps_the_rejected(tmp_path):
 def test_language_check_measures_and_filters(tmp_path):
     from rose.human_data import load_split
 
-    welsh = load_split("topic", "cy", "train", SHARED_DATA).texts[:40]
-    english = load_split("topic", "en", "train", SHARED_DATA).texts[:40]
+    welsh = load_split("topic", "cy", "train", SHARED_DATA).texts[:200]
+    english = load_split("topic", "en", "train", SHARED_DATA).texts[:200]
+    labels = get_task("topic").labels
 
-    def write(request):
-        i = request.sample_index
-        return f"1. {welsh[i % 40]}\n2. {english[i % 40]}"
+    def write(request):  # other texts for every label and request
+        i = (labels.index(request.meta["label"]) * 25 + request.sample_index) % 200
+        return f"1. {welsh[i]}\n2. {english[i]}"
 
     state, ctx, _ = run(tmp_path, FakeBackend(script=write), per_label=4, examples_per_request=2, max_chars=1000)
     assert 0.3 <= state.language_share[""] <= 0.7
@@ -314,6 +449,7 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
     tags, metrics, params = run_.data.tags, run_.data.metrics, run_.data.params
     assert tags["rose.stage"] == "generate" and tags["rose.candidate"] == "fake-lm__target_demos_revision"
     assert tags["rose.backend"] == "fake" and tags["rose.generator"] == "fake-lm" and tags["rose.digest"]
+    assert tags["rose.descriptions"] == "catalog"  # a revision judge with no summary step: rose's own
     assert metrics["kept/science-technology"] == 4 and metrics["kept_total"] == 28 and metrics["shortfall_total"] == 0
     for key in (
         "duplicates_dropped",
@@ -327,8 +463,14 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
         "tokens_per_second",
         "wall_time_s",
         "requests",
+        "cross_label_dropped",
+        "dropped_total",
     ):
         assert key in metrics, key
+    by_reason = {k: v for k, v in metrics.items() if k.startswith("dropped/") and k.count("/") == 1}
+    by_label = {k: v for k, v in metrics.items() if k.startswith("dropped/") and k.count("/") == 2}
+    assert by_reason and sum(by_reason.values()) == sum(by_label.values()) == metrics["dropped_total"] > 0
+    assert metrics["dropped/revision_rejected"] == metrics["revision_rejected"]
     assert params["temperature"] == "0.4" and params["strategy_name"] == "target_demos_revision"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}
     assert {

@@ -16,7 +16,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _build(folder: Path, chat: bool) -> str:
+def _build(folder: Path, chat: bool, generation: dict | None = None, sharpen: float = 1.0) -> str:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -55,14 +55,32 @@ def _build(folder: Path, chat: bool) -> str:
         bos_token_id=None,
     )
     torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(sharpen)  # peaked next-token distributions, so that any penalty shows
+    if generation:
+        for key, value in generation.items():
+            setattr(model.generation_config, key, value)
+    model.save_pretrained(folder)
     return str(folder)
+
+
+# What Gemma-3 and Llama-3 instruct models put in their generation_config.json, pushed to extremes.
+OWN_DEFAULTS = {
+    "do_sample": True, "temperature": 3.0, "top_p": 0.3, "top_k": 5, "repetition_penalty": 1.8,
+    "no_repeat_ngram_size": 2,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-lm")
-    return {"chat": _build(root / "chat", True), "base": _build(root / "base", False)}
+    return {
+        "chat": _build(root / "chat", True),
+        "base": _build(root / "base", False),
+        "sharp": _build(root / "sharp", True, sharpen=20.0),
+        "opinionated": _build(root / "opinionated", True, OWN_DEFAULTS, sharpen=20.0),  # same weights as sharp
+    }
 
 
 def _requests(n: int, max_new_tokens: int = 12) -> list[Request]:
@@ -104,6 +122,50 @@ def test_batched_left_padded_generation_is_seeded_per_request(tiny):
     )
     assert backend.generate([greedy])[0].text == backend.generate([greedy])[0].text
     assert backend.count_tokens([{"role": "user", "content": "hi"}]) > backend.count_tokens("hi")
+
+
+def test_sampling_is_roses_whatever_the_models_generation_config_says(tiny):
+    from transformers import GenerationConfig
+
+    from rose.generate.backends.hf import HFBackend
+
+    assert GenerationConfig.from_pretrained(tiny["opinionated"]).do_sample is True  # the fixture is what it claims
+    neutral = HFBackend(tiny["sharp"], batch_size=4)
+    opinionated = HFBackend(tiny["opinionated"], batch_size=4)
+    for params in (SamplingParams(0.7, 0.95, 1.0, 10), SamplingParams(1.0, 1.0, 1.2, 10)):
+        requests = [
+            Request(messages=[{"role": "user", "content": f"Write travel examples {i}"}], params=params, seed=s)
+            for i, s in enumerate((5, 6, 7))
+        ]
+        theirs = [c.text for c in opinionated.generate(requests)]
+        assert theirs == [c.text for c in neutral.generate(requests)]  # the model's defaults change nothing
+        assert theirs == [c.text for c in opinionated.generate(requests)]  # the same seed, the same answer
+        reseeded = [Request(messages=r.messages, params=params, seed=r.seed + 100) for r in requests]
+        assert [c.text for c in opinionated.generate(reseeded)] != theirs  # the seed matters
+    greedy = [
+        Request(messages=[{"role": "user", "content": "Write travel examples"}], params=SamplingParams(0.0, 1.0, 1.0, 8),
+                seed=s)
+        for s in (1, 2, 3)
+    ]  # fmt: skip
+    texts = {c.text for c in opinionated.generate(greedy)}
+    assert len(texts) == 1  # temperature 0 is greedy: the seed does not matter
+    assert texts == {_argmax_decode(opinionated, greedy[0], 8)}
+
+
+def _argmax_decode(backend, request: Request, steps: int) -> str:
+    """Greedy decoding by hand: the argmax of the model's logits, token by token, no generate()."""
+    import torch
+
+    ids = backend.tok(backend.render(request), return_tensors="pt", add_special_tokens=False).input_ids
+    out = []
+    with torch.inference_mode():
+        for _ in range(steps):
+            token = int(backend.lm(input_ids=ids).logits[0, -1].float().argmax())
+            out.append(token)
+            if token == backend.tok.eos_token_id:
+                break
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return backend.tok.decode(out, skip_special_tokens=True).strip()
 
 
 def test_base_model_gets_raw_prompts(tiny):

@@ -23,8 +23,9 @@ SECRET = "sk-test-DO-NOT-LOG-4f9a1c"
 class Server:
     """A tiny OpenAI-compatible server: scripted status codes first, then list-shaped answers."""
 
-    def __init__(self, statuses=(), delay: float = 0.0):
+    def __init__(self, statuses=(), delay: float = 0.0, fail=None):
         self.statuses = list(statuses)
+        self.fail = fail  # body -> status code (or None) for requests that fail every time
         self.delay = delay
         self.seen: list[dict] = []
         self.in_flight = 0
@@ -41,6 +42,7 @@ class Server:
                 with server.lock:
                     server.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                     status = server.statuses.pop(0) if server.statuses else 200
+                    status = (server.fail and server.fail(body)) or status
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 time.sleep(server.delay)
@@ -102,7 +104,7 @@ def test_chat_and_completion_requests(server):
     assert first["auth"] == f"Bearer {SECRET}"
     assert first["body"] | {"messages": None} == {
         "model": "my-model", "temperature": 0.4, "top_p": 0.9, "max_tokens": 512, "seed": 3,
-        "repetition_penalty": 1.2, "messages": None,
+        "repetition_penalty": 1.2, "repeat_penalty": 1.2, "min_p": 0.0, "messages": None,
     }  # fmt: skip
     assert SECRET not in repr(backend)
 
@@ -151,6 +153,42 @@ def test_timeouts_are_retried_then_reported():
     try:
         with pytest.raises(RoseError, match="cannot reach"):
             OpenAIBackend("m", s.url, retries=1, backoff=0.01, timeout=0.2).generate([_request()])
+    finally:
+        s.close()
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
+def test_one_failed_request_loses_no_other_answer(tmp_path):
+    from fakes import generate_config
+
+    from rose.generate.cache import CompletionCache
+    from rose.generate.run import run_strategy
+
+    def travel_fails(body: dict) -> int | None:
+        return 400 if "travel" in json.dumps(body["messages"][-1]["content"]) else None
+
+    s = Server(fail=travel_fails, delay=0.05)
+    try:
+        config = generate_config(tmp_path, backend="openai", base_url=s.url, per_label=2, batch_size=16)
+
+        def attempt():
+            cache = CompletionCache(tmp_path / "cache" / "completions.sqlite")
+            backend = OpenAIBackend("m", s.url, concurrency=4, retries=0)
+            try:
+                return run_strategy(config, backend, cache)
+            finally:
+                cache.close()
+
+        with pytest.raises(RoseError, match="answered 400"):
+            attempt()
+        failed = [hit for hit in s.seen if travel_fails(hit["body"])]
+        assert len(s.seen) == 16 and 1 <= len(failed) < 16  # one batch: a few travel requests failed
+        assert len(CompletionCache(tmp_path / "cache" / "completions.sqlite")) == 16 - len(failed)
+        s.fail, before = None, len(s.seen)
+        state, ctx = attempt()
+        again = [hit["body"] for hit in s.seen[before:]]
+        assert sorted(map(json.dumps, again)) == sorted(json.dumps(hit["body"]) for hit in failed)  # only those
+        assert ctx.stats["requests_cached"] == 16 - len(failed) and state.shortfall == dict.fromkeys(state.labels, 0)
     finally:
         s.close()
 

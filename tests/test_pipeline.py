@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.pipeline.run import leaderboards
 from tests.fakes import SHARED_DATA, tracking_db
@@ -123,18 +124,51 @@ def test_shipped_configs_are_valid():
     from rose.pipeline.plan import build
     from rose.pipeline.study import load_study
 
-    paper = load_study(ROOT / "configs" / "paper.yaml")
-    assert len(paper.candidates) == 28 and len(paper.cases()) == 33
-    assert sum(u.stage == "generate" for u in build(paper).units) == 28 * 33
     demo = load_study(ROOT / "configs" / "demo.yaml")
     assert len(demo.candidates) >= 3 and demo.train["seeds"] == [1, 2, 3]
     rose = load_study(ROOT / "configs" / "rose.yaml")
     assert len(rose.candidates) == 6 and len({c.strategy for c in rose.candidates}) == 1
     assert rose.score["group_by"] == "strategy"  # RoSE: generators compared within a strategy
+    if not SHARED_DATA.exists():  # paper.yaml names the published descriptions under ../shared/data
+        with pytest.raises(RoseError, match="no such descriptions file"):
+            load_study(ROOT / "configs" / "paper.yaml")
+        return
+    paper = load_study(ROOT / "configs" / "paper.yaml")
+    assert len(paper.candidates) == 28 and len(paper.cases()) == 33
+    units = [u for u in build(paper).units if u.stage == "generate"]
+    assert len(units) == 28 * 33
+    assert {(u.task, Path(u.settings["descriptions"]).name) for u in units} == {
+        ("intent", "massive10_llama3-70b.csv"), ("topic", "sib200_llama3-70b.csv"), ("sentiment", "sentiment.csv")
+    }  # fmt: skip
     assert paper.score["group_by"] == "generator" and paper.train["protocol"] == "reference"
     assert {c.generator for c in paper.candidates} == {
         "google/gemma-3-4b-it", "google/gemma-3-27b-it", "meta-llama/Meta-Llama-3-8B-Instruct",
         "TechxGenus/Meta-Llama-3-70B-Instruct-GPTQ"}  # fmt: skip
+
+
+def test_descriptions_per_task_are_checked_with_the_study(tmp_path):
+    from rose.pipeline.study import load_study
+
+    good = tmp_path / "topic.csv"
+    good.write_text("label,description\n" + "".join(f"{lab},About {lab}\n" for lab in get_task("topic").labels))
+    study = tmp_path / "study.yaml"
+    base = "tasks: [topic]\nlanguages: [cy]\ncandidates: [{generator: fake-a, strategy: sl}]\n"
+    for descriptions, error in (
+        (f"{{topic: {good}}}", None),
+        (f"{{topic: {good}, intent: {good}}}", r"study.yaml:\d+: descriptions for 'intent', which is not a task"),
+        ("{sentiment: x.csv}", r"study.yaml:\d+: descriptions for 'sentiment'"),
+        (f"{{topic: {tmp_path / 'none.csv'}}}", r"study.yaml:\d+: no such descriptions file"),
+    ):
+        study.write_text(base + f"generate: {{backend: fake, descriptions: {descriptions}}}\n")
+        if error is None:
+            assert load_study(study).generate["descriptions"] == {"topic": str(good)}
+        else:
+            with pytest.raises(RoseError, match=error):
+                load_study(study)
+    (tmp_path / "half.csv").write_text("label,description\ntravel,About travel\n")
+    study.write_text(base + f"generate: {{backend: fake, descriptions: {{topic: {tmp_path / 'half.csv'}}}}}\n")
+    with pytest.raises(RoseError, match=r"study.yaml:\d+: .*half.csv: no description for label\(s\) science"):
+        load_study(study)
 
 
 # --- running a study -----------------------------------------------------------------------------------------
@@ -379,10 +413,10 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
                 assert "dataset" in names
             if run.data.tags.get("rose.role") == "seed":
                 assert len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
+                assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
             if run.data.tags["rose.stage"] == "evaluate":
                 assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
                     a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip
-                assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
     finally:
         os.kill(server.pid, signal.SIGTERM)

@@ -142,6 +142,15 @@ def test_a_candidate_option_is_checked_with_its_line(store):
         load_study(path)
 
 
+def test_a_missing_source_is_refused_by_the_dry_run(store):
+    from rose.pipeline.study import load_study
+
+    path = _study(store, "generate", "per_label", 4)
+    path.write_text(path.read_text().replace(f"source: {SHARED_DATA}", "source: /no/such/data"))
+    with pytest.raises(RoseError, match=r"study\.yaml:4: no data at /no/such/data"):
+        load_study(path)
+
+
 def test_the_request_bound_can_be_lifted(store):
     from rose.config import from_mapping
     from rose.generate.config import GenerateConfig, planned_requests
@@ -342,12 +351,32 @@ def test_the_loader_names_the_column_flags_that_exist(tmp_path):
         assert all(f in known for f in flags) or not flags, (command, flags)
 
 
-def test_run_pipeline_refuses_negative_parallelism(store, capsys):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-parallel", "-1"], "--max-parallel must be 1 or more"),
+        (["--gpus-per-generator", "-1"], "--gpus-per-generator must be 0 or more"),
+    ],
+)
+def test_run_pipeline_refuses_bad_executor_settings(store, capsys, flags, message):
     from rose.cli import main
 
     path = _study(store, "generate", "per_label", 4)
-    assert main(["pipeline", "--config", str(path), "--max-parallel", "-1"]) == 2
-    assert "--max-parallel must be 1 or more" in capsys.readouterr().err
+    assert main(["pipeline", "--config", str(path), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert _runs("v") == []
+
+
+def test_an_unreachable_generation_server_leaves_no_run(store, capsys):
+    from rose.cli import main
+
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [*_generate_args(), "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1", "--timeout", "2"]
+    assert main([*args, "--strategy", "zero_shot"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the OpenAI-compatible server at http://127.0.0.1:{port}/v1" in err
     assert _runs("v") == []
 
 

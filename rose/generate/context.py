@@ -1,7 +1,7 @@
 """What every step can use: the task, the backend behind the completion cache, limits, counters and progress.
 
 :meth:`Context.ask` is the only way a step talks to a model: it answers from the cache what it can, sends
-the rest to the backend in batches, stores each batch as soon as it returns, and counts requests, tokens
+the rest to the backend in batches, stores each answer as soon as it arrives, and counts requests, tokens
 and seconds.
 """
 
@@ -21,6 +21,13 @@ from rose.generate.cache import CompletionCache
 from rose.generate.config import GenerateConfig
 
 log = logging.getLogger(__name__)
+
+# The older totals some drop reasons also add to (``stats``); judges count revision and language drops themselves.
+_PARSE = ("preamble", "commentary", "cut_off", "markup", "code", "empty_item", "not_text", "garbled")
+_TOTALS = {
+    **dict.fromkeys(_PARSE, "parse_dropped"), "length": "length_dropped", "duplicate": "duplicates_dropped",
+    "cross_label": "cross_label_dropped",
+}  # fmt: skip
 
 
 def request_seed(*parts: Any) -> int:
@@ -46,6 +53,8 @@ class Context:
     stats: Counter = field(default_factory=Counter)
     progress: Any = None  # a tqdm bar, or None
     memo: dict = field(default_factory=dict)  # prompts already built and fitted
+    descriptions: dict[str, str] = field(default_factory=dict)  # --descriptions, else the catalog's (judges' fallback)
+    dropped: Counter = field(default_factory=Counter)  # (reason, label) -> lines that did not become examples
 
     @property
     def params(self) -> SamplingParams:
@@ -69,16 +78,32 @@ class Context:
         for start in range(0, len(missing), step):
             chunk = missing[start : start + step]
             t0 = time.perf_counter()
-            answers = backend.generate([requests[i] for i in chunk])
-            self.stats["generation_seconds"] += time.perf_counter() - t0
-            if len(answers) != len(chunk):
-                raise RoseError(f"backend {backend.name} returned {len(answers)} answers to {len(chunk)} requests")
-            fresh = {keys[i]: a for i, a in zip(chunk, answers, strict=True)}
-            self.cache.put_many(fresh)
-            found.update(fresh)
-            self.stats["tokens_generated"] += sum(a.n_tokens for a in answers)
-            self._tick(len(chunk))
+            answered = 0
+            try:
+                for j, answer in backend.generate_each([requests[i] for i in chunk]):
+                    if not 0 <= j < len(chunk):
+                        raise RoseError(f"backend {backend.name} answered request {j} of {len(chunk)}")
+                    self.cache.put_many({keys[chunk[j]]: answer})  # each answer is on disk as soon as it arrives
+                    found[keys[chunk[j]]] = answer
+                    self.stats["tokens_generated"] += answer.n_tokens
+                    answered += 1
+            finally:
+                self.stats["generation_seconds"] += time.perf_counter() - t0
+                self._tick(answered)
+            if answered != len(chunk):
+                raise RoseError(f"backend {backend.name} returned {answered} answers to {len(chunk)} requests")
         return [found[k] for k in keys]
+
+    def description(self, state_descriptions: dict[str, str], label: str) -> str | None:
+        """A label's meaning: the summary step's, else the ``--descriptions`` file's, else the catalog's."""
+        return state_descriptions.get(label) or self.descriptions.get(label)
+
+    def drop(self, reason: str, label: str, n: int = 1) -> None:
+        """Count ``n`` lines of ``label`` that did not become examples, and why."""
+        if n:
+            self.dropped[reason, label] += n
+            if reason in _TOTALS:
+                self.stats[_TOTALS[reason]] += n
 
     def _tick(self, n: int) -> None:
         if self.progress is not None and n:

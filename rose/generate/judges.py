@@ -18,7 +18,7 @@ from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
 from rose.generate.parse import parse_verdict
-from rose.generate.steps import State
+from rose.generate.steps import LANGUAGE, State
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class _Wrapper:
 
 
 class Revise(_Wrapper):
-    """The generator judges each example: label fit (given the description), quality, target language."""
+    """The generator judges each example: label fit (given the label's description, as the reference does in every
+    revision strategy: the summary step's, else ``--descriptions``, else the catalog's), quality, target language."""
 
     def judge(self, items: list[dict], state: State, ctx: Context) -> None:
         c = ctx.config
@@ -40,7 +41,7 @@ class Revise(_Wrapper):
         requests = []
         for ex in items:
             messages = prompts.revision_messages(
-                ctx.task, ctx.language, ex["label"], state.descriptions.get(ex["label"]), ex["text"]
+                ctx.task, ctx.language, ex["label"], ctx.description(state.descriptions, ex["label"]), ex["text"]
             )
             kind = dict(messages=messages) if ctx.chat else dict(prompt=prompts.as_completion(messages))
             requests.append(
@@ -80,6 +81,9 @@ class LanguageCheck(_Wrapper):
                 dict(ex, step="language_check") for ex, ok in zip(state.examples, keep, strict=True) if not ok
             ]
             ctx.stats["language_dropped"] += keep.count(False)
+            for ex, ok in zip(state.examples, keep, strict=True):
+                if not ok:
+                    ctx.drop(LANGUAGE, ex["label"])
             state.examples = [ex for ex, ok in zip(state.examples, keep, strict=True) if ok]
             for label in state.labels:
                 state.shortfall[label] = ctx.config.per_label - state.kept()[label]

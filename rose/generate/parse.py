@@ -2,7 +2,8 @@
 
 Pure functions, no model and no I/O. Models print examples one per line, as numbered or bulleted lists,
 quoted, as a JSON or Python list, after a preamble ("Here are 10 sentences:") and with a last line cut off
-by the token limit; every shape gives the same clean list of strings.
+by the token limit; every shape gives the same clean list of strings, and every line that is not an example is
+counted by reason.
 
 Reference: Anikina et al. (EMNLP 2025), section 1 of method.md (parsing; revision read from the first word,
 not from "yes" anywhere in the answer as the reference code did).
@@ -14,27 +15,48 @@ import ast
 import json
 import re
 import unicodedata
+from collections import Counter
 
-_FENCE = re.compile(r"^```[\w-]*\s*$")
+_FENCE = re.compile(r"^```\s*([\w+-]*)\s*$")
+_TEXT_FENCES = {"", "text", "txt", "plaintext", "plain", "markdown", "md", "json", "jsonl", "csv", "python-list"}
 _BULLET = re.compile(r"^\s*(?:[-*•·–—>]+|\(?\d{1,3}\s*[.):\]]|\(?[a-z]\)|#+)\s+")
 _LABELLED = re.compile(r"^\s*(?:example|sentence|utterance|text|sample)\s*\d*\s*[:.)-]\s+", re.I)
-_PREAMBLE = re.compile(
-    r"^(sure|certainly|of course|okay|ok|absolutely|here (are|is)|below (are|is)|the following|these are|"
-    r"i hope|note:|let me know|i('| a)m happy|as requested)\b",
-    re.I,
+# What a model writes about its answer rather than in it: "Here are 10 sentences about travel." or "I hope these
+# examples help!"; a line must name what it introduces (examples, sentences, ...) or ask for more, so that
+# "Okay, set an alarm", "Sure, play the next song" and "let me know the weather" stay examples.
+_ABOUT = (
+    r"(here (are|is)|below (are|is)|the following|these (are|were)|i hope|i('ve| have) (written|generated|created|"
+    r"provided|included|listed|given|made)|i('| a)m happy|hope (this|these)|"
+    r"let me know|feel free|as requested|i can (write|generate|provide|give)|i('| a)m ready|please (go ahead|share))"
 )
+_DELIVERABLE = (
+    r"(examples?|sentences?|utterances?|texts?|samples?|queries|commands|requests|phrases|statements|questions|"
+    r"instances|lines|more|further|anything else|additional|other)"
+)
+_META = re.compile(rf"\b{_ABOUT}\b.*\b{_DELIVERABLE}\b", re.I)
+_NOTE = re.compile(r"^\W*(note|disclaimer|explanation)\s*:", re.I)
 _QUOTES = "\"'“”„‟«»‹›`「」『』"
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _VERDICT = re.compile(r"^\W*([^\W_]+)", re.U)
-YES = {"yes", "y", "true", "correct", "accept", "accepted", "valid"}
-NO = {"no", "n", "false", "incorrect", "reject", "rejected", "invalid"}
+# The one list of verdict words in rose: the revision judge's answers, and stored verdicts that score reads.
+YES = frozenset({"yes", "y", "true", "correct", "accept", "accepted", "valid", "keep", "kept", "ok", "pass", "passed"})
+NO = frozenset({"no", "n", "false", "incorrect", "reject", "rejected", "invalid", "drop", "dropped", "fail", "failed"})
+
+# Why a line of an answer did not become an example (the parser's reasons; steps add their own, see steps.py).
+PREAMBLE = "preamble"  # the model talking about its answer: a header ending in ':', "Here are 5 examples", a note
+CUT_OFF = "cut_off"  # the last line of an answer the token limit cut
+MARKUP = "markup"  # code fences, lone brackets, separator lines
+EMPTY_ITEM = "empty_item"  # a bullet or number with nothing after it, an empty string in a list
+NOT_TEXT = "not_text"  # a list item that is not a string (a number, a nested list)
+CODE = "code"  # lines inside a fenced block of program code (```python)
+COMMENTARY = "commentary"  # an indented note under a numbered or bulleted example
 
 
 def _strip_item(line: str) -> str:
     line = line.strip().rstrip(",").strip()
     for _ in range(3):  # "1. **"text"**" peels in layers
         before = line
-        line = _BULLET.sub("", line)
+        line = _BULLET.sub("", line + " ")  # the space: a lone "2." is a bullet with nothing after it
         line = _LABELLED.sub("", line)
         line = line.strip().strip("*_").strip()
         if len(line) >= 2 and line[0] in _QUOTES and line[-1] in _QUOTES:
@@ -45,64 +67,125 @@ def _strip_item(line: str) -> str:
     return line
 
 
-def _as_list(text: str) -> list[str] | None:
-    """The items of a JSON or Python list of strings somewhere in ``text``, or None."""
-    start, end = text.find("["), text.rfind("]")
-    if start < 0 or end <= start:
+def _list_items(value: object) -> tuple[list[str], Counter] | None:
+    """The strings of a parsed list, or None when it is no list of texts (``[3]``, ``[]``, a number)."""
+    if not isinstance(value, list) or not value:
         return None
-    blob = text[start : end + 1]
+    items, dropped = [], Counter()
+    for item in value:
+        if isinstance(item, dict):
+            item = next(
+                (item[k] for k in ("text", "example", "sentence", "utterance") if k in item),
+                next((v for v in item.values() if isinstance(v, str)), None),
+            )
+        if isinstance(item, str):
+            if item.strip():
+                items.append(item.strip())
+            else:
+                dropped[EMPTY_ITEM] += 1
+        else:
+            dropped[NOT_TEXT] += 1
+    return (items, dropped) if items else None
+
+
+def _as_list(lines: list[str]) -> tuple[list[str], Counter] | None:
+    """A JSON or Python list of strings printed on lines of its own (its ``[`` opens a line, its ``]`` closes one).
+
+    Brackets inside a line ("1. Prices rose by [3] percent") are text, not a list. Lines before and after the
+    list are the model talking about it (counted as preamble).
+    """
+    starts = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")]
+    ends = [i for i, ln in enumerate(lines) if ln.rstrip().rstrip(",;.").endswith("]")]
+    if not starts or not ends or ends[-1] < starts[0]:
+        return None
+    first, last = starts[0], ends[-1]
+    blob = "\n".join(lines[first : last + 1]).strip().rstrip(",;.")
     for load in (json.loads, ast.literal_eval):
         try:
-            value = load(blob)
+            found = _list_items(load(blob))
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             continue
-        if isinstance(value, list) and value:
-            items = []
-            for item in value:
-                if isinstance(item, dict):
-                    item = next(
-                        (item[k] for k in ("text", "example", "sentence", "utterance") if k in item),
-                        next((v for v in item.values() if isinstance(v, str)), ""),
-                    )
-                if isinstance(item, str):
-                    items.append(item.strip())
-            return items
+        if found is not None:
+            items, dropped = found
+            dropped[PREAMBLE] += first + len(lines) - 1 - last
+            return items, dropped
     return None
 
 
-def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str], int]:
-    """(examples, lines dropped as preamble, headers or a cut-off tail) from one model answer.
+def _cut_list(lines: list[str]) -> tuple[list[str], Counter] | None:
+    """The complete strings of a list the token limit cut before its ``]``."""
+    starts = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")]
+    if not starts or any("]" in ln for ln in lines[starts[0] :]):
+        return None
+    body = "\n".join(lines[starts[0] :])
+    found = [json.loads(f'"{m}"') if "\\" in m else m for m in _QUOTED.findall(body)]
+    items = [s.strip() for s in found if s.strip()]
+    if not items:
+        return None
+    return items, Counter({CUT_OFF: 1, PREAMBLE: starts[0], EMPTY_ITEM: len(found) - len(items)})
 
-    ``cut_off`` says the answer hit the token limit, so its last line may be incomplete and is dropped.
+
+def is_preamble(line: str) -> bool:
+    """Whether a line is the model talking about its answer (a header, an introduction, a closing remark).
+
+    The reference dropped the first line of every answer as a preamble; that loses a real example whenever a
+    model starts straight with one ("Okay, wake me up at seven" is a MASSIVE utterance). rose drops a line
+    that introduces a list (it ends with ':'), that speaks of the examples themselves ("Here are 5 sentences
+    about travel.", "I hope these examples help!") or that is a note.
+    """
+    bare = line.strip().strip("*_#").strip()
+    return bare.endswith(":") or bool(_META.search(bare)) or bool(_NOTE.match(bare))
+
+
+def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str], Counter]:
+    """(examples, Counter of reasons) from one model answer: every line that is not an example is counted once.
+
+    ``cut_off`` says the answer hit the token limit, so its last line may be incomplete and is dropped. The
+    reasons are :data:`PREAMBLE`, :data:`COMMENTARY`, :data:`CUT_OFF`, :data:`MARKUP`, :data:`CODE`,
+    :data:`EMPTY_ITEM` and :data:`NOT_TEXT`.
     """
     text = (text or "").strip()
     if not text:
-        return [], 0
-    items = _as_list(text)
-    if items is not None:
-        return [s for s in items if s], sum(1 for s in items if not s)
-    if text.lstrip().startswith("[") and "]" not in text:  # a list cut off mid-way: keep its complete strings
-        found = [json.loads(f'"{m}"') if "\\" in m else m for m in _QUOTED.findall(text)]
-        return [s.strip() for s in found if s.strip()], 1
-    lines = [ln for ln in text.splitlines() if ln.strip() and not _FENCE.match(ln.strip())]
-    dropped = 0
-    if cut_off and lines:
-        lines, dropped = lines[:-1], 1
+        return [], Counter()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    fences = sum(1 for ln in lines if _FENCE.match(ln.strip()))
+    lines = [ln for ln in lines if not _FENCE.match(ln.strip())]
+    found = _as_list(lines) or _cut_list(lines)
+    if found is not None:
+        items, dropped = found
+        dropped[MARKUP] += fences
+        return items, +dropped
+    dropped = Counter()
+    raw_lines = [ln for ln in text.splitlines() if ln.strip()]
+    if cut_off and raw_lines:
+        raw_lines = raw_lines[:-1]
+        dropped[CUT_OFF] += 1
     out = []
-    for i, line in enumerate(lines):
+    in_code = False
+    item_indent: int | None = None  # indentation of the last numbered or bulleted example
+    for line in raw_lines:
         raw = line.strip()
-        if raw in ("[", "]", "{", "}") or set(raw) <= set("-=*_#~ "):
-            dropped += 1
+        fence = _FENCE.match(raw)
+        if fence:
+            in_code = not in_code and fence.group(1).lower() not in _TEXT_FENCES
+            dropped[MARKUP] += 1
             continue
-        if _PREAMBLE.match(raw) or (raw.endswith(":") and (i == 0 or len(raw) < 80)):
-            dropped += 1
-            continue
-        item = _strip_item(raw)
-        if item:
+        indent = len(line) - len(line.lstrip())
+        if in_code:
+            dropped[CODE] += 1
+        elif raw in ("[", "]", "{", "}") or set(raw) <= set("-=*_#~ "):
+            dropped[MARKUP] += 1
+        elif item_indent is not None and indent > item_indent:
+            dropped[COMMENTARY] += 1  # an indented note under an example ("   - This sentence uses ...")
+        elif is_preamble(raw):
+            dropped[PREAMBLE] += 1
+            item_indent = None  # a header: the lines under it may be examples
+        elif item := _strip_item(raw):
             out.append(item)
+            item_indent = indent if _BULLET.match(raw + " ") else None
         else:
-            dropped += 1
-    return out, dropped
+            dropped[EMPTY_ITEM] += 1
+    return out, +dropped
 
 
 def parse_examples(text: str, cut_off: bool = False) -> list[str]:

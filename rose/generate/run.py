@@ -14,19 +14,19 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rose import generated_data, tracking
-from rose.catalog import get_language, get_task
+from rose.catalog import get_language, get_task, label_description
 from rose.config import to_params, validate
 from rose.errors import RoseError
-from rose.generate.backends import Backend, get_backend
+from rose.generate.backends import Backend, get_backend, resolve_backend
 from rose.generate.cache import CompletionCache
 from rose.generate.config import NOT_IN_DIGEST, GenerateConfig
 from rose.generate.context import Context
 from rose.generate.parse import length_limits
-from rose.generate.steps import State
+from rose.generate.steps import State, read_descriptions
 from rose.generate.strategies import Strategy, get_strategy
 from rose.human_data import load_split
 from rose.naming import candidate_name, metric_key
@@ -92,7 +92,15 @@ def make_context(
         summary_backend=summary_backend,
     )
     ctx.min_chars, ctx.max_chars = _limits(config, task, language)
+    ctx.descriptions = fixed_descriptions(config, task)
     return ctx
+
+
+def fixed_descriptions(config: GenerateConfig, task) -> dict[str, str]:
+    """The ``--descriptions`` file's descriptions (every label must have one), else rose's catalog's."""
+    if config.descriptions:
+        return read_descriptions(config.descriptions, list(task.labels))
+    return {label: label_description(task, label) for label in task.labels}
 
 
 def run_strategy(
@@ -142,9 +150,12 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     import mlflow
 
     validate(config)
+    if config.backend == "auto":  # the backend picked is part of what determines the data (and the digest)
+        config = replace(config, backend=resolve_backend(config.backend, config.generator))
     task, language = get_task(config.task), get_language(config.language)
     strategy = get_strategy(config.strategy)
     strategy.build(config.language_filter)  # a bad strategy fails before anything starts
+    fixed_descriptions(config, task)  # so does a descriptions file that misses a label
     candidate = candidate_name(config.generator, strategy.name)
     digest = config_digest(config, strategy)
     tracking.setup(config.experiment)
@@ -163,6 +174,9 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
         cache = CompletionCache(Path(config.cache_dir or home / "cache") / "completions.sqlite")
         # every input is read before a run exists: a bad one leaves no run behind
         ctx = make_context(config, backend, cache, strategy, summary_backend)
+        for used in (backend, summary_backend):
+            if hasattr(used, "check"):  # a server backend: is it there?
+                used.check()
         check_steps(strategy, ctx)
         out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
         run_tags = tracking.tags(
@@ -174,6 +188,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             strategy=strategy.name,
             backend=backend.name,
             digest=digest,
+            descriptions=strategy.descriptions_source(config),
         )
         claim = (
             tracking.claim(config.experiment, "generate", digest, run_tags, candidate)
@@ -191,7 +206,8 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             _log_params(config, strategy)
             state = run_steps(strategy, ctx, progress=True)
             metrics = _metrics(state, ctx, time.perf_counter() - started)
-            path = _write(out_dir, state, ctx)
+            used = strategy.descriptions_source(config) != "none"
+            path = _write(out_dir, state, ctx, used)
             mlflow.log_metrics(metrics)
             mlflow.log_artifacts(str(out_dir), generated_data.ARTIFACT_DIR)
             _log_input(path, candidate)
@@ -251,10 +267,12 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
         m[metric_key("target_language_share", label)] = state.language_share.get(label, 0.0)
         if label in state.demos_used:
             m[metric_key("demos_used", label)] = state.demos_used[label]
+    m.update(dropped_metrics(ctx.dropped))
     judged = s["revision_judged"]
     m.update(
         kept_total=sum(kept.values()), shortfall_total=sum(state.shortfall.values()),
         duplicates_dropped=s["duplicates_dropped"], parse_dropped=s["parse_dropped"],
+        cross_label_dropped=s["cross_label_dropped"],
         length_dropped=s["length_dropped"], empty_answers=s["empty_answers"],
         revision_rejected=s["revision_rejected"], revision_unparsed=s["revision_unparsed"],
         language_dropped=s["language_dropped"], target_language_share=state.language_share.get("", 0.0),
@@ -267,7 +285,16 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
     return {k: float(v) for k, v in m.items()}
 
 
-def _write(out_dir: Path, state: State, ctx: Context) -> Path:
+def dropped_metrics(dropped) -> dict[str, float]:
+    """``dropped/<reason>/<label>``, ``dropped/<reason>`` and ``dropped_total`` from (reason, label) counts."""
+    m: dict[str, float] = {"dropped_total": float(sum(dropped.values()))}
+    for (reason, label), n in sorted(dropped.items()):
+        m[metric_key("dropped", reason, label)] = float(n)
+        m[f"dropped/{reason}"] = m.get(f"dropped/{reason}", 0.0) + n
+    return m
+
+
+def _write(out_dir: Path, state: State, ctx: Context, descriptions_used: bool = True) -> Path:
     """The dataset folder: data (jsonl, parquet), rejected examples, demonstrations, descriptions, prompts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{k: ex.get(k) for k in generated_data.EXAMPLE_FIELDS} for ex in state.examples]
@@ -283,7 +310,10 @@ def _write(out_dir: Path, state: State, ctx: Context) -> Path:
     with (out_dir / generated_data.DESCRIPTIONS_FILE).open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["label", "description"])
-        writer.writerows((label, state.descriptions.get(label, "")) for label in state.labels)
+        writer.writerows(
+            (label, (ctx.description(state.descriptions, label) if descriptions_used else "") or "")
+            for label in state.labels
+        )
     return path
 
 

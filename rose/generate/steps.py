@@ -28,6 +28,16 @@ from rose.human_data import load_split, sample_demonstrations, truncate_words
 
 log = logging.getLogger(__name__)
 
+# Why a candidate line did not become an example, beside the parser's reasons (rose.generate.parse).
+LENGTH = "length"  # outside the length limits
+GARBLED = "garbled"  # punctuation or symbols only
+DUPLICATE = "duplicate"  # the same normalised text again for the same label
+CROSS_LABEL = "cross_label"  # a text written for two labels: every copy dropped
+REVISION_REJECTED = "revision_rejected"  # the revision judge answered no
+REVISION_UNPARSED = "revision_unparsed"  # the revision answer began with neither yes nor no
+LANGUAGE = "language"  # not identified as the target language (language filter)
+SURPLUS = "surplus"  # parsed after the label had its N examples
+
 
 @dataclass
 class State:
@@ -136,8 +146,8 @@ def read_descriptions(path: str | Path, labels: list[str]) -> dict[str, str]:
     key = next((k for k in ("label", "intent", "category") if rows and k in rows[0]), None)
     if key is None or "description" not in rows[0]:
         raise RoseError(f"{path}: expected columns label,description (or intent,description)")
-    found = {r[key].strip(): r["description"].strip() for r in rows}
-    missing = [label for label in labels if label not in found]
+    found = {(r[key] or "").strip(): (r["description"] or "").strip() for r in rows}
+    missing = [label for label in labels if not found.get(label)]
     if missing:
         raise RoseError(f"{path}: no description for label(s) {', '.join(missing)}")
     return {label: found[label] for label in labels}
@@ -187,15 +197,21 @@ class Generate:
     Per label, request i has its own seed; answers are parsed, length-filtered and deduplicated on normalised
     text in request order, then passed through the judges that wrap this step. Surplus candidates wait for the
     next round, so no request is made while enough unjudged examples remain.
+
+    A text written for two labels is ambiguous: both copies are dropped (the kept one withdrawn, its label asks
+    again) and counted as ``cross_label``, so no text reaches the classifier under two labels and no label keeps
+    it by the accident of being asked first. Every line that does not become an example is counted by reason and
+    label (:meth:`Context.drop`).
     """
 
     def __call__(self, state: State, ctx: Context, judges: tuple = ()) -> State:
         c = ctx.config
         per_request = max(1, c.examples_per_request)
         budget = c.max_requests_per_label or 3 * math.ceil(c.per_label / per_request) + 3
-        kept = {label: [] for label in state.labels}
-        pending = {label: [] for label in state.labels}
-        seen = {label: set() for label in state.labels}
+        self.kept = kept = {label: [] for label in state.labels}
+        self.pending = pending = {label: [] for label in state.labels}
+        self.claimed: dict[str, dict] = {}  # normalised text -> the candidate that holds it
+        self.ambiguous: set[str] = set()  # texts written for two labels
         asked = dict.fromkeys(state.labels, 0)
         active = list(state.labels)
         produced = dict.fromkeys(state.labels, 0)
@@ -207,7 +223,7 @@ class Generate:
                     requests.append(self.request(label, asked[label], state, ctx))
                     asked[label] += 1
             for req, answer in zip(requests, ctx.ask(requests), strict=True):
-                found = self.candidates(req, answer, seen[req.meta["label"]], state, ctx)
+                found = self.candidates(req, answer, state, ctx)
                 produced[req.meta["label"]] += len(found)
                 pending[req.meta["label"]].extend(found)
             batch = []
@@ -218,13 +234,19 @@ class Generate:
             for judge in judges:
                 judge.judge([ex for ex in batch if ex["_keep"]], state, ctx)
             for ex in batch:
-                (kept[ex["label"]] if ex.pop("_keep") else state.rejected).append(ex)
+                if ex.pop("_keep"):
+                    kept[ex["label"]].append(ex)
+                else:
+                    state.rejected.append(ex)
+                    ctx.drop(_judged_reason(ex), ex["label"])
             ctx.show(kept=sum(map(len, kept.values())))
-            active = [
+            active = [  # every label: one whose example was withdrawn as ambiguous asks again
                 label
-                for label in active
+                for label in state.labels
                 if len(kept[label]) < c.per_label and (pending[label] or asked[label] < budget)
             ]
+        for label in state.labels:
+            ctx.drop(SURPLUS, label, len(pending[label]))
         state.examples = [ex for label in state.labels for ex in kept[label]]
         state.shortfall = {label: c.per_label - len(kept[label]) for label in state.labels}
         for label, gap in state.shortfall.items():
@@ -247,7 +269,7 @@ class Generate:
             short = c.per_label - len(kept[label]) - len(pending[label])
             rate = produced[label] / asked[label] if asked[label] else c.examples_per_request
             need = math.ceil(short / max(rate, 0.5)) if short > 0 else 0
-            plan[label] = min(need, budget - asked[label])
+            plan[label] = max(0, min(need, budget - asked[label]))
         spare = c.batch_size - sum(plan.values())
         short_labels = [label for label in active if plan[label] > 0]
         while spare > 0 and short_labels:
@@ -278,44 +300,71 @@ class Generate:
         _remember(state, req, "generate", label)
         return req
 
-    def candidates(self, req: Request, answer, seen: set, state: State, ctx: Context) -> list[dict]:
+    def candidates(self, req: Request, answer, state: State, ctx: Context) -> list[dict]:
         label = req.meta["label"]
         if not answer.text.strip():
             ctx.stats["empty_answers"] += 1
             log.info("empty answer to request %d of label %r (dropped)", req.sample_index, label)
         texts, dropped = parse_examples_counted(answer.text, answer.cut_off)
-        ctx.stats["parse_dropped"] += dropped
+        for reason, n in dropped.items():
+            ctx.drop(reason, label, n)
         out = []
         for text in texts:
             if not within_length(text, ctx.min_chars, ctx.max_chars):
-                ctx.stats["length_dropped"] += 1
+                ctx.drop(LENGTH, label)
                 continue
             key = normalise(text)
-            if not key:  # punctuation only: garbled
-                ctx.stats["parse_dropped"] += 1
+            if not key:  # punctuation only
+                ctx.drop(GARBLED, label)
                 continue
-            if key in seen:
-                ctx.stats["duplicates_dropped"] += 1
+            if key in self.ambiguous:
+                ctx.drop(CROSS_LABEL, label)
                 continue
-            seen.add(key)
-            out.append(
-                {
-                    "text": text,
-                    "label": label,
-                    "task": ctx.task.name,
-                    "language": ctx.language.code,
-                    "generator": ctx.generator,
-                    "strategy": ctx.strategy,
-                    "candidate": ctx.candidate,
-                    "step": "generate",
-                    "prompt_hash": req.prompt_hash(),
-                    "request_index": req.sample_index,
-                    "verdict": None,
-                    "explanation": None,
-                    "_keep": True,
-                }
-            )
+            holder = self.claimed.get(key)
+            if holder is not None and holder["label"] == label:
+                ctx.drop(DUPLICATE, label)
+                continue
+            if holder is not None:
+                ctx.drop(CROSS_LABEL, label)
+                self._withdraw(holder, key, state, ctx)
+                continue
+            ex = {
+                "text": text,
+                "label": label,
+                "task": ctx.task.name,
+                "language": ctx.language.code,
+                "generator": ctx.generator,
+                "strategy": ctx.strategy,
+                "candidate": ctx.candidate,
+                "step": "generate",
+                "prompt_hash": req.prompt_hash(),
+                "request_index": req.sample_index,
+                "verdict": None,
+                "explanation": None,
+                "_keep": True,
+            }
+            self.claimed[key] = ex
+            out.append(ex)
         return out
+
+    def _withdraw(self, holder: dict, key: str, state: State, ctx: Context) -> None:
+        """Drop the first copy of a text another label wrote too, wherever it is (waiting or kept)."""
+        self.ambiguous.add(key)
+        label = holder["label"]
+        for where in (self.pending[label], self.kept[label]):
+            if any(ex is holder for ex in where):
+                where[:] = [ex for ex in where if ex is not holder]
+                holder.pop("_keep", None)
+                state.rejected.append(dict(holder, step="dedup"))
+                ctx.drop(CROSS_LABEL, label)
+                return
+        # already rejected by a judge, and counted there
+
+
+def _judged_reason(ex: dict) -> str:
+    if ex.get("step") == "revise":
+        return REVISION_UNPARSED if ex.get("verdict") is None else REVISION_REJECTED
+    return LANGUAGE
 
 
 def _prompt(ctx: Context, label: str, description: str | None, demos: tuple[str, ...]) -> tuple[object, int]:

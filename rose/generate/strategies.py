@@ -89,6 +89,25 @@ class Strategy:
     def uses_revision(self) -> bool:
         return any(name == "revise" for name, _ in self.specs)
 
+    def descriptions_source(self, config) -> str:
+        """Where the label descriptions this strategy uses come from (the ``rose.descriptions`` tag).
+
+        ``file:<name>`` (one fixed set: ``--descriptions`` or the step's own CSV), ``generator`` (each generator
+        summarises the labels), ``model:<name>`` (``--summary-model`` does), ``catalog`` (rose's own short ones,
+        for a revision judge with no summary step) or ``none`` (the strategy states no label's meaning).
+        """
+        summary = next((options for name, options in self.specs if name == "label_descriptions"), None)
+        if summary is not None:
+            path = summary.get("descriptions") or config.descriptions
+            if path:
+                return f"file:{Path(path).name}"
+            if config.summary_model and config.summary_model != config.generator:
+                return f"model:{config.summary_model}"
+            return "generator"
+        if self.uses_revision:
+            return f"file:{Path(config.descriptions).name}" if config.descriptions else "catalog"
+        return "none"
+
 
 def _has_generate(step) -> bool:
     while step is not None:

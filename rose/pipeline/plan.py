@@ -31,8 +31,17 @@ from rose.pipeline.study import Candidate, Study, generate_settings, score_setti
 from rose.train.cells import EVAL_SETTINGS
 from rose.train.config import TrainConfig
 
-__all__ = ["Facts", "Plan", "Unit", "build", "describe", "generate_settings", "resolve", "score_settings",
-           "train_settings"]
+__all__ = [
+    "Facts",
+    "Plan",
+    "Unit",
+    "build",
+    "describe",
+    "generate_settings",
+    "resolve",
+    "score_settings",
+    "train_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +164,7 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         for cand in study.candidates:
             settings = generate_settings(study, task, lang, cand)
             gens[cand.name] = Unit("generate", task, lang, settings, tracking.digest({"generate": settings}), cand)
-        settings = train_settings(study, task, lang, _cut(study, task, lang, gens, facts, notes))
+        settings = train_settings(study, task, lang, per_label=_cut(study, task, lang, gens, facts, notes))
         trains: dict[str, Unit] = {}
         for cand in study.candidates:
             gen = gens[cand.name]

@@ -51,6 +51,8 @@ def run_pipeline(
         raise RoseError(f"unknown executor {executor!r}: use local or ray")
     if max_parallel < 1:
         raise RoseError("--max-parallel must be 1 or more")
+    if gpus_per_generator < 0:
+        raise RoseError("--gpus-per-generator must be 0 or more")
     study = load_study(config)  # every check happens here, before anything runs
     tracking.setup(study.experiment)
     first = plan.build(study, plan.Facts.load(study.experiment))

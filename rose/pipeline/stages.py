@@ -15,11 +15,14 @@ from rose.config import from_mapping
 from rose.errors import RoseError
 from rose.generate.config import GenerateConfig
 from rose.pipeline.plan import UNIT_TAG, Unit
-from rose.pipeline.study import Study, load_study
+from rose.pipeline.study import Study, generate_settings, load_study, score_settings, train_settings
 from rose.score.config import ScoreConfig
 from rose.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+# the settings of each stage live in rose.pipeline.study; named here too for callers of the earlier layout
+__all__ = ["generate_settings", "run_units", "score_settings", "train_settings"]
 
 
 def run_units(study_path: str, units: list[Unit]) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from rose import config as cfg
 from rose.assets import ASSETS
 from rose.catalog import get_language, get_task
 from rose.errors import RoseError
+from rose.generate.backends import resolve_backend
 from rose.generate.config import GenerateConfig
 from rose.generate.strategies import get_strategy
 from rose.naming import candidate_name
@@ -187,15 +188,30 @@ def validate(study: Study, where: _Where) -> None:
             if key.replace("-", "_") in OWNED_BY_STUDY.get(stage, ()):
                 raise RoseError(f"{where(stage, key)}: {key!r} is set by the study itself; remove it here")
         probe = {**probe_values(stage), **settings}
+        if stage == "generate" and isinstance(settings.get("descriptions"), dict):
+            _check_descriptions(study, settings["descriptions"], where)
+            probe["descriptions"] = ""
         _check(cls, probe, stage, lambda name, s=stage: where(s, name) if name in getattr(study, s) else where(s))
     for i, cand in enumerate(study.candidates):
         at = where("candidates", i) if ("candidates", i) in where.lines else where("generators")
         _reraise(lambda c=cand: check_strategy(c.strategy), at)
         backend = cand.backend or study.generate.get("backend", "hf")
-        if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
+        if backend in ("hf", "llamacpp", "vllm", "auto"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: check_model(c.generator), at)
     _reraise(lambda: check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
+    _check_source(study, where)
     _check_units(study, where)
+
+
+def _check_source(study: Study, where: _Where) -> None:
+    """A local ``source`` must exist (from here or from the project directory), as every unit will read it."""
+    from rose.tracking import project_dir
+
+    if study.source in ("auto", "hub", "hf"):
+        return
+    path = Path(study.source).expanduser()
+    if not path.exists() and (path.is_absolute() or not (project_dir() / path).exists()):
+        raise RoseError(f"{where('source')}: no data at {study.source}: fix `source:` (a folder, a file, hub or auto)")
 
 
 def config_classes() -> dict[str, type]:
@@ -238,12 +254,17 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
         "experiment": study.experiment,
     }
     settings.setdefault("source", study.source)
+    if isinstance(settings.get("descriptions"), dict):  # one descriptions file per task
+        settings["descriptions"] = str(settings["descriptions"].get(task, ""))
     if cand.backend:
         settings["backend"] = cand.backend
+    if settings.get("backend") == "auto":  # resolved here, so the unit's digest names the backend that runs it
+        settings["backend"] = resolve_backend("auto", cand.generator)
     return settings
 
 
-def train_settings(study: Study, task: str, language: str, per_label: int | None = None) -> dict[str, Any]:
+def train_settings(study: Study, task: str, language: str, *, per_label: int | None = None) -> dict[str, Any]:
+    """The training settings of a case (one for every candidate and the human baseline; ``per_label``: the cut)."""
     defaults = TrainConfig(task=task, language=language, data="")
     settings = {**study.train, "task": task, "language": language, "experiment": study.experiment}
     settings["seeds"] = cfg.parse_list(settings.get("seeds", defaults.seeds), int)
@@ -297,6 +318,21 @@ def _check(cls: type, settings: dict, what: str, line) -> None:
         raise RoseError(f"{line(name)}: {exc}") from None
     except RoseError as exc:
         raise RoseError(f"{line('')}: {exc}") from None
+
+
+def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
+    """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
+    from rose.catalog import get_task
+    from rose.generate.steps import read_descriptions
+
+    at = where("generate", "descriptions")
+    for task in files:
+        if task not in study.tasks:
+            raise RoseError(f"{at}: descriptions for {task!r}, which is not a task of this study ({study.tasks})")
+    for task in study.tasks:
+        if task not in files:
+            raise RoseError(f"{at}: no descriptions file for task {task!r}: add `{task}: <file.csv>`")
+        _reraise(lambda t=task: read_descriptions(str(files[t]), list(get_task(t).labels)), at)
 
 
 def _reraise(call, at: str) -> None:

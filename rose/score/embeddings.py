@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rose.score.models import resolve
+
 E5 = "multilingual-e5-small"
 
 
@@ -22,8 +24,6 @@ def embedder(name: str = E5) -> Callable[[list[str]], np.ndarray]:
             pass
     import torch
     from transformers import AutoModel, AutoTokenizer
-
-    from rose.score.tools import resolve
 
     path = resolve(name)
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

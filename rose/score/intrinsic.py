@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import regex
 
+from rose.generate.parse import YES  # the one list of words that accept, shared with the revision judge
+
 # Scripts written without spaces between words: their words are split into grapheme clusters.
 _NO_SPACE = regex.compile(r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}\p{Han}\p{Hiragana}\p{Katakana}]")
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 _GRAPHEME = regex.compile(r"\X")
-_ACCEPTED = {"accept", "accepted", "keep", "kept", "ok", "yes", "pass", "passed", "true", "valid", "correct"}
 
 # Direction of each metric when it is used to pick a candidate: +1 higher is better, -1 lower is better.
 DIRECTION: dict[str, int] = {
@@ -155,7 +156,7 @@ def ngram_copy_rate(
 def revision_acceptance(verdicts: Iterable[str | None]) -> float | None:
     """Share of reviewed examples whose verdict accepts them; None when no example carries a verdict."""
     given = [str(v).strip().lower() for v in verdicts if v not in (None, "")]
-    return sum(v in _ACCEPTED for v in given) / len(given) if given else None
+    return sum(v in YES for v in given) / len(given) if given else None
 
 
 def perplexity(nll_sums: Sequence[float], token_counts: Sequence[int]) -> float:

@@ -218,10 +218,12 @@ def score(config: ScoreConfig) -> ScoreResult:
         if config.intrinsic:
             measure_intrinsic(case, language, config, datasets, state)
         ready = chosen.ready
+        note = perplexity_note(config, language)
+        if note and "perplexity" in case.generate:  # e.g. logged by an older score under an LM that cannot read it
+            case.generate["perplexity"] = float("nan")
         cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
         cases.extend(build_groups(case, task, language, ready, config.group_by, bootstrap=config.bootstrap,
                                   seed=config.seed))  # fmt: skip
-        note = perplexity_note(config, language) if config.intrinsic else None
         messages.extend(m for m in [*case.messages, note] if m and m not in messages)
     if not cases:
         raise RoseError("nothing to score: " + "; ".join(messages))

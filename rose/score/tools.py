@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from rose.score import intrinsic
-from rose.score.models import ReferenceLM
+from rose.score.models import ReferenceLM, resolve
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +29,6 @@ class Tools:
     embed: Callable[[list[str]], np.ndarray] | None = None
     detect: Callable[[str], str | None] | None = None
     reference_lm: ReferenceLM | None = None
-
-
-def resolve(name: str) -> str:
-    """A model short name or path -> a local path via :func:`rose.assets.resolve_model` when it exists."""
-    try:
-        from rose.assets import resolve_model
-    except ImportError:
-        if "/" not in name and not Path(name).exists():
-            raise FileNotFoundError(f"{name} is a rose asset short name but rose.assets is not installed") from None
-        return name
-    return resolve_model(name)
 
 
 def subword_tokenizer(name: str = E5) -> Callable[[str], list[str]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from rose.catalog import get_task
+from rose.devices import bf16_supported
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, stratified_split
@@ -81,16 +82,10 @@ def resolve_classifier(name: str) -> Path | str:
 
 
 def use_bf16(setting: str) -> bool:
-    """bf16 autocast: on when asked, or (``auto``) on a CUDA GPU or CPU with native bf16 support."""
+    """bf16 autocast: on when asked, or (``auto``) where the hardware has it natively (:mod:`rose.devices`)."""
     if setting != "auto":
         return setting == "true"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bf16_supported("auto")
 
 
 def load_training_data(config: TrainConfig) -> LabelledData:

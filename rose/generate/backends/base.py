@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,6 +93,14 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: list[Request]) -> list[Completion]:
         """One completion per request, in order."""
+
+    def generate_each(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
+        """``(index, completion)`` pairs as answers arrive, so the caller can store each one at once.
+
+        A backend whose requests succeed or fail one by one (a server) yields every answer it got before it
+        raises for the first request that failed; a batched backend yields its batch when it is done.
+        """
+        yield from enumerate(self.generate(requests))
 
     @property
     def is_chat(self) -> bool:

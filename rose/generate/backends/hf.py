@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from rose.devices import bf16_supported
 from rose.errors import MissingDependency, RoseError
 from rose.generate.backends.base import Backend, Completion, Message, Request, SamplingParams
 
@@ -38,16 +39,39 @@ def resolve(model: str) -> tuple[str, str | None]:
 
 
 def best_dtype(device: str):
-    """bf16 on GPUs and CPUs with native bf16 (AVX512-BF16, AMX), else fp16 on old GPUs, fp32 on CPU."""
+    """bf16 where the hardware computes it natively (:func:`rose.devices.bf16_supported`), else fp16 on old GPUs
+    and fp32 on CPU."""
     import torch
 
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return torch.bfloat16 if ("avx512_bf16" in flags or "amx_bf16" in flags) else torch.float32
+    if bf16_supported(device):
+        return torch.bfloat16
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def neutral_generation_config(lm, pad_token_id: int | None):
+    """A GenerationConfig with transformers' global defaults and the model's special tokens only.
+
+    transformers (>= 4.50) fills every field a ``generate()`` call leaves unset from the model's own
+    ``generation_config`` (Gemma-3, Llama-3 and Qwen2.5 instruct models set ``do_sample``, ``temperature``,
+    ``top_p``, ``top_k``, sometimes ``repetition_penalty``); with this one in its place, sampling is rose's alone.
+    """
+    from transformers import GenerationConfig
+
+    own = lm.generation_config
+    kept = {k: getattr(own, k, None) for k in ("bos_token_id", "eos_token_id", "decoder_start_token_id")}
+    defaults = GenerationConfig()._get_default_generation_params()
+    config = GenerationConfig(**{k: v for k, v in defaults.items() if k != "max_length"})  # max_new_tokens rules
+    for key, value in {**kept, "pad_token_id": pad_token_id}.items():
+        setattr(config, key, value)
+    ignored = {
+        k: v
+        for k, v in own.to_diff_dict().items()
+        if k in ("do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty",
+                 "no_repeat_ngram_size", "min_length", "min_new_tokens", "suppress_tokens", "bad_words_ids")
+    }  # fmt: skip
+    if ignored:
+        log.info("ignoring the model's own generation defaults %s: rose's sampling parameters apply", ignored)
+    return config
 
 
 class HFBackend(Backend):
@@ -86,7 +110,9 @@ class HFBackend(Backend):
         self.tok.padding_side = "left"
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
-        log.info("loaded %s on %s (%s)%s", self.model, self.device, dtype, " from GGUF" if gguf else "")
+        self.lm.generation_config = neutral_generation_config(self.lm, self.tok.pad_token_id)
+        why = "asked" if self.dtype != "auto" else ("native bf16" if dtype == torch.bfloat16 else "no native bf16")
+        log.info("loaded %s on %s in %s (%s)%s", self.model, self.device, dtype, why, " from GGUF" if gguf else "")
 
     @property
     def is_chat(self) -> bool:
@@ -131,10 +157,15 @@ class HFBackend(Backend):
         pads = (enc["attention_mask"] == 0).sum(dim=1).tolist()
         eos = self.lm.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [self.tok.eos_token_id])
-        config = GenerationConfig(
+        config = GenerationConfig(  # every field rose leaves out is the neutral default (see load())
             max_new_tokens=params.max_new_tokens,
-            do_sample=False,
+            do_sample=False,  # SeededSampler draws the token (Gumbel-max); greedy picks it
             num_beams=1,
+            temperature=1.0,
+            top_p=1.0,
+            repetition_penalty=1.0,  # applied by SeededSampler, once
+            no_repeat_ngram_size=0,
+            min_length=0,
             pad_token_id=self.tok.pad_token_id,
             eos_token_id=eos,
         )

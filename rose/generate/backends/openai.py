@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from rose.errors import MissingDependency, RoseError
@@ -31,8 +32,10 @@ def request_body(model: str, request: Request, send_repetition_penalty: bool = T
         "max_tokens": p.max_new_tokens,
         "seed": request.seed,
     }
-    if send_repetition_penalty and p.repetition_penalty != 1.0:
-        body["repetition_penalty"] = p.repetition_penalty  # vLLM, llama.cpp, TGI; not OpenAI's own API
+    if send_repetition_penalty:  # not OpenAI's own API, which rejects unknown fields
+        body["repetition_penalty"] = p.repetition_penalty  # vLLM, TGI
+        body["repeat_penalty"] = p.repetition_penalty  # llama.cpp's servers (whose default is 1.1, not 1.0)
+        body["min_p"] = 0.0  # llama.cpp's servers default to 0.05; vLLM's default is 0 (off)
     if request.messages is not None:
         return "chat/completions", {**body, "messages": request.messages}
     return "completions", {**body, "prompt": request.prompt}
@@ -83,10 +86,41 @@ class OpenAIBackend(Backend):
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         self._client = httpx.Client(headers=headers, timeout=self.timeout, limits=limits)
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    def check(self) -> None:
+        """Fail before a run starts when the server cannot be connected to (any HTTP answer means it is there)."""
+        import httpx
+
         self.load()
+        try:
+            self._client.get(f"{self.base_url}/models", timeout=min(self.timeout, 10.0))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise RoseError(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} ({type(exc).__name__}): "
+                "check that it is running and that --base-url is right"
+            ) from None
+        except httpx.HTTPError:
+            return
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        out = dict(self.generate_each(requests))
+        return [out[i] for i in range(len(requests))]
+
+    def generate_each(self, requests: list[Request]) -> Iterator[tuple[int, Completion]]:
+        """Answers as they arrive; a request that fails does not stop the others, whose paid answers are all
+        yielded (and so cached by the caller) before the first failure is raised."""
+        self.load()
+        failure: Exception | None = None
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._one, requests))
+            futures = {pool.submit(self._one, r): i for i, r in enumerate(requests)}
+            for future in as_completed(futures):
+                try:
+                    answer = future.result()
+                except Exception as exc:  # noqa: BLE001 - raised below, once every other answer is in
+                    failure = failure or exc
+                    continue
+                yield futures[future], answer
+        if failure is not None:
+            raise failure
 
     def _one(self, request: Request) -> Completion:
         import httpx
