@@ -104,7 +104,7 @@ def test_chat_and_completion_requests(server):
     assert first["auth"] == f"Bearer {SECRET}"
     assert first["body"] | {"messages": None} == {
         "model": "my-model", "temperature": 0.4, "top_p": 0.9, "max_tokens": 512, "seed": 3,
-        "repetition_penalty": 1.2, "messages": None,
+        "repetition_penalty": 1.2, "repeat_penalty": 1.2, "min_p": 0.0, "messages": None,
     }  # fmt: skip
     assert SECRET not in repr(backend)
 

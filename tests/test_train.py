@@ -166,6 +166,19 @@ def test_same_seed_same_model(tiny):
     assert fit_seed(setting, 8).history != first.history
 
 
+def test_train_top_layers_trains_only_the_top_layers_and_the_head(tiny):
+    from rose.train.fit import fit_seed, prepare
+
+    setting = prepare(config(HUMAN, tiny, per_label=3, train_top_layers=1, learning_rate=1e-2))
+    before = {k: v.clone() for k, v in setting.reference.items()}
+    after = fit_seed(setting, 1).model.state_dict()
+    changed = {k for k, v in after.items() if k in before and not np.array_equal(v.numpy(), before[k].numpy())}
+    assert changed and all(k.startswith(("roberta.encoder.layer.1.", "classifier.")) for k in changed), changed
+    assert any(k.startswith("roberta.encoder.layer.1.") for k in changed)
+    with pytest.raises(RoseError, match="encoder has 2 layers"):
+        fit_seed(setting, 1, config=config(HUMAN, tiny, per_label=3, train_top_layers=3))
+
+
 def test_protocols_stop_on_what_they_say(tiny):
     import dataclasses
 

@@ -350,6 +350,51 @@ def resolve_model(name_or_path: str | os.PathLike, *, fetch_missing: bool = True
     raise RoseError(f"unknown model {name!r}: give a local path, a hub id (org/name) or one of {', '.join(ASSETS)}")
 
 
+def gguf_path(name: str) -> Path:
+    """The GGUF file an offline causal LM is built from (for GGUF runtimes such as llama.cpp).
+
+    smollm2-135m-instruct's file is used in place inside its package; gemma-3-270m's is assembled once from its
+    part packages (sha256 checked) into ``rose_home()/gguf/``. Other assets have no GGUF file: a :class:`RoseError`.
+    """
+    spec = _spec(name)
+    if not spec.source_file.endswith(".gguf"):
+        raise RoseError(f"{spec.name} has no GGUF file (it is built from {spec.source_file})")
+    _require_packages(spec)
+    if spec.name != "gemma-3-270m":
+        return _package_file(spec)
+    target = rose_home() / "gguf" / spec.source_file
+    with _lock(spec.name):
+        if target.is_file() and target.stat().st_size == _gemma_parts_size(spec):
+            return target
+        import importlib
+
+        package = importlib.import_module(spec.module)  # its __init__ only uses the standard library
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        package.assemble(partial, overwrite=True)  # checks the sha256 of the assembled file
+        partial.replace(target)
+    return target
+
+
+def _gemma_parts_size(spec: AssetSpec) -> int:
+    import importlib
+
+    return sum(path.stat().st_size for path in importlib.import_module(spec.module).chunk_paths())
+
+
+def is_gguf_model(name_or_path: str | os.PathLike) -> bool:
+    """Whether a model reference is a GGUF file: an offline short name built from one, a ``.gguf`` path, or a
+    folder holding a ``.gguf`` file and no ``config.json``. Cheap: nothing is imported, built or read."""
+    name = os.fspath(name_or_path)
+    spec = ASSETS.get(name) or ASSETS.get(name.lower())
+    if spec is not None:
+        return spec.kind == "causal-lm" and spec.source_file.endswith(".gguf")
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.suffix == ".gguf"
+    return path.is_dir() and not (path / "config.json").exists() and any(path.glob("*.gguf"))
+
+
 def _template_in_folder(folder: Path) -> bool:
     if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
         return True

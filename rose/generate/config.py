@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rose.config import field, known_encoding, known_language, known_task
 
-BACKENDS = ("hf", "vllm", "openai", "fake")
+BACKENDS = ("hf", "llamacpp", "vllm", "openai", "fake", "auto")
 
 # Fields that do not change what is generated: left out of the run's digest.
 NOT_IN_DIGEST = (
@@ -46,7 +46,10 @@ class GenerateConfig:
         "zero_shot) or a YAML strategy file",
     )
     backend: str = field(
-        "hf", help="hf (transformers), vllm, openai (any OpenAI-compatible server) or fake", choices=list(BACKENDS)
+        "hf",
+        help="hf (transformers), llamacpp (GGUF files, llama-cpp-python), vllm, openai (any OpenAI-compatible "
+        "server), fake, or auto (llamacpp for GGUF models when llama-cpp-python is installed, else hf)",
+        choices=list(BACKENDS),
     )
     source: str = field("../shared/data", help="human data: a folder <dataset>/<lang>/<split>.jsonl, a "
                         ".jsonl/.csv/.parquet file, or 'hub'")  # fmt: skip
@@ -66,7 +69,7 @@ class GenerateConfig:
     min_chars: int | None = field(None, help="shortest example kept (default: from the human examples' lengths)", min=0)
     max_chars: int | None = field(None, help="longest example kept (default: from the human examples' lengths)", min=1)
     max_requests_per_label: int = field(0, help="request budget per label (0: 3 x the requests N needs, + 3)", min=0)
-    batch_size: int = field(16, help="requests per backend batch", min=1)
+    batch_size: int = field(16, help="requests per backend batch (llamacpp: sequences decoded together)", min=1)
     prompt_format: str = field(
         "auto",
         help="chat, completion (base models) or auto (chat if the model has a chat template)",

@@ -13,14 +13,14 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rose import generated_data, tracking
 from rose.catalog import get_language, get_task, label_description
 from rose.config import to_params, validate
 from rose.errors import RoseError
-from rose.generate.backends import Backend, get_backend
+from rose.generate.backends import Backend, get_backend, resolve_backend
 from rose.generate.cache import CompletionCache
 from rose.generate.config import NOT_IN_DIGEST, GenerateConfig
 from rose.generate.context import Context
@@ -149,6 +149,8 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     import mlflow
 
     validate(config)
+    if config.backend == "auto":  # the backend picked is part of what determines the data (and the digest)
+        config = replace(config, backend=resolve_backend(config.backend, config.generator))
     task, language = get_task(config.task), get_language(config.language)
     strategy = get_strategy(config.strategy)
     strategy.build(config.language_filter)  # a bad strategy fails before anything starts

@@ -31,6 +31,7 @@ from rose import config as cfg
 from rose.assets import ASSETS
 from rose.catalog import get_language, get_task
 from rose.errors import RoseError
+from rose.generate.backends import resolve_backend
 from rose.generate.config import GenerateConfig
 from rose.generate.strategies import get_strategy
 from rose.importing import ImportConfig
@@ -225,7 +226,7 @@ def validate(study: Study, where: _Where) -> None:
             continue
         _reraise(lambda c=cand: check_strategy(c.strategy), at)
         backend = cand.backend or study.generate.get("backend", "hf")
-        if backend in ("hf", "vllm"):  # a server or a fake knows its own model names
+        if backend in ("hf", "llamacpp", "vllm", "auto"):  # a server or a fake knows its own model names
             _reraise(lambda c=cand: check_model(c.generator), at)
     _reraise(lambda: check_model(str(study.train.get("classifier", "multilingual-e5-small"))), where("train"))
     _check_source(study, where)
@@ -333,6 +334,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
         settings["descriptions"] = str(settings["descriptions"].get(task, ""))
     if cand.backend:
         settings["backend"] = cand.backend
+    if settings.get("backend") == "auto":  # resolved here, so the unit's digest names the backend that runs it
+        settings["backend"] = resolve_backend("auto", cand.generator)
     return settings
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from rose.score import spread
 from rose.score.tables import CaseTables
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -68,7 +69,12 @@ def terminal(case: CaseTables) -> str:
     )
     pick = "champion" if not case.dimension else "pick"
     title = f"RoSE leaderboard: {where} ({pick}: {case.champion or 'none'})"
-    return "\n".join([title, line(cols), *map(line, rows)])
+    return "\n".join([title, line(cols), *map(line, rows), *spread_lines(case)])
+
+
+def spread_lines(case: CaseTables) -> list[str]:
+    """Whether the candidates' differences exceed the seed-to-seed spread (:mod:`rose.score.spread`)."""
+    return spread.sentences(case.evals, case.seeds, case.candidates) if len(case.candidates) >= 2 else []
 
 
 def heatmap(matrix: pd.DataFrame, title: str = ""):
@@ -155,6 +161,7 @@ def html_page(
         parts.append(f"<h2>Task {e(c.task)}, language {e(c.language)}{group}: "
                      f"{'pick' if c.dimension else 'champion'} {e(c.champion)}</h2>")  # fmt: skip
         parts.append("<h3>Leaderboard</h3>" + to_html_table(c.leaderboard))
+        parts.extend(f"<p>{e(line)}</p>" for line in spread_lines(c))
         parts.append("<h3>Cross-evaluation matrix</h3>" + to_html_table(c.matrix, index=True))
         if f"heatmap:{key}" in images:
             parts.append(_img(images[f"heatmap:{key}"], f"heatmap {key}"))
@@ -200,6 +207,7 @@ def write(
             f"## {key} ({'pick' if c.dimension else 'champion'}: {c.champion})\n",
             "### Leaderboard\n",
             to_markdown(c.leaderboard),
+            *(f"{line}\n" for line in spread_lines(c)),
             "### Cross-evaluation matrix (rows trained on, columns tested on)\n",
             to_markdown(c.matrix, index=True),
             "### Metrics\n",

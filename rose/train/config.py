@@ -60,6 +60,10 @@ class TrainConfig:
     freeze_embeddings: bool = field(
         False, help="freeze the word embeddings (most of a multilingual encoder's CPU cost)"
     )
+    train_top_layers: int = field(
+        0, help="train only the top N encoder layers and the head, freezing the embeddings and the layers below "
+                "(0: every layer); backward passes then stop N layers from the top"
+    )  # fmt: skip
     group_by_length: bool = field(True, help="batch texts of similar length together (less padding)")
     dev_fraction: float = field(0.1, help="share of the training data held out (stratified) as the dev split",
                                 gt=0, lt=1)  # fmt: skip

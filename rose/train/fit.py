@@ -227,6 +227,11 @@ def build_model(setting: Setting, seed: int, config: TrainConfig) -> torch.nn.Mo
         from rose.train.module import freeze_word_embeddings
 
         log.debug("froze %d embedding parameters", freeze_word_embeddings(model))
+    if config.train_top_layers:
+        from rose.train.module import freeze_below_top_layers
+
+        log.debug("froze %d parameters below the top %d layers", freeze_below_top_layers(model,
+                  config.train_top_layers), config.train_top_layers)  # fmt: skip
     return model
 
 

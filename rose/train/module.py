@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 
+from rose.errors import RoseError
 from rose.metrics import classification_metrics
 from rose.naming import metric_key
 
@@ -52,6 +53,27 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
     for p in embeddings.parameters():
         p.requires_grad_(False)
     return sum(p.numel() for p in embeddings.parameters())
+
+
+def freeze_below_top_layers(model: torch.nn.Module, top: int) -> int:
+    """Train only the top ``top`` encoder layers (and the head): freeze the embeddings and every layer below;
+    returns how many parameters were frozen. Works on encoders with ``base_model.embeddings`` and
+    ``base_model.encoder.layer`` (BERT, RoBERTa, XLM-R and their kin)."""
+    base = model.base_model
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise RoseError(f"train_top_layers: {type(model).__name__} has no encoder.layer list to freeze: "
+                        "use train_top_layers 0 (train every layer) with this classifier")  # fmt: skip
+    if not 0 < top <= len(layers):
+        raise RoseError(f"train_top_layers is {top} but the encoder has {len(layers)} layers: "
+                        f"pass 1 to {len(layers)}, or 0 to train every layer")  # fmt: skip
+    frozen = [base.embeddings, *layers[: len(layers) - top]]
+    count = 0
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+            count += p.numel()
+    return count
 
 
 class ClassifierModule(L.LightningModule):

@@ -32,8 +32,10 @@ def request_body(model: str, request: Request, send_repetition_penalty: bool = T
         "max_tokens": p.max_new_tokens,
         "seed": request.seed,
     }
-    if send_repetition_penalty and p.repetition_penalty != 1.0:
-        body["repetition_penalty"] = p.repetition_penalty  # vLLM, llama.cpp, TGI; not OpenAI's own API
+    if send_repetition_penalty:  # not OpenAI's own API, which rejects unknown fields
+        body["repetition_penalty"] = p.repetition_penalty  # vLLM, TGI
+        body["repeat_penalty"] = p.repetition_penalty  # llama.cpp's servers (whose default is 1.1, not 1.0)
+        body["min_p"] = 0.0  # llama.cpp's servers default to 0.05; vLLM's default is 0 (off)
     if request.messages is not None:
         return "chat/completions", {**body, "messages": request.messages}
     return "completions", {**body, "prompt": request.prompt}

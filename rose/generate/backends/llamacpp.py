@@ -1,0 +1,379 @@
+"""llama.cpp backend: GGUF files on the CPU through llama-cpp-python, many sequences decoded together.
+
+llama-cpp-python's high-level API (``Llama.create_completion`` / ``create_chat_completion``) decodes one sequence
+at a time. This backend uses llama.cpp's own batch API through the package's bindings instead: every request is a
+sequence of one context (``n_seq_max`` slots, one unified KV cache), and one ``llama_decode`` call per step
+advances every running sequence by a token (continuous batching: a finished sequence's slot takes the next
+request at once). Requests with the same prompt (a label's fixed demonstrations, asked with different seeds)
+share its KV cells: the prompt is computed once and copied to the other sequences, and the most recent prompts
+are kept for later batches.
+
+Prompts are rendered as ``create_chat_completion`` renders them (the GGUF's own chat template through
+llama-cpp-python's ``Jinja2ChatFormatter``) for chat models, and tokenized as ``create_completion`` does for
+base models. Sampling is rose's: repetition penalty over the prompt and the answer, temperature, then top-p (over
+the 1,000 most likely tokens, as in the ``hf`` backend), and a draw from a generator seeded with the request's own
+seed. The same requests in the same batches give the same answers; llama.cpp's arithmetic depends on how many
+tokens a step decodes (its logits moved by up to ~0.5 between a prompt decoded alone and beside another on
+smollm2), so a request decoded beside other requests may be answered differently than alone, as with the ``hf``
+backend's padding. The completion cache makes a resumed run exact: answers already given come from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rose.errors import MissingDependency, RoseError
+from rose.generate.backends.base import Backend, Completion, Message, Request
+
+log = logging.getLogger(__name__)
+
+TOP_K = 1000  # nucleus over the 1,000 most likely tokens, as in the hf backend's sampler
+
+
+def gguf_file(model: str) -> Path:
+    """The GGUF file of a model: an offline short name, a ``.gguf`` path, or a folder holding one."""
+    from rose.assets import ASSETS, gguf_path
+
+    if model in ASSETS or model.lower() in ASSETS:
+        return gguf_path(model)
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.absolute()
+    if path.is_dir():
+        found = sorted(path.glob("*.gguf"))
+        if found:
+            return found[0].absolute()
+    raise RoseError(
+        f"the llamacpp backend needs a GGUF file: {model!r} is not a .gguf file, a folder holding one, or an "
+        f"offline model built from one (smollm2-135m-instruct, gemma-3-270m); use --backend hf for other models"
+    )
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class _Seq:
+    """One request being generated in a slot of the context."""
+
+    index: int  # the request's position in the generate() call
+    slot: int  # its sequence id in the context
+    request: Request
+    prompt: tuple[int, ...]
+    sampler: Any = None
+    pos: int = 0  # position of the next token to decode
+    todo: list[int] = field(default_factory=list)  # the next token to decode (the prompt's last, then sampled ones)
+    out: list[int] = field(default_factory=list)
+    reserved: int = 0  # KV cells this sequence may still own
+    pin: tuple[int, ...] | None = None  # the kept prompt whose cells this sequence shares
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model: str,
+        parallel: int = 16,
+        threads: int = 0,
+        context_length: int = 4096,
+        kv_cells: int = 0,
+        kept_prompts: int = 4,
+    ):
+        super().__init__(model, context_length)
+        self.parallel = max(1, min(parallel, 200))
+        self.threads = threads or default_threads()
+        self.kv_cells = kv_cells or 4 * context_length
+        self.kept_prompts = kept_prompts
+        self.path: Path | None = None
+        self._llama = None  # the llama_cpp.llama_cpp bindings module
+        self._model = None
+        self._ctx = None
+        self._batch = None
+        self._formatter = None
+        self._chat = False
+        self._kept: OrderedDict[tuple[int, ...], int] = OrderedDict()  # prompt -> the sequence id holding it
+        self._pins: dict[tuple[int, ...], int] = {}
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        if self._ctx is not None:
+            return
+        # OpenMP threads that spin while they wait make llama.cpp 10-30x slower on a machine whose cores are busy
+        # with other work (measured: 1.6 s instead of 0.05 s a token); libgomp reads this once, when it loads.
+        wait_policy = os.environ.get("OMP_WAIT_POLICY")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            import llama_cpp
+            import llama_cpp._internals as internals
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise MissingDependency("llama-cpp-python", extra="llamacpp", purpose="the llamacpp backend") from None
+        finally:
+            if wait_policy is None:
+                os.environ.pop("OMP_WAIT_POLICY", None)
+        from rose.assets import ASSETS
+
+        self.path = gguf_file(self.model)
+        lib = llama_cpp.llama_cpp
+        _quiet(lib)
+        lib.llama_backend_init()
+        try:
+            self._model = internals.LlamaModel(
+                path_model=str(self.path), params=lib.llama_model_default_params(), verbose=False
+            )
+        except ValueError as exc:
+            raise RoseError(f"llama.cpp cannot load {self.path}: {exc} (is it a GGUF file of a causal LM?)") from None
+        params = lib.llama_context_default_params()
+        params.n_ctx = self.kv_cells
+        params.n_batch = params.n_ubatch = 512
+        params.n_seq_max = self.parallel + self.kept_prompts
+        params.n_threads = params.n_threads_batch = self.threads
+        params.kv_unified = True  # sequences share the cells of a common prompt
+        params.no_perf = True
+        try:
+            self._ctx = internals.LlamaContext(model=self._model, params=params, verbose=False)
+        except ValueError as exc:
+            raise RoseError(
+                f"llama.cpp cannot make a context of {self.kv_cells} cells for {self.path}: {exc}"
+            ) from None
+        self._llama = lib
+        self._batch = lib.llama_batch_init(params.n_batch, 0, 1)
+        metadata = self._model.metadata()
+        template = metadata.get("tokenizer.chat_template")
+        spec = ASSETS.get(self.model) or ASSETS.get(self.model.lower())
+        self._chat = bool(template) and (spec is None or spec.chat)
+        if self._chat:
+            bos, eos = self._model.token_bos(), self._model.token_eos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                bos_token=self._model.token_get_text(bos) if bos != -1 else "",
+                eos_token=self._model.token_get_text(eos) if eos != -1 else "",
+                add_generation_prompt=True,
+            )
+        log.info(
+            "loaded %s with llama.cpp (%s, %d threads, %d parallel sequences, %d KV cells)",
+            self.path.name, "chat" if self._chat else "completion", self.threads, self.parallel, self.kv_cells,
+        )  # fmt: skip
+
+    @property
+    def is_chat(self) -> bool:
+        self.load()
+        return self._chat
+
+    def render(self, rendered: list[Message] | str) -> str:
+        if isinstance(rendered, str):
+            return rendered
+        if self._formatter is None:
+            raise RoseError(f"{self.model} has no chat template: use --prompt-format completion")
+        return self._formatter(messages=rendered).prompt
+
+    def tokens(self, rendered: list[Message] | str) -> tuple[int, ...]:
+        """Prompt tokens as create_chat_completion (chat: no BOS added) or create_completion (raw) makes them."""
+        self.load()
+        text = self.render(rendered).encode("utf-8")
+        return tuple(self._model.tokenize(text, add_bos=isinstance(rendered, str), special=True))
+
+    def count_tokens(self, rendered: list[Message] | str) -> int:
+        return len(self.tokens(rendered))
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        self.load()
+        prompts = [self.tokens(r.rendered) for r in requests]
+        for prompt, request in zip(prompts, requests, strict=True):
+            need = len(prompt) + request.params.max_new_tokens
+            if need > self.kv_cells:
+                raise RoseError(
+                    f"a prompt of {len(prompt)} tokens plus {request.params.max_new_tokens} new tokens does not fit "
+                    f"in the llamacpp backend's {self.kv_cells} KV cells: lower --max-new-tokens or --context-length"
+                )
+        waiting = deque(sorted(range(len(requests)), key=lambda i: prompts[i]))  # equal prompts side by side
+        free = list(range(self.parallel))[::-1]
+        running: dict[int, _Seq] = {}
+        out: list[Completion | None] = [None] * len(requests)
+        while waiting or running:
+            while waiting and free and self._admit(requests[waiting[0]], prompts[waiting[0]], running):
+                i = waiting.popleft()
+                seq = _Seq(i, free.pop(), requests[i], prompts[i])
+                running[seq.slot] = self._start(seq)
+            for slot in self._step(running):
+                seq = running.pop(slot)
+                out[seq.index] = self._finish(slot, seq)
+                free.append(slot)
+        return out  # type: ignore[return-value]
+
+    def _used(self, running: dict[int, _Seq]) -> int:
+        return sum(s.reserved for s in running.values()) + sum(len(p) - 1 for p in self._kept)
+
+    def _admit(self, request: Request, prompt: tuple[int, ...], running: dict[int, _Seq]) -> bool:
+        """Whether the KV cache can take this request now, dropping unused kept prompts to make room."""
+        need = request.params.max_new_tokens + (1 if prompt in self._kept else len(prompt))
+        while self._used(running) + need > self.kv_cells:
+            victim = next((p for p in self._kept if p != prompt and not self._pins.get(p)), None)
+            if victim is None:
+                return False
+            self._drop_kept(victim)
+        return True
+
+    def _start(self, seq: _Seq) -> _Seq:
+        """Give a sequence its prompt: all but the last token from a kept copy or computed now, alone.
+
+        A prompt is always computed by itself (never in a batch with other sequences' tokens) and its last token is
+        always decoded in a generation step: llama.cpp's per-row results do not depend on how many sequences a
+        generation step holds, so an answer is the same whether its prompt was shared or not and whichever requests
+        run beside it.
+        """
+        prompt, lib = seq.prompt, self._llama
+        seq.sampler = self._sampler(seq.request, len(prompt))
+        for token in prompt:  # the repetition penalty covers the prompt, as in the hf backend
+            lib.llama_sampler_accept(seq.sampler, token)
+        head = len(prompt) - 1
+        seq.pos, seq.todo = head, [prompt[-1]]
+        seq.reserved = seq.request.params.max_new_tokens + 1
+        if head == 0:
+            return seq
+        if prompt in self._kept:
+            self._kept.move_to_end(prompt)
+            lib.llama_memory_seq_cp(self._ctx.memory, self._kept[prompt], seq.slot, 0, head)
+        else:
+            self._prefill(seq.slot, prompt[:head])
+            if not self._keep(seq.slot, prompt):
+                seq.reserved += head  # the sequence owns its prompt's cells
+                return seq
+        self._pins[prompt] = self._pins.get(prompt, 0) + 1
+        seq.pin = prompt
+        return seq
+
+    def _prefill(self, slot: int, tokens: tuple[int, ...]) -> None:
+        batch, room = self._batch, 512
+        for start in range(0, len(tokens), room):
+            chunk = tokens[start : start + room]
+            for j, token in enumerate(chunk):
+                self._put(j, token, start + j, slot, False)
+            batch.n_tokens = len(chunk)
+            self._decode(len(chunk))
+
+    def _put(self, n: int, token: int, pos: int, slot: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = slot
+        batch.logits[n] = logits
+
+    def _decode(self, n: int) -> None:
+        code = self._llama.llama_decode(self._ctx.ctx, self._batch)
+        if code != 0:
+            raise RoseError(
+                f"llama.cpp could not decode a batch of {n} tokens (code {code}"
+                + (": the KV cache is full; lower --batch-size or --max-new-tokens" if code == 1 else "")
+                + ")"
+            )
+
+    def _step(self, running: dict[int, _Seq]) -> list[int]:
+        """Decode one token of every running sequence together; returns the slots that finished."""
+        lib = self._llama
+        rows = list(running.items())
+        for n, (slot, seq) in enumerate(rows):
+            self._put(n, seq.todo[0], seq.pos, slot, True)
+        self._batch.n_tokens = len(rows)
+        self._decode(len(rows))
+        finished = []
+        for n, (slot, seq) in enumerate(rows):
+            seq.pos += 1
+            token = lib.llama_sampler_sample(seq.sampler, self._ctx.ctx, n)
+            seq.out.append(token)
+            if lib.llama_vocab_is_eog(self._model.vocab, token) or len(seq.out) >= seq.request.params.max_new_tokens:
+                finished.append(slot)
+            else:
+                seq.todo = [token]
+        return finished
+
+    def _keep(self, slot: int, prompt: tuple[int, ...]) -> bool:
+        """Keep a prompt just computed in ``slot`` (all but its last token) for later requests; False if no room."""
+        if self.kept_prompts == 0:
+            return False
+        if len(self._kept) >= self.kept_prompts:
+            victim = next((p for p in self._kept if not self._pins.get(p)), None)
+            if victim is None:
+                return False
+            self._drop_kept(victim)
+        used = set(self._kept.values())
+        keeper = next(k for k in range(self.parallel, self.parallel + self.kept_prompts) if k not in used)
+        self._llama.llama_memory_seq_cp(self._ctx.memory, slot, keeper, 0, len(prompt) - 1)
+        self._kept[prompt] = keeper
+        return True
+
+    def _drop_kept(self, prompt: tuple[int, ...]) -> None:
+        self._llama.llama_memory_seq_rm(self._ctx.memory, self._kept.pop(prompt), -1, -1)
+        self._pins.pop(prompt, None)
+
+    def _finish(self, seq_id: int, seq: _Seq) -> Completion:
+        lib = self._llama
+        lib.llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
+        lib.llama_sampler_free(seq.sampler)
+        if seq.pin is not None and seq.pin in self._pins:
+            self._pins[seq.pin] -= 1
+        stopped = bool(seq.out) and lib.llama_vocab_is_eog(self._model.vocab, seq.out[-1])
+        tokens = seq.out[:-1] if stopped else seq.out
+        text = self._model.detokenize(tokens, special=False).decode("utf-8", errors="replace")
+        return Completion(text.strip(), n_tokens=len(seq.out), finish_reason="stop" if stopped else "length")
+
+    def _sampler(self, request: Request, prompt_len: int):
+        """Repetition penalty, top-1000, temperature, top-p, then a draw seeded by the request (greedy at t <= 0)."""
+        lib, p = self._llama, request.params
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if p.repetition_penalty and p.repetition_penalty != 1.0:
+            window = prompt_len + p.max_new_tokens
+            n_vocab = lib.llama_vocab_n_tokens(self._model.vocab)
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_penalties(n_vocab, window, p.repetition_penalty, 0.0, 0.0)
+            )
+        if p.temperature <= 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+            return chain
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(TOP_K))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(p.temperature))
+        if p.top_p < 1.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(p.top_p, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(int(request.seed) & 0xFFFFFFFF))
+        return chain
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._llama.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+        self._kept.clear()
+        self._pins.clear()
+
+
+_LOG_CALLBACK = None
+
+
+def _quiet(lib) -> None:
+    """Send llama.cpp's own log lines (model loading, context sizes) to nowhere unless rose logs at DEBUG."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None or log.isEnabledFor(logging.DEBUG):
+        return
+
+    def ignore(level, text, user_data):
+        return None
+
+    _LOG_CALLBACK = lib.llama_log_callback(ignore)
+    lib.llama_log_set(_LOG_CALLBACK, None)

@@ -1,0 +1,166 @@
+"""The llamacpp backend: the choice of backend (fast), then the real GGUF offline models through llama.cpp (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from fakes import SHARED_DATA, generate_config, tracking_db
+
+from rose.errors import MissingDependency, RoseError
+from rose.generate import backends
+from rose.generate.backends import Request, SamplingParams, get_backend, resolve_backend
+from rose.generate.backends.llamacpp import LlamaCppBackend, gguf_file
+
+HAS_LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
+needs_llamacpp = pytest.mark.skipif(not HAS_LLAMACPP, reason="llama-cpp-python is not installed")
+
+
+def test_missing_library_is_a_one_line_error_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp now raises ImportError
+    with pytest.raises(MissingDependency) as exc:
+        LlamaCppBackend("smollm2-135m-instruct").load()
+    message = str(exc.value)
+    assert "\n" not in message and "llama-cpp-python is not installed" in message
+    assert "pip install 'rose[llamacpp]'" in message
+
+
+def test_auto_picks_llamacpp_for_gguf_models_only_when_installed(monkeypatch, tmp_path):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "config.json").write_text("{}")
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    assert resolve_backend("auto", "smollm2-135m-instruct") == "llamacpp"
+    assert resolve_backend("auto", "gemma-3-270m") == "llamacpp"
+    assert resolve_backend("auto", str(gguf)) == "llamacpp"
+    assert resolve_backend("auto", str(tmp_path / "folder")) == "hf"  # a transformers folder
+    assert resolve_backend("auto", "org/some-model") == "hf"
+    assert resolve_backend("auto", "multilingual-e5-small") == "hf"  # not a GGUF causal LM
+    assert resolve_backend("hf", str(gguf)) == "hf"  # a named backend is kept
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: False)
+    assert resolve_backend("auto", "smollm2-135m-instruct") == "hf"
+
+
+def test_get_backend_builds_llamacpp_from_the_config_without_loading(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    config = generate_config(tmp_path, backend="llamacpp", generator="gemma-3-270m", batch_size=5)
+    backend = get_backend(config.backend, config)
+    assert isinstance(backend, LlamaCppBackend) and backend.parallel == 5 and backend._ctx is None
+    assert isinstance(get_backend("auto", config), LlamaCppBackend)
+
+
+def test_a_model_without_gguf_is_a_clear_error(tmp_path):
+    with pytest.raises(RoseError, match="needs a GGUF file"):
+        gguf_file("org/some-model")
+    with pytest.raises(RoseError, match="needs a GGUF file"):
+        gguf_file(str(tmp_path))  # a folder without a .gguf
+
+
+def test_auto_is_resolved_before_the_run_digest(tmp_path, monkeypatch):
+    """A study with backend auto names the backend that really runs in its unit digest and settings."""
+    from rose.pipeline.study import Candidate, Study, generate_settings
+
+    study = Study(
+        path="study.yaml",
+        experiment="e",
+        source="auto",
+        candidates=[Candidate("smollm2-135m-instruct", "zero_shot")],
+        generate={"backend": "auto"},
+    )
+    cand = study.candidates[0]
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: True)
+    assert generate_settings(study, "topic", "en", cand)["backend"] == "llamacpp"
+    monkeypatch.setattr(backends, "llamacpp_installed", lambda: False)
+    assert generate_settings(study, "topic", "en", cand)["backend"] == "hf"
+
+
+# ----------------------------------------------------------------------------- the real models (slow)
+@pytest.fixture(scope="module")
+def smollm2(rose_home):
+    if not HAS_LLAMACPP:
+        pytest.skip("llama-cpp-python is not installed")
+    try:
+        backend = LlamaCppBackend("smollm2-135m-instruct", parallel=4, context_length=1024)
+        backend.load()
+    except MissingDependency as exc:
+        pytest.skip(str(exc))
+    yield backend
+    backend.close()
+
+
+def _ask(label: str, seed: int, tokens: int = 24) -> Request:
+    return Request(
+        messages=[{"role": "user", "content": f"Write three short sentences about {label}, one per line."}],
+        params=SamplingParams(max_new_tokens=tokens),
+        seed=seed,
+    )
+
+
+@pytest.mark.slow
+def test_answers_depend_on_the_request_seed(smollm2):
+    assert smollm2.is_chat and smollm2.path.suffix == ".gguf"
+    batch = [_ask("sport", 1), _ask("sport", 2), _ask("music", 1), _ask("travel", 3), _ask("sport", 1)]
+    first = smollm2.generate(batch)
+    assert all(a.text and 0 < a.n_tokens <= 24 for a in first)
+    assert first[0].text != first[1].text  # same prompt, another seed
+    assert [a.text for a in smollm2.generate(batch)] == [a.text for a in first]  # asked again: the same answers
+    alone = [smollm2.generate([_ask("music", 5)])[0].text for _ in range(2)]
+    assert alone[0] == alone[1] and alone[0] != first[2].text
+
+
+COUNT = Request(
+    messages=[{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
+    params=SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=24),
+)
+
+
+@pytest.mark.slow
+def test_a_prompt_computed_once_serves_every_sequence(smollm2):
+    """Identical prompts in a batch (and in later batches) share one computation of the prompt and still answer
+    as a prompt computed alone: greedy decoding of a counting task, checked against a backend that never shares."""
+    answers = [a.text for a in smollm2.generate([COUNT] * 6)]  # more requests than the 4 slots
+    assert smollm2._kept and len(set(answers)) == 1 and answers[0].startswith("1. 1\n2. 2\n3. 3")
+    again = smollm2.generate([COUNT])[0].text  # served from the kept prompt
+    plain = LlamaCppBackend("smollm2-135m-instruct", parallel=4, context_length=1024, kept_prompts=0)
+    try:
+        alone = plain.generate([COUNT])[0].text
+        assert not plain._kept
+    finally:
+        plain.close()
+    assert again == alone == answers[0]
+
+
+@pytest.mark.slow
+@needs_llamacpp
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not beside the repository")
+@pytest.mark.parametrize(
+    ("generator", "chat"), [("smollm2-135m-instruct", True), ("gemma-3-270m", False)], ids=["chat", "base"]
+)
+def test_rose_generate_on_both_offline_models(generator, chat, tmp_path, monkeypatch, rose_home):
+    import mlflow
+
+    from rose.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_db(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "generate", "--task", "topic", "--language", "en", "--generator", generator, "--backend", "llamacpp",
+        "--strategy", "target_demos", "--per-label", "2", "--examples-per-request", "4", "--demos-per-label", "2",
+        "--demo-words", "30", "--max-new-tokens", "80", "--batch-size", "7", "--source", str(SHARED_DATA),
+        "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    assert main(args) == 0
+    (run,) = mlflow.search_runs(experiment_names=["rose"], output_format="list")
+    assert run.data.tags["rose.backend"] == "llamacpp"
+    metrics = run.data.metrics
+    assert metrics["requests"] >= 7 and metrics["tokens_generated"] > 0 and metrics["requests_cached"] == 0
+    assert metrics["kept_total"] > 0
+    prompts = (tmp_path / "out" / "prompts.jsonl").read_text()
+    assert ('"messages": null' not in prompts) == chat
+    # started again without reusing the finished run: every answer comes from the cache
+    assert main([*args, "--resume", "false", "--output-dir", str(tmp_path / "again")]) == 0
+    again = max(mlflow.search_runs(experiment_names=["rose"], output_format="list"), key=lambda r: r.info.start_time)
+    assert again.data.metrics["requests_cached"] == again.data.metrics["requests"] == metrics["requests"]
+    assert (tmp_path / "again" / "data.jsonl").read_text() == (tmp_path / "out" / "data.jsonl").read_text()
