@@ -7,9 +7,15 @@ cache and output live under ``tmp_path``; ``fake_generate(tmp_path, ...)`` runs 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 try:
@@ -71,3 +77,48 @@ def tracking_db(folder: Path) -> str:
         Path(folder).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(template, target)
     return f"sqlite:///{target}"
+
+
+def use_tracking_db(folder: Path, monkeypatch) -> str:
+    """Point MLflow (this process and the processes it starts) at a fresh store in ``folder`` and work there."""
+    import mlflow
+
+    uri = tracking_db(folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    monkeypatch.chdir(folder)
+    return uri
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, monkeypatch, workers: int = 2) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite behind it) as the tracking URI, stopped on exit."""
+    import httpx
+    import mlflow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "server-artifacts"), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{uri}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("mlflow server did not start")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        monkeypatch.chdir(folder)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -14,7 +14,7 @@ import pytest
 
 from rose.catalog import get_task
 from rose.errors import RoseError
-from tests.fakes import tracking_db
+from tests.fakes import use_tracking_db
 from tests.tiny import BUNDLED, SHARED_DATA, TOPIC_EN, make_tiny_classifier, needs_shared
 
 LLAMA = SHARED_DATA / "synthetic" / "llama3-70b"
@@ -42,12 +42,7 @@ def third_party_csv(path: Path, rows: list[dict] | None = None) -> Path:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> Path:
-    import mlflow
-
-    uri = tracking_db(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    monkeypatch.chdir(tmp_path)
+    use_tracking_db(tmp_path, monkeypatch)
     return tmp_path
 
 

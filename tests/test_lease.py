@@ -4,8 +4,6 @@ SQLite and on a tracking server on 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import SHARED_DATA, tracking_db
+from tests.fakes import SHARED_DATA, mlflow_server, use_tracking_db
 from tests.tiny import make_tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,51 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> str:
-    import mlflow
-
-    uri = tracking_db(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    monkeypatch.chdir(tmp_path)
-    return uri
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return use_tracking_db(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """A real `mlflow server` on 127.0.0.1 (SQLite behind it), as the tracking URI of this test."""
-    import httpx
-    import mlflow
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{uri}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.set_tracking_uri(uri)
-        monkeypatch.chdir(tmp_path)
+    with mlflow_server(tmp_path, monkeypatch) as uri:
         yield uri
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _runs(experiment: str, **tags) -> list:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import pytest
 from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.pipeline.run import leaderboards
-from tests.fakes import LANGUAGE, SHARED_DATA, SOURCE, tracking_db
+from tests.fakes import LANGUAGE, SHARED_DATA, SOURCE, mlflow_server, tracking_db
 from tests.tiny import make_tiny_classifier, needs_shared
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,61 +351,17 @@ def test_ray_executor_runs_the_same_plan(store, tiny):
     _check_exactly_once("ray-study")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, monkeypatch):
-    import httpx
+    import mlflow
 
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        uri = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                if httpx.get(f"{uri}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        import mlflow
+    from rose.pipeline.run import run_pipeline
 
-        mlflow.set_tracking_uri(uri)
-        monkeypatch.chdir(tmp_path)
-        from rose.pipeline.run import run_pipeline
-
+    with mlflow_server(tmp_path, monkeypatch):
         path = study_yaml(tmp_path, tiny, experiment="server-study")
         result = run_pipeline(path, max_parallel=2)
         assert result.ran == 11
         _check_exactly_once("server-study")
-        import mlflow
-
         client = mlflow.MlflowClient()
         for run in _finished("server-study"):
             names = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -419,6 +374,3 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
                 assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
                     a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
-    finally:
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rose.errors import RoseError
-from tests.fakes import LANGUAGE, SOURCE, tracking_db
+from tests.fakes import LANGUAGE, SOURCE, use_tracking_db
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,12 +50,7 @@ IDS = [f"{stage}-{key}={cli}" for stage, key, cli, _, _ in CASES]
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> Path:
-    import mlflow
-
-    uri = tracking_db(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    monkeypatch.chdir(tmp_path)
+    use_tracking_db(tmp_path, monkeypatch)
     return tmp_path
 
 
