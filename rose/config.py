@@ -20,6 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from rose.catalog import get_language, get_task
 from rose.errors import RoseError
 
 _MISSING = dataclasses.MISSING
@@ -255,7 +256,6 @@ def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa:
 
 def known_task(name: str) -> str | None:
     """A ``check``: the task is in the catalog (``all`` allowed where a field says so)."""
-    from rose.catalog import get_task
 
     try:
         get_task(name)
@@ -265,7 +265,6 @@ def known_task(name: str) -> str | None:
 
 
 def known_language(code: str) -> str | None:
-    from rose.catalog import get_language
 
     try:
         get_language(code)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rose.catalog import Language, Task, get_language, get_task
 from rose.errors import MissingDependency, RoseError
+from rose.tracking import project_dir
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,6 @@ def resolve_source(source: str | Path, task: Task, lang: Language) -> str | Path
     """Make ``source`` concrete. ``auto`` means ``../shared/data`` when it is there, else the hub when it
     answers, else the small example set rose ships for the task (English topic sentences). A relative
     folder that does not exist from here is looked up from the project directory too."""
-    from rose.tracking import project_dir
 
     text = str(source)
     if text == "auto":

@@ -31,6 +31,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
+from rose import __version__
 from rose.assets.e5 import build_e5_folder
 from rose.assets.gguf import build_gguf_folder, read_gguf
 from rose.assets.home import rose_home
@@ -180,7 +181,6 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_manifest(spec: AssetSpec, folder: Path, seconds: float) -> dict:
-    from rose import __version__
 
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     for path in files:  # safetensors writes 0600 files; a cache folder should be readable like any other

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rose.catalog import TASKS
 from rose.config import field, known_encoding, known_language, known_task
 
 BACKENDS = ("hf", "llamacpp", "vllm", "openai", "fake", "auto")
@@ -122,7 +123,6 @@ class GenerateConfig:
 
 def planned_requests(config: GenerateConfig) -> int | None:
     """The most generation requests a run may send: labels x the per-label budget (None: unknown task)."""
-    from rose.catalog import TASKS
 
     task = TASKS.get(config.task)
     if task is None or config.per_label < 1 or config.examples_per_request < 1:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rose.config import read_yaml
 from rose.errors import RoseError
 from rose.generate.judges import LanguageCheck, Revise
 from rose.generate.steps import Demonstrations, Generate, LabelDescriptions
@@ -129,7 +130,6 @@ def get_strategy(name_or_path: str) -> Strategy:
 
 def load_strategy(path: str | Path) -> Strategy:
     """A user strategy from YAML; an unknown step is an error naming its line."""
-    from rose.config import read_yaml
 
     data, lines = read_yaml(path, "strategy file")
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):

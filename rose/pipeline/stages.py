@@ -14,10 +14,14 @@ from rose import tracking
 from rose.config import from_mapping
 from rose.errors import RoseError
 from rose.generate.config import GenerateConfig
+from rose.generate.run import generate
 from rose.pipeline.plan import UNIT_TAG, Unit
 from rose.pipeline.study import Study, generate_settings, load_study, score_settings, train_settings
 from rose.score.config import ScoreConfig
+from rose.score.run import score
+from rose.train.cells import evaluate_cells
 from rose.train.config import TrainConfig
+from rose.train.run import train
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +56,12 @@ def _generate(study: Study, unit: Unit) -> str:
         from rose.importing import ImportConfig, import_dataset
 
         return import_dataset(from_mapping(ImportConfig, unit.settings, where=f"{study.path}: import")).run_id
-    from rose.generate.run import generate
 
     config = from_mapping(GenerateConfig, unit.settings, where=f"{study.path}: generate")
     return generate(config).run_id
 
 
 def _train(study: Study, unit: Unit) -> str:
-    from rose.train.run import train
-
     config = from_mapping(TrainConfig, {**unit.settings, "data": unit.inputs["data"], "eval": []},
                           where=f"{study.path}: train")  # fmt: skip
     return train(config).parent_run_id
@@ -68,7 +69,6 @@ def _train(study: Study, unit: Unit) -> str:
 
 def _evaluate(study: Study, units: list[Unit]) -> list[str]:
     """The cells of the units, computed per train unit (each seed model loaded once for all its datasets)."""
-    from rose.train.cells import evaluate_cells
 
     by_train: dict[str, list[Unit]] = {}
     for unit in units:
@@ -81,7 +81,6 @@ def _evaluate(study: Study, units: list[Unit]) -> list[str]:
 
 
 def _score(study: Study, unit: Unit) -> str:
-    from rose.score.run import score
 
     config = from_mapping(ScoreConfig, {**unit.settings, **unit.inputs}, where=f"{study.path}: score")
     return score(config).run_id

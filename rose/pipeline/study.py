@@ -33,10 +33,13 @@ from rose.catalog import get_language, get_task
 from rose.errors import RoseError
 from rose.generate.backends import resolve_backend
 from rose.generate.config import GenerateConfig
+from rose.generate.steps import read_descriptions
 from rose.generate.strategies import get_strategy
+from rose.human_data import parse_label_map
 from rose.importing import ImportConfig
 from rose.naming import candidate_name, slug
 from rose.score.config import ScoreConfig
+from rose.tracking import project_dir
 from rose.train.config import TrainConfig
 
 TOP_KEYS = {
@@ -235,7 +238,6 @@ def validate(study: Study, where: _Where) -> None:
 
 def _check_source(study: Study, where: _Where) -> None:
     """A local ``source`` must exist (from here or from the project directory), as every unit will read it."""
-    from rose.tracking import project_dir
 
     if study.source in ("auto", "hub", "hf"):
         return
@@ -295,7 +297,6 @@ def import_settings(study: Study, task: str, language: str, cand: Candidate) -> 
 
 def _data_path(study: Study, data: str) -> str:
     """A relative path is looked up from here, then beside the study file, then in the project directory."""
-    from rose.tracking import project_dir
 
     path = Path(data).expanduser()
     if path.is_absolute() or path.exists():
@@ -308,7 +309,6 @@ def _data_path(study: Study, data: str) -> str:
 
 def check_import(study: Study, cand: Candidate) -> None:
     """An imported candidate's settings are valid and its data exists (a path, or a hub id)."""
-    from rose.human_data import parse_label_map
 
     settings = import_settings(study, study.tasks[0], study.languages[0], cand)
     cfg.from_mapping(ImportConfig, settings, where="candidate")
@@ -400,8 +400,6 @@ def _check(cls: type, settings: dict, what: str, line) -> None:
 
 def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
     """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
-    from rose.catalog import get_task
-    from rose.generate.steps import read_descriptions
 
     at = where("generate", "descriptions")
     for task in files:

@@ -15,10 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from rose import language_id, tracking
+from rose.catalog import get_language
+from rose.config import to_params, validate
 from rose.errors import RoseError
+from rose.generated_data import download_dataset, read_jsonl
+from rose.naming import metric_key
+from rose.score import champion as champ
+from rose.score import report, tools
 from rose.score.collect import INTRINSIC, Selection, Store, Tracked, collect, fill, missing_message, select
 from rose.score.config import ScoreConfig
+from rose.score.embeddings import embedder
+from rose.score.intrinsic import DIRECTION
+from rose.score.models import generator_parameters, load_reference_lm, reference_lm_languages
+from rose.score.report import terminal
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
+from rose.score.tools import measure_dataset
 
 log = logging.getLogger(__name__)
 SAMPLES_PER_CANDIDATE = 3
@@ -36,7 +48,6 @@ class ScoreResult:
     messages: list[str] = field(default_factory=list)
 
     def leaderboard_text(self) -> str:
-        from rose.score.report import terminal
 
         return "\n\n".join(terminal(c) for c in self.cases)
 
@@ -57,10 +68,6 @@ def _cases(config: ScoreConfig, tracked: Store) -> list[tuple[str, str]]:
 
 
 def _tools(config: ScoreConfig):
-    from rose import language_id
-    from rose.score import tools
-    from rose.score.embeddings import embedder
-    from rose.score.models import load_reference_lm
 
     lm = None
     if config.reference_lm:
@@ -78,7 +85,6 @@ def _tools(config: ScoreConfig):
 
 def perplexity_note(config: ScoreConfig, language: str) -> str | None:
     """Why perplexity is not reported for ``language`` (None when it is, or when it is not asked for)."""
-    from rose.score.models import reference_lm_languages
 
     if not config.reference_lm:
         return None
@@ -96,14 +102,12 @@ class _Datasets:
         self.folders: dict[str, Path] = {}
 
     def folder(self, run_id: str) -> Path:
-        from rose.generated_data import download_dataset
 
         if run_id not in self.folders:
             self.folders[run_id] = download_dataset(run_id).parent
         return self.folders[run_id]
 
     def rows(self, run_id: str, name: str = "data.jsonl") -> list[dict]:
-        from rose.generated_data import read_jsonl
 
         path = self.folder(run_id) / name
         return read_jsonl(path) if path.exists() else []
@@ -135,9 +139,6 @@ def dataset_intrinsic(
 ) -> dict[str, float]:
     """The ``intrinsic/*`` values of one dataset (without the prefix), with the tools ``config`` names (loaded
     once into ``state``). Used by score for generate runs and by ``rose data import`` for imported data."""
-    from rose.catalog import get_language
-    from rose.score.models import generator_parameters
-    from rose.score.tools import measure_dataset
 
     if "tools" not in state:
         state["tools"] = _tools(config)
@@ -208,7 +209,6 @@ def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tupl
 
 
 def _known() -> set[str]:
-    from rose.score.intrinsic import DIRECTION
 
     return set(DIRECTION)
 
@@ -219,11 +219,6 @@ def score(config: ScoreConfig) -> ScoreResult:
     Raises RoseError naming what is missing (generate runs, train runs) and the command that produces it.
     """
     import mlflow
-
-    from rose import tracking
-    from rose.config import to_params, validate
-    from rose.score import champion as champ
-    from rose.score import report
 
     validate(config)
     tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
@@ -311,7 +306,6 @@ def metric_values(
     (``<group>`` = ``strategy/<name>`` or ``generator/<name>``), with ``<task>/<language>/`` in front when there
     are several; ``summary/<metric>/<k>`` over several cases' pools and ``summary/<dimension>/<metric>/<k>`` over
     every group of a dimension."""
-    from rose.naming import metric_key
 
     values = {}
     several = len({(c.task, c.language) for c in cases}) > 1

@@ -15,7 +15,7 @@ import pandas as pd
 from rose.errors import RoseError
 from rose.naming import slug
 from rose.score import intrinsic, roundrobin, selection
-from rose.score.collect import Tracked
+from rose.score.collect import Tracked, collect, select
 
 DIMENSIONS = ("strategy", "generator")
 
@@ -136,7 +136,6 @@ def build_tables(
 ) -> list[CaseTables]:
     """Rebuild every case's tables (and its groups', see :func:`build_groups`) from the tracking store (three
     searches; nothing is filled or logged)."""
-    from rose.score.collect import collect, select
 
     store = collect(experiment, tasks, languages, candidates)
     out = []

@@ -28,6 +28,7 @@ from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import split_digest
 from rose.metrics import classification_metrics, confusion
 from rose.naming import slug
+from rose.train.evaluate import confusion_csv, label_indices, prefixed, pyfunc_labels
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,6 @@ def _load_model(seed_run_id: str, experiment: str, parent):
 
 def _score(model, texts: list[str], truth: list[str], labels: list[str], where: str) -> tuple[dict, object]:
     """(metrics, confusion matrix) of one seed model on a dataset (examples with a label of the task)."""
-    from rose.train.evaluate import label_indices, pyfunc_labels
 
     keep = [i for i, label in enumerate(truth) if label in labels]
     if not keep:
@@ -161,8 +161,6 @@ def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, 
     from pathlib import Path
 
     import mlflow
-
-    from rose.train.evaluate import confusion_csv, prefixed
 
     t = parent.data.tags
     extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}

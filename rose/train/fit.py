@@ -20,9 +20,12 @@ from rose.devices import bf16_supported
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, columns, stratified_split
+from rose.train import evaluate
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
+from rose.train.module import BestWeights, ClassifierModule, EpochHistory
 from rose.train.normalize import CONFIG_FLAG, normalize_texts
+from rose.train.pyfunc import base_digest
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,6 @@ def prepare(config: TrainConfig) -> Setting:
     """Check the config, load the training and evaluation data, the tokenizer and the base model's weights."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from rose.train.pyfunc import base_digest
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -261,9 +262,6 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     """Train one seed (deterministic for a seed), restore its best epoch, and score the dev split."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping
-
-    from rose.train import evaluate
-    from rose.train.module import BestWeights, ClassifierModule, EpochHistory
 
     config = config or setting.config
     L.seed_everything(seed, workers=True, verbose=False)

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import mlflow
 
+import rose
+from rose.train.evaluate import predict_proba
+
 log = logging.getLogger(__name__)
 
 ARTIFACT = "classifier"
@@ -215,8 +218,6 @@ class RoseClassifier(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params: dict | None = None):
         import pandas as pd
 
-        from rose.train.evaluate import predict_proba
-
         probs = predict_proba(self.model, self.tokenizer, _texts(model_input), max_length=self.max_length)
         frame = pd.DataFrame(probs, columns=[f"prob_{label}" for label in self.labels])
         frame.insert(0, "label", [self.labels[i] for i in probs.argmax(axis=1)] if len(probs) else [])
@@ -258,7 +259,6 @@ def _quiet():
 
 def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
     """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
-    import rose
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     start = time.perf_counter()
@@ -291,7 +291,6 @@ def export_self_contained(run_id: str, name: str = "model_full") -> str:
         model, tokenizer, labels, max_length = load_classifier(next(local.rglob("meta.json")).parent)
         full = save_full(Path(tmp) / "full", model, tokenizer, max_length=max_length)
         saved = Path(tmp) / name
-        import rose
 
         with _quiet():
             mlflow.pyfunc.save_model(

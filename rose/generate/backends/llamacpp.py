@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rose.assets import ASSETS, gguf_path
 from rose.errors import MissingDependency, RoseError
 from rose.generate.backends.base import Backend, Completion, Message, Request
 
@@ -37,7 +38,6 @@ TOP_K = 1000  # nucleus over the 1,000 most likely tokens, as in the hf backend'
 
 def gguf_file(model: str) -> Path:
     """The GGUF file of a model: an offline short name, a ``.gguf`` path, or a folder holding one."""
-    from rose.assets import ASSETS, gguf_path
 
     if model in ASSETS or model.lower() in ASSETS:
         return gguf_path(model)
@@ -121,7 +121,6 @@ class LlamaCppBackend(Backend):
         finally:
             if wait_policy is None:
                 os.environ.pop("OMP_WAIT_POLICY", None)
-        from rose.assets import ASSETS
 
         self.path = gguf_file(self.model)
         lib = llama_cpp.llama_cpp

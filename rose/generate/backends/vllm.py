@@ -14,6 +14,7 @@ from typing import Any
 
 from rose.errors import MissingDependency, RoseError
 from rose.generate.backends.base import Backend, Completion, Request, SamplingParams
+from rose.generate.backends.hf import resolve
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,6 @@ class VLLMBackend(Backend):
     def load(self) -> None:
         if self._proc is not None:
             return
-        from rose.generate.backends.hf import resolve
 
         where, gguf = resolve(self.model)
         model = f"{where}/{gguf}" if gguf else where
