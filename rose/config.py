@@ -254,23 +254,23 @@ def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa:
     return dataclasses.field(default=default, metadata=meta)
 
 
-def known_task(name: str) -> str | None:
-    """A ``check``: the task is in the catalog (``all`` allowed where a field says so)."""
-
+def _refusal(lookup, value: str) -> str | None:
+    """The message of the RoseError ``lookup(value)`` raises, or None when it accepts the value."""
     try:
-        get_task(name)
+        lookup(value)
     except RoseError as exc:
         return str(exc)
     return None
+
+
+def known_task(name: str) -> str | None:
+    """A ``check``: the task is in the catalog (``all`` allowed where a field says so)."""
+    return _refusal(get_task, name)
 
 
 def known_language(code: str) -> str | None:
-
-    try:
-        get_language(code)
-    except RoseError as exc:
-        return str(exc)
-    return None
+    """A ``check``: the language is in the catalog."""
+    return _refusal(get_language, code)
 
 
 def known_encoding(name: str) -> str | None:

@@ -147,13 +147,9 @@ def _race_generate(uri: str, folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_identical_generate_commands_on_sqlite_end_with_one_run(store, tmp_path):
-    _race_generate(store, tmp_path)
-
-
-@pytest.mark.slow
-def test_two_identical_generate_commands_on_a_server_end_with_one_run(server, tmp_path):
-    _race_generate(server, tmp_path)
+@pytest.mark.parametrize("tracking", ["store", "server"])  # SQLite, and a real mlflow server on 127.0.0.1
+def test_two_identical_generate_commands_end_with_one_run(tracking, tmp_path, request):
+    _race_generate(request.getfixturevalue(tracking), tmp_path)
 
 
 def _race_train(uri: str, folder: Path) -> None:
@@ -173,10 +169,6 @@ def _race_train(uri: str, folder: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_trainings_of_one_setting_on_sqlite_run_each_seed_once(store, tmp_path):
-    _race_train(store, tmp_path)
-
-
-@pytest.mark.slow
-def test_two_trainings_of_one_setting_on_a_server_run_each_seed_once(server, tmp_path):
-    _race_train(server, tmp_path)
+@pytest.mark.parametrize("tracking", ["store", "server"])  # SQLite, and a real mlflow server on 127.0.0.1
+def test_two_trainings_of_one_setting_run_each_seed_once(tracking, tmp_path, request):
+    _race_train(request.getfixturevalue(tracking), tmp_path)

@@ -16,7 +16,7 @@ from rose.errors import RoseError
 from rose.generate.config import GenerateConfig
 from rose.generate.run import generate
 from rose.pipeline.plan import UNIT_TAG, Unit
-from rose.pipeline.study import Study, generate_settings, load_study, score_settings, train_settings
+from rose.pipeline.study import Study, load_study
 from rose.score.config import ScoreConfig
 from rose.score.run import score
 from rose.train.cells import evaluate_cells
@@ -24,9 +24,6 @@ from rose.train.config import TrainConfig
 from rose.train.run import train
 
 log = logging.getLogger(__name__)
-
-# the settings of each stage live in rose.pipeline.study; named here too for callers of the earlier layout
-__all__ = ["generate_settings", "run_units", "score_settings", "train_settings"]
 
 
 def run_units(study_path: str, units: list[Unit]) -> list[tuple[str, str]]:
