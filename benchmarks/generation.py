@@ -117,6 +117,9 @@ class PipelineBackend:
             )
         return answers
 
+    def generate_each(self, requests):
+        yield from enumerate(self.generate(requests))
+
     def close(self) -> None:
         self.pipe = None
 
@@ -184,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=5.0, help="minimum llamacpp / hf ratio of kept examples per s")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    # Both engines use OpenMP, and llama.cpp shares torch's runtime when torch loads first (here it does): with its
-    # default spinning waits, a machine whose cores are busy with other work slows llama.cpp 10-30x. Passive waits
-    # for every row (set OMP_WAIT_POLICY yourself to compare another policy).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Both engines use OpenMP. Its default waits (spin a while, then sleep) are the fastest on an idle machine; on
+    # one whose cores are busy with other work, spinning slows llama.cpp 10-30x: passive waits for every row then,
+    # as the llamacpp backend itself chooses (set OMP_WAIT_POLICY yourself to compare another policy).
+    from rose.generate.backends.llamacpp import machine_busy
+
+    if "OMP_WAIT_POLICY" not in os.environ and machine_busy():
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizers = {g: AutoTokenizer.from_pretrained(resolve_model(g)) for g, _ in candidates}
     engines = [e for e in args.engines.split(",") if e]
     print(
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, load average {os.getloadavg()[0]:.1f}; "
         f"{len(candidates)} candidate(s) of {args.config}, {base['task']}/{base['language']}, "
         f"{base.get('per_label')} per label, batch {base.get('batch_size')}, "
         f"max {base.get('max_new_tokens')} new tokens",
