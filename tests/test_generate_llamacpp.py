@@ -29,11 +29,17 @@ def test_missing_library_is_a_one_line_error_naming_the_install(monkeypatch):
 def test_passive_openmp_waits_only_on_a_busy_machine(monkeypatch):
     from rose.generate.backends import llamacpp
 
+    monkeypatch.setattr(llamacpp.os, "cpu_count", lambda: 2)
+    samples = iter([(1000, 2000), (1190, 2200)])  # 190 of 200 jiffies idle: 0.1 core busy
+    monkeypatch.setattr(llamacpp, "_cpu_times", lambda: next(samples))
+    assert not llamacpp.machine_busy(window=0)  # idle: OpenMP's default waits, 2.8x faster here
+    samples = iter([(1000, 2000), (1090, 2200)])  # 90 of 200 idle: 1.1 cores busy with other work
+    monkeypatch.setattr(llamacpp, "_cpu_times", lambda: next(samples))
+    assert llamacpp.machine_busy(window=0)  # spinning threads would crawl
+    monkeypatch.setattr(llamacpp, "_cpu_times", lambda: None)  # no /proc/stat: the load average decides
     monkeypatch.setattr(llamacpp, "default_threads", lambda: 2)
-    monkeypatch.setattr(llamacpp.os, "getloadavg", lambda: (0.4, 0.5, 0.5))
-    assert not llamacpp.machine_busy()  # idle: OpenMP's default waits, 2.8x faster here
     monkeypatch.setattr(llamacpp.os, "getloadavg", lambda: (2.5, 1.0, 1.0))
-    assert llamacpp.machine_busy()  # every core busy: spinning threads would crawl
+    assert llamacpp.machine_busy(window=0)
 
 
 def test_auto_picks_llamacpp_for_gguf_models_only_when_installed(monkeypatch, tmp_path):

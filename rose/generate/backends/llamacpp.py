@@ -77,12 +77,33 @@ class _Seq:
     pin: tuple[int, ...] | None = None  # the kept prompt whose cells this sequence shares
 
 
-def machine_busy() -> bool:
-    """Whether the cores are already busy with other work (the 1-minute load average reaches the core count)."""
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all cores from /proc/stat, or None where there is none."""
     try:
-        return os.getloadavg()[0] >= default_threads()
-    except OSError:  # no load average (Windows)
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def machine_busy(window: float = 0.3) -> bool:
+    """Whether other work already keeps at least half a core busy, measured over ``window`` seconds now (from
+    /proc/stat; elsewhere the 1-minute load average against the core count). The caller is idle meanwhile."""
+    import time
+
+    first = _cpu_times()
+    if first is None:
+        try:
+            return os.getloadavg()[0] >= default_threads()
+        except (OSError, AttributeError):  # no load average (Windows)
+            return False
+    time.sleep(window)
+    second = _cpu_times()
+    idle, total = second[0] - first[0], second[1] - first[1]
+    if total <= 0:
         return False
+    return (1 - idle / total) * (os.cpu_count() or 1) >= 0.5
 
 
 class LlamaCppBackend(Backend):
@@ -119,7 +140,8 @@ class LlamaCppBackend(Backend):
         # libgomp reads OMP_WAIT_POLICY once, when it loads. Its default (spin a while, then sleep) is 2.8x faster
         # than PASSIVE on an idle 2-core machine (137 against 50 tokens/s at one sequence, smollm2), but threads that
         # spin make llama.cpp 10-30x slower when the cores are busy with other work (1.6 s instead of 0.05 s a
-        # token): PASSIVE then. A policy the user set is kept.
+        # token): PASSIVE then, judged by the CPU use of the moment (a load average lags a minute behind work that
+        # just ended). A policy the user set is kept.
         wait_policy = os.environ.get("OMP_WAIT_POLICY")
         if wait_policy is None and machine_busy():
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
