@@ -172,3 +172,30 @@ def _race_train(uri: str, folder: Path) -> None:
 @pytest.mark.parametrize("tracking", ["store", "server"])  # SQLite, and a real mlflow server on 127.0.0.1
 def test_two_trainings_of_one_setting_run_each_seed_once(tracking, tmp_path, request):
     _race_train(request.getfixturevalue(tracking), tmp_path)
+
+
+def _race_cells(uri: str, folder: Path) -> None:
+    tiny = make_tiny_classifier(folder / "tiny")
+    env = _env(uri)
+    train = [sys.executable, "-m", "rose.cli", "train", "--task", "topic", "--language", "cy",
+             "--data", f"human:{SHARED_DATA}", "--classifier", str(tiny), "--seeds", "1,2", "--per-label", "8",
+             "--max-epochs", "1", "--experiment", "race", "--num-threads", "1"]  # fmt: skip
+    done = subprocess.run(train, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (parent,) = _runs("race", stage="train", role="setting")
+    cmd = [sys.executable, "-m", "rose.cli", "evaluate", "--train-run", parent.info.run_id,
+           "--data", f"human:{SHARED_DATA}", "--experiment", "race"]  # fmt: skip
+    done = _together([cmd, cmd], folder, env)
+    for proc in done:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = _runs("race", stage="evaluate")
+    assert [r.info.status for r in cells] == ["FINISHED"]  # one cell run, whichever command computed it
+    said = {line.split()[-1] for p in done for line in p.stdout.splitlines() if line.startswith("cell on ")}
+    assert said == {cells[0].info.run_id}
+    assert cells[0].info.run_name == "evaluate · human on human"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tracking", ["store", "server"])  # SQLite, and a real mlflow server on 127.0.0.1
+def test_two_evaluations_of_one_cell_end_with_one_run(tracking, tmp_path, request):
+    _race_cells(request.getfixturevalue(tracking), tmp_path)

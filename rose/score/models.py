@@ -180,20 +180,39 @@ def load_reference_lm(name: str, languages: Collection[str] = (), batch: int = 8
     return ReferenceLM(name, reference_lm_languages(name, languages), nll)
 
 
-def token_nll(texts: list[str], model, tok, *, batch: int = 8, max_tokens: int = 128) -> tuple[list[float], list[int]]:
-    """Per text: the summed negative log-likelihood of its tokens after the first, and how many were scored."""
+def token_nll(
+    texts: list[str], model, tok, *, batch: int = 8, max_tokens: int = 128, token_budget: int = 256
+) -> tuple[list[float], list[int]]:
+    """Per text: the summed negative log-likelihood of its tokens after the first, and how many were scored.
+
+    Texts go through the model in batches of at most ``batch`` rows and ``token_budget`` padded tokens, similar
+    lengths together: the logits (tokens x vocabulary, 262k for gemma-3) are what costs memory, 0.27 GB at 256
+    tokens against 3 GB for 8 rows of 128 with a log-softmax copy (the demo's score peaked at 4.6 GB that way).
+    """
     import torch
+    import torch.nn.functional as F
 
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    sums, counts = [], []
+    ids = [(bos + tok(t, add_special_tokens=False)["input_ids"])[:max_tokens] for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    groups, group = [], []
+    for i in order:  # ascending lengths: the newest row is the widest
+        if group and (len(group) >= batch or (len(group) + 1) * len(ids[i]) > token_budget):
+            groups.append(group)
+            group = []
+        group.append(i)
+    if group:
+        groups.append(group)
+    sums, counts = [0.0] * len(texts), [0] * len(texts)
     with torch.no_grad():
-        for i in range(0, len(texts), batch):
-            ids = [(bos + tok(t, add_special_tokens=False)["input_ids"])[:max_tokens] for t in texts[i : i + batch]]
-            width = max(len(x) for x in ids)
-            x = torch.tensor([row + [0] * (width - len(row)) for row in ids])
-            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
-            logp = torch.log_softmax(model(input_ids=x, attention_mask=mask).logits[:, :-1].float(), -1)
-            picked = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
-            sums.extend((-picked.sum(1)).tolist())
-            counts.extend((mask[:, 1:].sum(1)).tolist())
+        for group in groups:
+            width = max(len(ids[i]) for i in group)
+            x = torch.tensor([ids[i] + [0] * (width - len(ids[i])) for i in group])
+            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in group])
+            logits = model(input_ids=x, attention_mask=mask).logits
+            for row, i in enumerate(group):
+                n = len(ids[i])
+                if n > 1:
+                    sums[i] = float(F.cross_entropy(logits[row, : n - 1].float(), x[row, 1:n], reduction="sum"))
+                counts[i] = n - 1
     return sums, counts

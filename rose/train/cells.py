@@ -27,7 +27,6 @@ from rose.errors import RoseError
 from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, is_run_id, load_ref
 from rose.human_data import split_digest
 from rose.metrics import classification_metrics, confusion
-from rose.naming import slug
 from rose.train.evaluate import confusion_csv, label_indices, prefixed, pyfunc_labels
 
 log = logging.getLogger(__name__)
@@ -98,21 +97,50 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str]) -> 
     labels = list(get_task(task).labels)
     loaded = {(ref, data.name): load_ref(ref, task, language, split="test", strict_labels=False, name=data.name)
               for ref, data, _ in todo}  # fmt: skip
-    scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
-    matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
-    for seed_run in seeds:
-        seed = int(seed_run.data.tags["rose.seed"])
-        model = _load_model(seed_run.info.run_id, experiment, parent)
-        for ref, data, _ in todo:
-            texts = loaded[ref, data.name]
-            scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
-                                                            f"{ref} ({data.name})")  # fmt: skip
-        del model
-    for ref, data, digest in todo:
-        out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels)
-        log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
-                 statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
+    # One run per cell, even when two commands fill the same cells at once: each cell is claimed (in digest
+    # order, so two claimers never wait on each other) before any model is loaded; a cell another live process
+    # holds is waited for and reused.
+    claims = {}
+    try:
+        for ref, data, digest in sorted(todo, key=lambda item: item[2]):
+            claim = tracking.claim(
+                experiment, "evaluate", digest, _cell_tags(parent, data, digest), _cell_name(parent, data)
+            )
+            if claim.finished is not None:
+                out[ref] = claim.finished.info.run_id
+            else:
+                claims[ref] = claim
+        todo = [item for item in todo if item[0] in claims]
+        scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
+        matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
+        for seed_run in seeds if todo else []:
+            seed = int(seed_run.data.tags["rose.seed"])
+            model = _load_model(seed_run.info.run_id, experiment, parent)
+            for ref, data, _ in todo:
+                texts = loaded[ref, data.name]
+                scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
+                                                                f"{ref} ({data.name})")  # fmt: skip
+            del model
+        for ref, data, digest in todo:
+            out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels, claims.pop(ref))
+            log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
+                     statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
+    except BaseException as exc:  # cells claimed and not logged end FAILED (KILLED on Ctrl-C), their leases freed
+        _give_up(claims.values(), exc)
+        raise
     return [out[r] for r in data_refs]
+
+
+def _give_up(claims, exc: BaseException) -> None:
+    import mlflow
+
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    for claim in claims:
+        try:
+            tracking.record_error(claim.run_id, exc)
+            mlflow.MlflowClient().set_terminated(claim.run_id, status)
+        finally:
+            claim.lease.release()
 
 
 def _train_parent(run_id: str):
@@ -155,27 +183,34 @@ def _score(model, texts: list[str], truth: list[str], labels: list[str], where: 
     return classification_metrics(y_true, y_pred, labels), confusion(y_true, y_pred, len(labels))
 
 
+def _cell_tags(parent, data: Dataset, digest: str) -> dict[str, str]:
+    t = parent.data.tags
+    extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}
+    return tracking.tags(
+        "evaluate", t["rose.task"], t["rose.language"], digest=digest, train_run_id=parent.info.run_id,
+        train_digest=t.get("rose.digest"), dataset=data.key, eval_set=data.name,
+        data_run_id=None if data.key.startswith(HUMAN_PREFIX) else data.key, **extra,
+    )  # fmt: skip
+
+
+def _cell_name(parent, data: Dataset) -> str:
+    return tracking.run_name("evaluate", f"{parent.data.tags.get('rose.train_data', 'train')} on {data.name}")
+
+
 def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, float]], matrices: dict,
-              labels: list[str]) -> str:  # fmt: skip
+              labels: list[str], claim) -> str:  # fmt: skip
     import tempfile
     from pathlib import Path
 
     import mlflow
 
-    t = parent.data.tags
-    extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}
-    run_tags = tracking.tags(
-        "evaluate", t["rose.task"], t["rose.language"], digest=digest, train_run_id=parent.info.run_id,
-        train_digest=t.get("rose.digest"), dataset=data.key, eval_set=data.name,
-        data_run_id=None if data.key.startswith(HUMAN_PREFIX) else data.key, **extra,
-    )  # fmt: skip
     metrics = {k: v for seed, m in per_seed.items() for k, v in prefixed(f"seed/{seed}", m).items()}
     f1 = [m["macro_f1"] for m in per_seed.values()]
     n = next(iter(per_seed.values()))["n"]
     metrics.update(macro_f1_mean=statistics.fmean(f1), macro_f1_std=statistics.stdev(f1) if len(f1) > 1 else 0.0,
                    n=float(n))  # fmt: skip
-    name = f"{t.get('rose.train_data', 'train')}__on__{slug(data.name)}"
-    with tracking.run(name, run_tags, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run, \
+    with tracking.run(_cell_name(parent, data), _cell_tags(parent, data, digest), run_id=claim.run_id,
+                      lease=claim.lease, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run, \
             tempfile.TemporaryDirectory(prefix="rose-cell-") as tmp:  # fmt: skip
         mlflow.log_metrics(metrics)
         for seed, matrix in matrices.items():
