@@ -269,6 +269,28 @@ def test_a_short_candidate_cuts_every_candidate_to_its_count(tmp_path, tiny):
     assert any("equal_per_label is off" in n for n in uncut.notes)
 
 
+def test_the_cut_never_goes_below_its_floor(tmp_path, tiny):
+    from rose.catalog import get_task
+    from rose.naming import metric_key
+    from rose.pipeline import plan
+    from rose.pipeline.study import load_study
+
+    path = study_yaml(tmp_path, tiny)  # 6 per label asked: the default floor is 3
+    gens = [u for u in plan.build(load_study(path)).units if u.stage == "generate"]
+    facts = plan.Facts()
+    facts.done = {u.digest: u.who for u in gens}
+    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}
+    facts.metrics = {A: kept, B: {**kept, metric_key("kept", "travel"): 1.0}}  # one example of one label
+    cut = plan.build(load_study(path), facts)
+    assert {u.settings["per_label"] for u in cut.units if u.stage == "train"} == {3}
+    assert any(f"stays at 3 per label (min_per_label): {B} is trained on fewer" in n for n in cut.notes)
+    path.write_text(path.read_text() + "min_per_label: 1\n")  # the floor lowered by hand: the plain smallest count
+    assert {u.settings["per_label"] for u in plan.build(load_study(path), facts).units if u.stage == "train"} == {1}
+    path.write_text(path.read_text().replace("min_per_label: 1", "min_per_label: -2"))
+    with pytest.raises(RoseError, match="min_per_label must be a whole number"):
+        load_study(path)
+
+
 @pytest.mark.slow
 @needs_shared
 def test_study_grows_shrinks_and_changes_its_human_test_set_running_only_new_units(store, tiny):

@@ -18,6 +18,7 @@ changing the human test set runs its cells and the score, never a training.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,14 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
             notes.append(f"{task}/{language}: equal_per_label is off: candidates are trained on up to {asked} "
                          "examples per label each, so their counts differ")  # fmt: skip
         return asked
+    floor = min(asked, study.min_per_label or math.ceil(asked / 2))
+    if cut < floor:  # one weak label of one candidate must not starve every classifier of the study
+        below = sorted(name for name, unit in gens.items() if facts.done.get(unit.digest)
+                       and any(0 < n < floor for n in facts.counts(facts.done[unit.digest], task, language).values()))  # fmt: skip
+        notes.append(f"{task}/{language}: the common count stays at {floor} per label (min_per_label): "
+                     f"{', '.join(below)} {'is' if len(below) == 1 else 'are'} trained on fewer examples of the "
+                     "labels they fell short on")  # fmt: skip
+        cut = floor
     if cut < asked:
         notes.append(f"{task}/{language}: every candidate (and the human baseline) is cut to {cut} examples "
                      "per label, the smallest count (equal_per_label)")  # fmt: skip

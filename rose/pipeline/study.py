@@ -13,6 +13,7 @@ train: {classifier: multilingual-e5-small, seeds: [1, 2, 3]}
 score: {}
 human_test: true                # evaluate every classifier on the human test set (or: a data folder of its own)
 equal_per_label: true           # train every candidate on the same number of examples per label (the smallest)
+min_per_label: 6                # ... but never cut below this (default: half the training per_label)
 ```
 Every key is checked before anything runs; a mistake is reported with its line and the fix. With a human test set,
 the study also trains the human-data baseline (same settings, same number of human examples per label).
@@ -44,7 +45,7 @@ from rose.train.config import TrainConfig
 
 TOP_KEYS = {
     "experiment", "tasks", "languages", "source", "candidates", "generators", "strategies", "generate", "train",
-    "score", "human_test", "equal_per_label", "description",
+    "score", "human_test", "equal_per_label", "min_per_label", "description",
 }  # fmt: skip
 
 # Settings the study itself decides; a stage section may not set them.
@@ -88,6 +89,7 @@ class Study:
     human_test: bool = True
     human_test_source: str = ""  # the folder of the human test set (default: ``source``)
     equal_per_label: bool = True
+    min_per_label: int = 0  # the cut's floor (0: half the training per_label, rounded up)
     description: str = ""
 
     def cases(self) -> list[tuple[str, str]]:
@@ -134,6 +136,7 @@ def load_study(path: str | Path) -> Study:
     else:
         study.human_test = _bool(human_test, where("human_test"), "human_test")
     study.equal_per_label = _bool(raw.get("equal_per_label", True), where("equal_per_label"), "equal_per_label")
+    study.min_per_label = _count(raw.get("min_per_label", 0), where("min_per_label"), "min_per_label")
     study.description = str(raw.get("description", ""))
     for stage in ("generate", "train", "score"):
         value = raw.get(stage) or {}
@@ -143,6 +146,12 @@ def load_study(path: str | Path) -> Study:
     study.candidates = _candidates(raw, where)
     validate(study, where)
     return study
+
+
+def _count(value: Any, at: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RoseError(f"{at}: {key} must be a whole number of examples per label (0 or more), not {value!r}")
+    return value
 
 
 def _bool(value: Any, at: str, key: str) -> bool:

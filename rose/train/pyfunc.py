@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 
 import rose
 from rose.train.evaluate import predict_proba
@@ -197,8 +198,6 @@ def load_classifier(folder: str | Path):
 
 
 def _texts(model_input) -> list[str]:
-    import pandas as pd
-
     if isinstance(model_input, str):
         return [model_input]
     if isinstance(model_input, pd.DataFrame):
@@ -215,9 +214,9 @@ class RoseClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model, self.tokenizer, self.labels, self.max_length = load_classifier(context.artifacts[ARTIFACT])
 
-    def predict(self, context, model_input, params: dict | None = None):
-        import pandas as pd
-
+    # A DataFrame is what MLflow hands predict under the model's signature (one string column); the hint also
+    # tells MLflow not to infer a second signature from type hints (and not to warn about their absence).
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         probs = predict_proba(self.model, self.tokenizer, _texts(model_input), max_length=self.max_length)
         frame = pd.DataFrame(probs, columns=[f"prob_{label}" for label in self.labels])
         frame.insert(0, "label", [self.labels[i] for i in probs.argmax(axis=1)] if len(probs) else [])
