@@ -23,6 +23,12 @@ EXPECTED = {
     ),
     # the base model continues rose's numbered list, stops at the end of a line, once drifts into web-page text
     "gemma-3-270m__hf.jsonl": (17, 45, {"cut_off": 1}),
+    # llama.cpp's OpenAI-compatible server (python -m llama_cpp.server), rose's openai backend: smollm2 through chat
+    # completions talks about itself ("I'm ready to help. What's your next question?", "(I am a language model
+    # ...)"), all preamble; gemma through completions continues the list, then drifts into prose that is kept
+    # (the parser judges form, not topic: the length filter, dedup and the classifier see those lines)
+    "smollm2-135m-instruct__openai.jsonl": (17, 37, {"preamble": 14, "cut_off": 7}),
+    "gemma-3-270m__openai.jsonl": (17, 60, {"cut_off": 9, "commentary": 2, "preamble": 1}),
 }  # fmt: skip
 
 

@@ -27,7 +27,8 @@ _LABELLED = re.compile(r"^\s*(?:example|sentence|utterance|text|sample)\s*\d*\s*
 _ABOUT = (
     r"(here (are|is)|below (are|is)|the following|these (are|were)|i hope|i('ve| have) (written|generated|created|"
     r"provided|included|listed|given|made)|i('| a)m happy|hope (this|these)|"
-    r"let me know|feel free|as requested|i can (write|generate|provide|give)|i('| a)m ready|please (go ahead|share))"
+    r"let me know|feel free|as requested|i can (write|generate|provide|give)|i('| a)m ready|please (go ahead|share)|"
+    r"th(is|ese) (examples?|lists?|answers?) (contains?|has|have|includes?|covers?))"
 )
 _DELIVERABLE = (
     r"(examples?|sentences?|utterances?|texts?|samples?|queries|commands|requests|phrases|statements|questions|"
@@ -35,6 +36,11 @@ _DELIVERABLE = (
 )
 _META = re.compile(rf"\b{_ABOUT}\b.*\b{_DELIVERABLE}\b", re.I)
 _NOTE = re.compile(r"^\W*(note|disclaimer|explanation)\s*:", re.I)
+# The model speaking of itself: "(I am a language model and I will only write in English.)", "I'm ready to help."
+_SELF = re.compile(
+    r"\b(as an? (ai|language model)|i('m| am) an? (ai|language model|assistant)|i('m| am) (here|ready) to (help|assist))\b",
+    re.I,
+)
 _QUOTES = "\"'“”„‟«»‹›`「」『』"
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _VERDICT = re.compile(r"^\W*([^\W_]+)", re.U)
@@ -134,7 +140,7 @@ def is_preamble(line: str) -> bool:
     about travel.", "I hope these examples help!") or that is a note.
     """
     bare = line.strip().strip("*_#").strip()
-    return bare.endswith(":") or bool(_META.search(bare)) or bool(_NOTE.match(bare))
+    return bare.endswith(":") or any(bool(p.search(bare)) for p in (_META, _NOTE, _SELF))
 
 
 def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str], Counter]:
