@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_mlproject_declares_every_stage_and_its_scripts_exist():
     project = yaml.safe_load((ROOT / "MLproject").read_text())
-    assert set(project["entry_points"]) == {"main", "generate", "train", "tune", "score", "pipeline"}
+    assert set(project["entry_points"]) == {"main", "generate", "train", "evaluate", "tune", "score", "pipeline"}
     for name, entry in project["entry_points"].items():
         script = entry["command"].split()[1]
         assert (ROOT / script).exists(), (name, script)
@@ -58,6 +58,15 @@ def test_mlflow_run_generate_then_train(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     (seed,) = search_runs("mlproject", stage="train", role="seed")
     assert seed.data.tags["rose.data_run_id"] == gen.info.run_id and "eval/human/macro_f1" in seed.data.metrics
+    (parent,) = search_runs("mlproject", stage="train", role="setting")
+    done = _mlflow_run(tmp_path, "evaluate", {"train_run": parent.info.run_id, "data": gen.info.run_id,
+                                              "experiment": "mlproject"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (cell,) = search_runs("mlproject", stage="evaluate")
+    assert (
+        cell.data.tags["rose.train_run_id"] == parent.info.run_id and cell.data.tags["rose.dataset"] == gen.info.run_id
+    )
+    assert "seed/1/macro_f1" in cell.data.metrics
 
 
 @pytest.mark.slow
