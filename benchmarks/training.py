@@ -104,10 +104,12 @@ def run_rose(args: argparse.Namespace, folder: Path) -> dict:
 
 
 def _macro_f1(s, labels: list[str], predicted) -> float:
-    from sklearn.metrics import f1_score
+    """rose's one macro-F1 (over every label of the task), the same for every side."""
+    from rose.metrics import classification_metrics
 
     index = {label: i for i, label in enumerate(s.label_names)}
-    return float(f1_score([index[lab] for lab in labels], list(predicted), average="macro", zero_division=0))
+    truth = [index[lab] for lab in labels]
+    return float(classification_metrics(truth, [int(p) for p in predicted], s.label_names)["macro_f1"])
 
 
 def run_trainer(args: argparse.Namespace, folder: Path) -> dict:
