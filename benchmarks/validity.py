@@ -179,22 +179,16 @@ def markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[
 
 
 def wall_time(experiment: str, timings: dict[str, float], total: float, since_ms: int) -> str:
-    """The wall time, and what dominates it: generation, training (seed runs), cross-evaluation cells and scoring,
-    from the runs this call started (runs found done are not counted)."""
+    """The wall time, and what dominates it: the seconds each stage took (generation, training, cross-evaluation
+    cells, scoring), from the ``time/<stage>_s`` metrics of the pipeline runs this call started. (Summing the
+    durations of cell runs would count overlapping runs twice: the cells of one classifier are claimed together.)"""
     from rose import tracking
 
-    def runs(**tags):
-        return [r for r in tracking.search_runs(experiment, **tags) if r.info.start_time >= since_ms]
-
-    gen = sum(r.data.metrics.get("wall_time_s", 0.0) for r in runs(stage="generate"))
-    fit = sum(r.data.metrics.get("time/train_s", 0.0) for r in runs(stage="train", role="seed"))
-
-    def duration(stage: str) -> float:
-        return sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000 for r in runs(stage=stage))
-
-    parts = {"generation": gen, "training (fitting seeds)": fit, "cross-evaluation cells": duration("evaluate"),
-             "scoring": duration("score")}  # fmt: skip
-    parts["other (loading models and data, logging)"] = max(0.0, total - sum(parts.values()))
+    pipelines = [r for r in tracking.search_runs(experiment, stage="pipeline") if r.info.start_time >= since_ms]
+    names = {"generate": "generation", "train": "training", "evaluate": "cross-evaluation cells", "score": "scoring"}
+    parts = {label: sum(r.data.metrics.get(f"time/{stage}_s", 0.0) for r in pipelines)
+             for stage, label in names.items()}  # fmt: skip
+    parts["other (planning, starting workers, the tables)"] = max(0.0, total - sum(parts.values()))
     lines = [f"wall time: {total / 60:.1f} min"]
     lines += [f"  {name}: {s / 60:.1f} min ({s / total:.0%})" for name, s in sorted(parts.items(), key=lambda x: -x[1])]
     lines += [f"  [{name}: {s / 60:.1f} min]" for name, s in timings.items()]
