@@ -82,6 +82,12 @@ def test_terminal_leaderboard():
     text = report.terminal(case())
     assert text.splitlines()[0].startswith("RoSE leaderboard: task topic, language th (champion: a__simple)")
     assert "human_f1" in text.splitlines()[1]
+    assert "Human-data baseline" not in text  # no baseline in this case: no gap column, no line
+    with_baseline = case()
+    board = with_baseline.leaderboard
+    with_baseline.leaderboard = board.assign(gap_to_human=board["human_f1"] - 0.8)
+    assert "Human-data baseline (the same classifier on as many human examples per label, same seeds): " \
+           "human-test macro-F1 0.8000" in report.terminal(with_baseline)  # fmt: skip
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

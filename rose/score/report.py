@@ -69,7 +69,19 @@ def terminal(case: CaseTables) -> str:
     )
     pick = "champion" if not case.dimension else "pick"
     title = f"RoSE leaderboard: {where} ({pick}: {case.champion or 'none'})"
-    return "\n".join([title, line(cols), *map(line, rows), *spread_lines(case)])
+    return "\n".join([title, line(cols), *map(line, rows), *baseline_line(case), *spread_lines(case)])
+
+
+def baseline_line(case: CaseTables) -> list[str]:
+    """The human-data baseline's own human-test macro-F1 (the reference point of ``gap_to_human``)."""
+    board = case.leaderboard
+    if "gap_to_human" not in board or "human_f1" not in board:
+        return []
+    known = (board["human_f1"] - board["gap_to_human"]).dropna()
+    if known.empty:
+        return []
+    return [f"Human-data baseline (the same classifier on as many human examples per label, same seeds): "
+            f"human-test macro-F1 {known.iloc[0]:.4f}; gap_to_human is each candidate's distance to it."]  # fmt: skip
 
 
 def spread_lines(case: CaseTables) -> list[str]:
