@@ -181,7 +181,6 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_manifest(spec: AssetSpec, folder: Path, seconds: float) -> dict:
-
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     for path in files:  # safetensors writes 0600 files; a cache folder should be readable like any other
         path.chmod(0o644)

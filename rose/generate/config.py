@@ -123,7 +123,6 @@ class GenerateConfig:
 
 def planned_requests(config: GenerateConfig) -> int | None:
     """The most generation requests a run may send: labels x the per-label budget (None: unknown task)."""
-
     task = TASKS.get(config.task)
     if task is None or config.per_label < 1 or config.examples_per_request < 1:
         return None

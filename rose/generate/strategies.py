@@ -130,7 +130,6 @@ def get_strategy(name_or_path: str) -> Strategy:
 
 def load_strategy(path: str | Path) -> Strategy:
     """A user strategy from YAML; an unknown step is an error naming its line."""
-
     data, lines = read_yaml(path, "strategy file")
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise RoseError(f"{path}: expected a mapping with a 'steps' list")

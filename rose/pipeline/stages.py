@@ -66,7 +66,6 @@ def _train(study: Study, unit: Unit) -> str:
 
 def _evaluate(study: Study, units: list[Unit]) -> list[str]:
     """The cells of the units, computed per train unit (each seed model loaded once for all its datasets)."""
-
     by_train: dict[str, list[Unit]] = {}
     for unit in units:
         by_train.setdefault(unit.inputs["train"], []).append(unit)
@@ -78,6 +77,5 @@ def _evaluate(study: Study, units: list[Unit]) -> list[str]:
 
 
 def _score(study: Study, unit: Unit) -> str:
-
     config = from_mapping(ScoreConfig, {**unit.settings, **unit.inputs}, where=f"{study.path}: score")
     return score(config).run_id

@@ -247,7 +247,6 @@ def validate(study: Study, where: _Where) -> None:
 
 def _check_source(study: Study, where: _Where) -> None:
     """A local ``source`` must exist (from here or from the project directory), as every unit will read it."""
-
     if study.source in ("auto", "hub", "hf"):
         return
     path = Path(study.source).expanduser()
@@ -306,7 +305,6 @@ def import_settings(study: Study, task: str, language: str, cand: Candidate) -> 
 
 def _data_path(study: Study, data: str) -> str:
     """A relative path is looked up from here, then beside the study file, then in the project directory."""
-
     path = Path(data).expanduser()
     if path.is_absolute() or path.exists():
         return str(path)
@@ -318,7 +316,6 @@ def _data_path(study: Study, data: str) -> str:
 
 def check_import(study: Study, cand: Candidate) -> None:
     """An imported candidate's settings are valid and its data exists (a path, or a hub id)."""
-
     settings = import_settings(study, study.tasks[0], study.languages[0], cand)
     cfg.from_mapping(ImportConfig, settings, where="candidate")
     if not Path(settings["data"]).exists() and not _HUB_ID.match(cand.data):
@@ -409,7 +406,6 @@ def _check(cls: type, settings: dict, what: str, line) -> None:
 
 def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
     """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
-
     at = where("generate", "descriptions")
     for task in files:
         if task not in study.tasks:

@@ -48,7 +48,6 @@ class ScoreResult:
     messages: list[str] = field(default_factory=list)
 
     def leaderboard_text(self) -> str:
-
         return "\n\n".join(terminal(c) for c in self.cases)
 
 
@@ -68,7 +67,6 @@ def _cases(config: ScoreConfig, tracked: Store) -> list[tuple[str, str]]:
 
 
 def _tools(config: ScoreConfig):
-
     lm = None
     if config.reference_lm:
         try:
@@ -85,7 +83,6 @@ def _tools(config: ScoreConfig):
 
 def perplexity_note(config: ScoreConfig, language: str) -> str | None:
     """Why perplexity is not reported for ``language`` (None when it is, or when it is not asked for)."""
-
     if not config.reference_lm:
         return None
     reads = reference_lm_languages(config.reference_lm, config.reference_lm_languages)
@@ -102,13 +99,11 @@ class _Datasets:
         self.folders: dict[str, Path] = {}
 
     def folder(self, run_id: str) -> Path:
-
         if run_id not in self.folders:
             self.folders[run_id] = download_dataset(run_id).parent
         return self.folders[run_id]
 
     def rows(self, run_id: str, name: str = "data.jsonl") -> list[dict]:
-
         path = self.folder(run_id) / name
         return read_jsonl(path) if path.exists() else []
 
@@ -209,7 +204,6 @@ def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tupl
 
 
 def _known() -> set[str]:
-
     return set(DIRECTION)
 
 

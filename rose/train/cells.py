@@ -174,7 +174,6 @@ def _load_model(seed_run_id: str, experiment: str, parent):
 
 def _score(model, texts: list[str], truth: list[str], labels: list[str], where: str) -> tuple[dict, object]:
     """(metrics, confusion matrix) of one seed model on a dataset (examples with a label of the task)."""
-
     keep = [i for i, label in enumerate(truth) if label in labels]
     if not keep:
         raise RoseError(f"{where}: no example with a label of the task to evaluate on")

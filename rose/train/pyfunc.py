@@ -258,7 +258,6 @@ def _quiet():
 
 def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
     """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     start = time.perf_counter()
     with _quiet():

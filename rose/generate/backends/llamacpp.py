@@ -38,7 +38,6 @@ TOP_K = 1000  # nucleus over the 1,000 most likely tokens, as in the hf backend'
 
 def gguf_file(model: str) -> Path:
     """The GGUF file of a model: an offline short name, a ``.gguf`` path, or a folder holding one."""
-
     if model in ASSETS or model.lower() in ASSETS:
         return gguf_path(model)
     path = Path(model).expanduser()
