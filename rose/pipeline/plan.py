@@ -124,7 +124,8 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
     """The examples per label every candidate of the case is trained on (with ``equal_per_label``)."""
     asked = int(train_settings(study, task, language).get("per_label", TrainConfig.per_label))
     labels = get_task(task).labels
-    cut, pending = asked, []
+    pending: list[str] = []
+    lowest: dict[str, int] = {}  # per generated candidate: its smallest positive count of a label
     for name, unit in gens.items():
         run_id = facts.done.get(unit.digest)
         if not run_id:
@@ -140,7 +141,9 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
             notes.append(f"{task}/{language}: {name} has no example of {', '.join(sorted(missing))}: the cut "
                          "ignores those labels (its classifier never saw them)")  # fmt: skip
         positive = [n for n in short.values() if n > 0]
-        cut = min([cut, *positive])
+        if positive:
+            lowest[name] = min(positive)
+    cut = min([asked, *lowest.values()])
     if not study.equal_per_label:
         if cut < asked:
             notes.append(f"{task}/{language}: equal_per_label is off: candidates are trained on up to {asked} "
@@ -148,8 +151,7 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
         return asked
     floor = min(asked, study.min_per_label or math.ceil(asked / 2))
     if cut < floor:  # one weak label of one candidate must not starve every classifier of the study
-        below = sorted(name for name, unit in gens.items() if facts.done.get(unit.digest)
-                       and any(0 < n < floor for n in facts.counts(facts.done[unit.digest], task, language).values()))  # fmt: skip
+        below = sorted(name for name, n in lowest.items() if n < floor)
         notes.append(f"{task}/{language}: the common count stays at {floor} per label (min_per_label): "
                      f"{', '.join(below)} {'is' if len(below) == 1 else 'are'} trained on fewer examples of the "
                      "labels they fell short on")  # fmt: skip
