@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +91,6 @@ def _cpu_times() -> tuple[int, int] | None:
 def machine_busy(window: float = 0.3) -> bool:
     """Whether other work already keeps at least half a core busy, measured over ``window`` seconds now (from
     /proc/stat; elsewhere the 1-minute load average against the core count). The caller is idle meanwhile."""
-    import time
-
     first = _cpu_times()
     if first is None:
         try:
@@ -140,9 +140,10 @@ class LlamaCppBackend(Backend):
         # than PASSIVE on an idle 2-core machine (137 against 50 tokens/s at one sequence, smollm2), but threads that
         # spin make llama.cpp 10-30x slower when the cores are busy with other work (1.6 s instead of 0.05 s a
         # token): PASSIVE then, judged by the CPU use of the moment (a load average lags a minute behind work that
-        # just ended). A policy the user set is kept.
+        # just ended). A policy the user set is kept; once llama_cpp is loaded the variable no longer matters, and
+        # the 0.3 s measurement is skipped.
         wait_policy = os.environ.get("OMP_WAIT_POLICY")
-        if wait_policy is None and machine_busy():
+        if wait_policy is None and "llama_cpp" not in sys.modules and machine_busy():
             os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         try:
             import llama_cpp
