@@ -1,6 +1,6 @@
 """Does RoSE pick the best generator? RoSE against the intrinsic metrics, the largest model and a random pick.
 
-    python benchmarks/validity.py [--config benchmarks/validity.yaml] [--keep DIR] [--smoke]
+    python benchmarks/validity.py [--section offline|real|all] [--config FILE] [--keep DIR] [--smoke]
 
 The study (``benchmarks/validity.yaml``): English topic (SIB-200), intent (MASSIVE-10) and sentiment; the two offline
 LLMs under three strategies each, plus the Llama-3-70B data of ``../shared/data/synthetic/llama3-70b/`` imported as
@@ -17,6 +17,16 @@ Spearman and Kendall with human-test F1. And the wall time, split into what domi
 
 ``--smoke`` runs the same code with the fake backend (two fake generators, two strategies), the tiny test encoder and
 one epoch: it checks the script, not RoSE (a few minutes per task on a busy 2-core machine; ``--tasks`` picks some).
+
+``--section real`` (study: ``benchmarks/validity_real.yaml``) is RoSE among real generators: the two tasks of
+``../shared/data/multigen/`` (ATIS, 8 intents; AG News, 4 topics; task files in ``configs/tasks/``), each a case;
+the candidates are the five generators' data as published (ChatGPT, GPT-4, Llama-2-70B-chat, Mistral-7B,
+Platypus2-70B: the publisher's ``prompt`` method, first collection round ``0/``), imported by the study with
+``rose data import`` through the task file (nothing converted by hand); the human test sets are the oracle; every
+candidate is cut to the same examples per label; three seeds. It prints and writes the same tables
+(``validity_real.md``, ``candidates_real.csv``, ``selection_real.csv``) and, per case, the publisher's ranking (read
+from the multigen README) beside the ranking by rose's human-test F1 and by RoSE (``published_real.csv``).
+``--section all`` runs both.
 """
 
 from __future__ import annotations
@@ -24,12 +34,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -40,27 +52,47 @@ IMPORTED_FILE = "synthetic/llama3-70b/{task}-en.csv"
 JUDGED = ["top1", "regret", "spearman", "kendall"]
 
 
+SECTIONS = {"offline": "validity.yaml", "real": "validity_real.yaml"}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "benchmarks" / "validity.yaml"))
+    parser.add_argument("--section", default="offline", choices=[*SECTIONS, "all"],
+                        help="offline: the offline LLMs and Llama-3-70B data; real: five real generators' published "
+                             "data (multigen); all: both")  # fmt: skip
+    parser.add_argument("--config", default="", help="the study template (default: benchmarks/validity.yaml, "
+                                                     "benchmarks/validity_real.yaml for --section real)")  # fmt: skip
     parser.add_argument("--keep", default="", help="run in this folder and keep it (default: a temporary one)")
-    parser.add_argument("--tasks", default="", help="only these tasks, comma-separated (default: the config's)")
+    parser.add_argument("--tasks", default="", help="only these tasks (cases), comma-separated (default: the config's)")
     parser.add_argument("--smoke", action="store_true", help="fake backend, tiny encoder, one epoch: checks the script")
     args = parser.parse_args()
-    started, started_ms = time.perf_counter(), int(time.time() * 1000)
-    raw = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-    source = (ROOT / raw.get("source", "../shared/data")).resolve()
-    if not source.exists():
-        print(f"error: {source} is absent: the validity benchmark needs the human data (../shared/data)")
-        return 2
-    if args.smoke:
-        raw = smoke_settings(raw)
-    tasks = [t for t in args.tasks.split(",") if t] or list(raw["tasks"])
+    sections = list(SECTIONS) if args.section == "all" else [args.section]
+    if args.config and len(sections) > 1:
+        parser.error("--config names the study of one section: use it with --section offline or --section real")
     # beside the checkout, so relative paths in a study resolve as they do from the repository root
     work = Path(args.keep or tempfile.mkdtemp(prefix="rose-validity-", dir=ROOT.parent)).resolve()
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "MLproject", work / "MLproject")
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # the scratch folder's own store
+    for section in sections:
+        raw = yaml.safe_load(Path(args.config or ROOT / "benchmarks" / SECTIONS[section]).read_text(encoding="utf-8"))
+        source = (ROOT / raw.get("source", "../shared/data")).resolve()
+        if not source.exists():
+            print(f"error: {source} is absent: the validity benchmark needs the human data (../shared/data)")
+            return 2
+        run = run_offline if section == "offline" else run_real
+        code = run(raw, source, work, [t for t in args.tasks.split(",") if t], args.smoke)
+        if code:
+            return code
+    return 0
+
+
+def run_offline(raw: dict, source: Path, work: Path, only: list[str], smoke: bool) -> int:
+    """The offline LLMs under three strategies and the imported Llama-3-70B data, per task."""
+    started, started_ms = time.perf_counter(), int(time.time() * 1000)
+    if smoke:
+        raw = smoke_settings(raw)
+    tasks = only or list(raw["tasks"])
     os.chdir(work)
     timings: dict[str, float] = {}
     for task in tasks:
@@ -175,6 +207,165 @@ def markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[
         to_markdown(pooled.drop(columns=["pick", "oracle"], errors="ignore")),
         "## Selection metrics per case\n",
         to_markdown(selection[selection["case"] != "pooled"].drop(columns="cases", errors="ignore")),
+    ])  # fmt: skip
+
+
+# --- the real-generator section (--section real) ------------------------------------------------------------------
+LARGEST = "generator_parameters"  # the "largest model" selector: the generator's parameter count
+_PUBLISHED_LINE = re.compile(r"^\s*-\s*([\w-]+):\s*(.+)$")
+_PUBLISHED_ITEM = re.compile(r"^\s*([\w-]+)\s+(\d+(?:\.\d+)?)\s*$")
+
+
+def run_real(raw: dict, source: Path, work: Path, only: list[str], smoke: bool) -> int:
+    """Each multigen task a case; the five generators' published ``prompt`` data of round 0 as candidates."""
+    started, started_ms = time.perf_counter(), int(time.time() * 1000)
+    if smoke:
+        raw = smoke_real(raw)
+    cases = {name: spec for name, spec in raw["cases"].items() if not only or name in only}
+    unknown = sorted(set(only) - set(raw["cases"]))
+    if unknown:
+        print(f"error: no case {', '.join(unknown)} in the real section: cases are {', '.join(raw['cases'])}")
+        return 2
+    os.chdir(work)
+    tasks: dict[str, str] = {}  # case -> the task's name (from its task file)
+    timings: dict[str, float] = {}
+    for case, spec in cases.items():
+        study, tasks[case] = write_real_study(raw, spec, source, work)
+        timings[f"pipeline {case}"] = run_study(study)
+    candidates, selection, baselines = tables(raw["experiment"], list(tasks.values()))
+    candidates["parameters"] = candidates["generator"].map(_parameters)
+    published = read_published(source / "multigen" / "README.md")
+    rankings, agreement = compare_rankings(candidates, published, {t: Path(cases[c]["folder"]).name
+                                                                   for c, t in tasks.items()})  # fmt: skip
+    report = real_markdown(candidates, selection, baselines, rankings, agreement, list(tasks.values()))
+    (work / "validity_real.md").write_text(report, encoding="utf-8")
+    candidates.to_csv(work / "candidates_real.csv", index=False)
+    selection.to_csv(work / "selection_real.csv", index=False)
+    rankings.to_csv(work / "published_real.csv", index=False)
+    print(report)
+    print(wall_time(raw["experiment"], timings, time.perf_counter() - started, started_ms))
+    print(f"files: {work}/validity_real.md, candidates_real.csv, selection_real.csv, published_real.csv; "
+          f"tracking store {work}/mlflow.db")  # fmt: skip
+    return 0
+
+
+def smoke_real(raw: dict) -> dict:
+    """The real section with the tiny test encoder, 4 examples per label, one epoch and no scoring models."""
+    sys.path.insert(0, str(ROOT))
+    from tests.tiny import make_tiny_classifier
+
+    raw = copy.deepcopy(raw)
+    encoder = make_tiny_classifier(Path(tempfile.gettempdir()) / "rose-validity-tiny")
+    raw["experiment"] = "rose-validity-real-smoke"
+    raw["train"] = {"classifier": str(encoder), "seeds": [1, 2, 3], "per_label": 4, "max_epochs": 1,
+                    "learning_rate": 1e-3, "batch_size": 8}  # fmt: skip
+    raw["score"] = {"reference_lm": "", "embedding_model": "", "tokenizer": "", "bootstrap": 50}
+    return raw
+
+
+def published_files(folder: Path, generators: list[str], method: str, round_: int) -> dict[str, Path]:
+    """Each generator's file of ``method`` in collection round ``round_`` (``<x>_<method>.csv``; the publisher's
+    intermediate files ``<x>_<n>_<method>.csv`` and other methods are left out). Exactly one file each."""
+    out = {}
+    for gen in generators:
+        where = folder / gen / str(round_)
+        files = sorted(f for f in where.glob(f"*_{method}.csv") if not re.search(r"_\d+_" + re.escape(method), f.name))
+        if len(files) != 1:
+            found = ", ".join(f.name for f in files) or "none"
+            raise SystemExit(f"error: {where}: expected one *_{method}.csv file of {gen}, found {found}")
+        out[gen] = files[0]
+    return out
+
+
+def write_real_study(raw: dict, spec: dict, source: Path, work: Path) -> tuple[Path, str]:
+    """The study of one multigen task: its task file, its five imported candidates; (path, task name)."""
+    task_file = (ROOT / spec["task"]).resolve()
+    task_name = str(yaml.safe_load(task_file.read_text(encoding="utf-8"))["name"])
+    files = published_files(source / spec["folder"], list(raw["generators"]), raw["method"], int(raw["round"]))
+    study = {k: copy.deepcopy(v) for k, v in raw.items() if k not in ("cases", "generators", "method", "round")}
+    study.update(tasks=[str(task_file)], languages=[LANGUAGE], source=str(source))
+    study["candidates"] = [{"data": str(path), "name": gen, "generator": raw["generators"][gen],
+                            "strategy": raw["method"]} for gen, path in files.items()]  # fmt: skip
+    path = work / f"study_real_{task_name}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False), encoding="utf-8")
+    return path, task_name
+
+
+def _parameters(generator) -> float:
+    from rose.score.models import generator_parameters
+
+    value = generator_parameters(str(generator)) if isinstance(generator, str) and generator else None
+    return float(value) if value else float("nan")
+
+
+def read_published(readme: Path) -> dict[str, dict[str, float]]:
+    """The publisher's downstream macro-F1 per task and generator folder, from the multigen README's list
+    ``- atis: play 83.5, gpt 82.9, ...`` (points); empty when the README has no such list."""
+    out: dict[str, dict[str, float]] = {}
+    if not readme.exists():
+        return out
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        m = _PUBLISHED_LINE.match(line)
+        if not m:
+            continue
+        items = [_PUBLISHED_ITEM.match(part) for part in m.group(2).split(",")]
+        if items and all(items):
+            out[m.group(1)] = {i.group(1): float(i.group(2)) for i in items}
+    return out
+
+
+def compare_rankings(candidates: pd.DataFrame, published: dict[str, dict[str, float]],
+                     folders: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Per case, rank by rank: the published ranking beside rose's human-test F1 ranking and RoSE's; and the
+    Spearman correlation of each of the two with the published F1."""
+    from scipy import stats
+
+    rows, agree = [], []
+    for task, folder in folders.items():
+        mine = candidates[candidates["case"] == task].set_index("candidate")
+        theirs = pd.Series(published.get(folder, {}), dtype=float)
+        by_f1 = mine["human_f1"].dropna().sort_values(ascending=False)
+        by_rose = mine["rose"].dropna().sort_values(ascending=False)
+        ranked = theirs.sort_values(ascending=False)
+        for i in range(max(len(ranked), len(by_f1))):
+            rows.append({"case": task, "rank": i + 1,
+                         "published": _ranked(ranked, i, "{:.1f}"), "rose_human_f1": _ranked(by_f1, i, "{:.3f}"),
+                         "rose_score": _ranked(by_rose, i, "{:.3f}")})  # fmt: skip
+        shared = theirs.index.intersection(mine.index)
+        for what, col in (("human-test F1", "human_f1"), ("RoSE", "rose")):
+            both = pd.concat([theirs[shared], mine.loc[shared, col]], axis=1).dropna()
+            rho = float(stats.spearmanr(both.iloc[:, 0], both.iloc[:, 1]).statistic) if len(both) >= 3 else np.nan
+            agree.append({"case": task, "rose_ranking": what, "spearman_with_published": rho, "candidates": len(both)})
+    return pd.DataFrame(rows), pd.DataFrame(agree)
+
+
+def _ranked(series: pd.Series, i: int, number: str) -> str:
+    return f"{series.index[i]} {number.format(series.iloc[i])}" if i < len(series) else ""
+
+
+def real_markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[str, float],
+                  rankings: pd.DataFrame, agreement: pd.DataFrame, tasks: list[str]) -> str:  # fmt: skip
+    from rose.score.report import to_markdown
+
+    first = ["rose", LARGEST, "random"]
+    rank = selection["metric"].map(lambda m: first.index(m) if m in first else len(first))
+    ordered = selection.assign(_r=rank, _s=-selection["spearman"].fillna(-9)).sort_values(["case", "_r", "_s"])
+    ordered = ordered.drop(columns=["_r", "_s"]).replace({"metric": {LARGEST: f"largest model ({LARGEST})"}})
+    pooled = ordered[ordered["case"] == "pooled"].drop(columns=["pick", "oracle"], errors="ignore")
+    base = pd.DataFrame({"case": list(baselines), "human_baseline_f1": list(baselines.values())})
+    cols = ["case", "candidate", "generator", "parameters", "rose", "human_f1", "gap_to_human"]
+    return "\n".join([
+        f"# RoSE among real generators (multigen: {', '.join(tasks)})\n",
+        "## Human-data baseline (same examples per label, same seeds; only where a human training split exists)\n",
+        to_markdown(base) if len(base) else "none\n",
+        "## Candidates: human-test macro-F1, RoSE, and gap to the human baseline (points)\n",
+        to_markdown(candidates[[c for c in cols if c in candidates]]),
+        "## Published ranking (BERT, mean of 25 runs, multigen README) beside rose's rankings\n",
+        to_markdown(rankings), to_markdown(agreement),
+        "## Selection metrics pooled over the cases (top-1 rate, mean regret in points, mean correlations)\n",
+        to_markdown(pooled),
+        "## Selection metrics per case\n",
+        to_markdown(ordered[ordered["case"] != "pooled"].drop(columns="cases", errors="ignore")),
     ])  # fmt: skip
 
 
