@@ -343,6 +343,22 @@ def _ranked(series: pd.Series, i: int, number: str) -> str:
     return f"{series.index[i]} {number.format(series.iloc[i])}" if i < len(series) else ""
 
 
+def largest_note(candidates: pd.DataFrame) -> list[str]:
+    """What the "largest model" selector could see: the generators of known size, and ties at the largest."""
+    sizes = candidates[candidates["case"] != "pooled"].drop_duplicates("candidate").set_index("candidate")["parameters"]
+    known, unknown = sizes.dropna(), sizes[sizes.isna()].index.tolist()
+    if known.empty:
+        return ["Largest model: no generator's size is known, so the selector picks nothing.\n"]
+    top = sorted(known[known == known.max()].index)
+    text = (f"Largest model ({LARGEST}): defined among the generators of known size "
+            f"({', '.join(f'{n} {v / 1e9:g}B' for n, v in known.sort_values(ascending=False).items())})")  # fmt: skip
+    if unknown:
+        text += f"; {', '.join(unknown)} (size not public) {'is' if len(unknown) == 1 else 'are'} left out"
+    if len(top) > 1:
+        text += f"; {' and '.join(top)} tie at the largest size and the tie goes to the first name ({top[0]})"
+    return [text + ".\n"]
+
+
 def real_markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[str, float],
                   rankings: pd.DataFrame, agreement: pd.DataFrame, tasks: list[str]) -> str:  # fmt: skip
     from rose.score.report import to_markdown
@@ -355,6 +371,7 @@ def real_markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: 
     base = pd.DataFrame({"case": list(baselines), "human_baseline_f1": list(baselines.values())})
     cols = ["case", "candidate", "generator", "parameters", "rose", "human_f1", "gap_to_human"]
     return "\n".join([
+        *largest_note(candidates),
         f"# RoSE among real generators (multigen: {', '.join(tasks)})\n",
         "## Human-data baseline (same examples per label, same seeds; only where a human training split exists)\n",
         to_markdown(base) if len(base) else "none\n",

@@ -96,3 +96,11 @@ def test_largest_model_is_known_only_for_public_sizes():
     sizes = {gen: validity._parameters(model) for gen, model in raw["generators"].items()}
     assert sizes["llama"] == sizes["play"] == 7e10 and sizes["mistral"] == 7e9
     assert pd.isna(sizes["gpt"]) and pd.isna(sizes["gpt4"])  # ChatGPT's and GPT-4's sizes are not public
+
+
+def test_the_largest_model_note_names_unknown_sizes_and_ties():
+    candidates = pd.DataFrame({"case": ["atis"] * 4 + ["pooled"], "candidate": ["gpt", "llama", "mistral", "play", "gpt"],
+                               "parameters": [float("nan"), 7e10, 7e9, 7e10, float("nan")]})  # fmt: skip
+    (note,) = validity.largest_note(candidates)
+    assert "llama 70B, play 70B, mistral 7B" in note and "gpt (size not public) is left out" in note
+    assert "llama and play tie at the largest size and the tie goes to the first name (llama)" in note
