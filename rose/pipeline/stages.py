@@ -37,10 +37,16 @@ def run_units(study_path: str, units: list[Unit]) -> list[tuple[str, str]]:
             raise RoseError(f"cannot run {unit.label}: the units it reads have not run; run the pipeline again")
         log.info("running %s", unit.label)
     stage = units[0].stage
-    if stage == "evaluate":
-        run_ids = _evaluate(study, units)
-    else:
-        run_ids = [{"generate": _generate, "train": _train, "score": _score}[stage](study, u) for u in units]
+    try:
+        if stage == "evaluate":
+            run_ids = _evaluate(study, units)
+        else:
+            run_ids = [{"generate": _generate, "train": _train, "score": _score}[stage](study, u) for u in units]
+    finally:  # models and trunks kept loaded across the units of this call are given back
+        from rose.train import pool, trunk
+
+        pool.pool().clear()
+        trunk.cache().clear()
     client = mlflow.MlflowClient()
     for unit, run_id in zip(units, run_ids, strict=True):
         client.set_tag(run_id, UNIT_TAG, unit.digest)

@@ -71,9 +71,13 @@ def command(experiment: str, train_run_id: str, data_ref: str) -> str:
     return f"rose evaluate --experiment {experiment} --train-run {train_run_id} --data {data_ref}"
 
 
-def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str]) -> list[str]:
+def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], trunk: bool = True) -> list[str]:
     """The cells of the train setting ``train_run_id`` on each dataset (an existing finished cell is reused);
-    each seed model is loaded once for all the datasets. Returns the evaluate run ids, in order."""
+    each seed model is loaded once for all the datasets. Returns the evaluate run ids, in order.
+
+    With ``trunk`` (the default), seed models trained above a frozen trunk are scored through
+    :mod:`rose.train.seed_models` (the base loaded once per worker, the frozen layers' output once per dataset);
+    the values are those of the logged pyfunc models."""
     tracking.setup(experiment)
     parent = _train_parent(train_run_id)
     tags = parent.data.tags
@@ -115,7 +119,7 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str]) -> 
         matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
         for seed_run in seeds if todo else []:
             seed = int(seed_run.data.tags["rose.seed"])
-            model = _load_model(seed_run.info.run_id, experiment, parent)
+            model = _load_model(seed_run.info.run_id, experiment, parent, trunk)
             for ref, data, _ in todo:
                 texts = loaded[ref, data.name]
                 scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
@@ -157,9 +161,16 @@ def _train_parent(run_id: str):
     return run
 
 
-def _load_model(seed_run_id: str, experiment: str, parent):
+def _load_model(seed_run_id: str, experiment: str, parent, trunk: bool = True):
     import mlflow
 
+    if trunk:
+        from rose.train import seed_models
+
+        folder = seed_models.download(seed_run_id)
+        model = seed_models.load(folder) if folder is not None else None
+        if model is not None:
+            return model
     try:
         return mlflow.pyfunc.load_model(f"runs:/{seed_run_id}/model")
     except Exception as exc:  # noqa: BLE001 - no model logged, or a flavour this environment cannot load
@@ -177,7 +188,8 @@ def _score(model, texts: list[str], truth: list[str], labels: list[str], where: 
     keep = [i for i, label in enumerate(truth) if label in labels]
     if not keep:
         raise RoseError(f"{where}: no example with a label of the task to evaluate on")
-    predicted, _ = pyfunc_labels(model, [texts[i] for i in keep])
+    kept = [texts[i] for i in keep]
+    predicted = model.predict(kept) if hasattr(model, "probabilities") else pyfunc_labels(model, kept)[0]
     y_true, y_pred = label_indices([truth[i] for i in keep], predicted, labels)
     return classification_metrics(y_true, y_pred, labels), confusion(y_true, y_pred, len(labels))
 

@@ -64,6 +64,10 @@ class TrainConfig:
         0, help="train only the top N encoder layers and the head, freezing the embeddings and the layers below "
                 "(0: every layer); backward passes then stop N layers from the top"
     )  # fmt: skip
+    trunk_cache: bool = field(
+        True, help="with train_top_layers: compute the frozen layers' output once per dataset and share it across "
+                   "epochs, seeds and cells (the frozen layers run without dropout either way)"
+    )  # fmt: skip
     group_by_length: bool = field(True, help="batch texts of similar length together (less padding)")
     dev_fraction: float = field(0.1, help="share of the training data held out (stratified) as the dev split",
                                 gt=0, lt=1)  # fmt: skip
@@ -80,8 +84,12 @@ class TrainConfig:
 
     def setting(self) -> dict:
         """The values that define a setting (what the parent run's digest covers)."""
-        skip = {"eval", "seeds", "register", "experiment", "num_threads", "eval_batch_size", "log_models", "encoding"}
-        return {k: v for k, v in vars(self).items() if k not in skip}
+        skip = {"eval", "seeds", "register", "experiment", "num_threads", "eval_batch_size", "log_models", "encoding",
+                "trunk_cache"}  # fmt: skip
+        out = {k: v for k, v in vars(self).items() if k not in skip}
+        if self.train_top_layers:  # since the trunk cache: frozen layers in eval mode (settings before it differ)
+            out["frozen_layers"] = "eval"
+        return out
 
 
 @dataclass

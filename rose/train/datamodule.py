@@ -27,12 +27,14 @@ class Encoded:
 
     input_ids: list[list[int]]
     labels: list[int]
+    states: list[torch.Tensor] | None = None  # a frozen trunk's output per text (:mod:`rose.train.trunk`)
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def subset(self, index: Sequence[int]) -> Encoded:
-        return Encoded([self.input_ids[i] for i in index], [self.labels[i] for i in index])
+        states = None if self.states is None else [self.states[i] for i in index]
+        return Encoded([self.input_ids[i] for i in index], [self.labels[i] for i in index], states)
 
 
 def encode(tokenizer, texts: Sequence[str], labels: Sequence[int] | None = None, max_length: int = 128) -> Encoded:
@@ -52,6 +54,13 @@ class EncodedDataset(Dataset):
         return self.data.input_ids[i], self.data.labels[i]
 
 
+class StatesDataset(EncodedDataset):
+    """Items of cached trunk states (``[length, hidden]``) instead of token ids."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.data.states[i], self.data.labels[i]
+
+
 class Collate:
     """Pads a batch with ``pad_id`` to its longest text (or to ``pad_to``) and builds the attention mask."""
 
@@ -67,6 +76,17 @@ class Collate:
             mask[row, : len(ids)] = 1
         labels = torch.tensor([label for _, label in batch], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+class StatesCollate:
+    """Pads a batch of trunk states with zeros to its longest text: ``states``, ``attention_mask``, ``labels``."""
+
+    def __call__(self, batch: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+        from rose.train.trunk import pad
+
+        states, mask = pad([s for s, _ in batch])
+        labels = torch.tensor([label for _, label in batch], dtype=torch.long)
+        return {"states": states, "attention_mask": mask, "labels": labels}
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -106,9 +126,12 @@ class ClassificationDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.group_by_length, self.seed = group_by_length and not pad_to_max_length, seed
         self.collate = Collate(pad_id, max_length if pad_to_max_length else None)
+        self.dataset = EncodedDataset
+        if train.states is not None:  # a frozen trunk's cached output: batches of states, padded per batch
+            self.collate, self.dataset = StatesCollate(), StatesDataset
 
     def train_dataloader(self) -> DataLoader:
-        dataset = EncodedDataset(self.train)
+        dataset = self.dataset(self.train)
         if self.group_by_length:
             sampler = LengthGroupedBatchSampler([len(x) for x in self.train.input_ids], self.batch_size, self.seed)
             return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collate)
@@ -121,4 +144,4 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def loader(self, data: Encoded) -> DataLoader:
         """An ordered loader for scoring; sorted by length would be faster but keeps things simple to map back."""
-        return DataLoader(EncodedDataset(data), batch_size=self.eval_batch_size, collate_fn=self.collate)
+        return DataLoader(self.dataset(data), batch_size=self.eval_batch_size, collate_fn=self.collate)

@@ -270,16 +270,29 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     encoded = setting.encoded
     if reference != is_reference(setting.config):  # a protocol other than the setting's: texts read differently
         encoded = encode_training_data(setting.tokenizer, setting.train_data, setting.label_names, config)
-    train, dev = encoded.subset(train_idx), encoded.subset(dev_idx)
     bf16 = setting.bf16 if config.protocol == setting.config.protocol else protocol_bf16(config)
+    model = build_model(setting, seed, config)
+    frozen, top = [], None
+    if config.train_top_layers and not reference:
+        from rose.train import trunk
+
+        cut = trunk.cut_of(model, config.train_top_layers)
+        frozen = trunk.frozen_modules(model, cut)
+        if config.trunk_cache:  # the frozen layers' output, computed once per dataset (rose.train.trunk)
+            store = None if setting.base_digest != "unknown" else trunk.TrunkCache(None)
+            states = trunk.states(model, encoded.input_ids, cut, base_digest=setting.base_digest,
+                                  max_length=config.max_length, pad_id=setting.tokenizer.pad_token_id or 0,
+                                  bf16=bf16, store=store, batch_size=config.eval_batch_size)  # fmt: skip
+            encoded = dataclasses.replace(encoded, states=states)
+            top = trunk.top_view(model, cut)
+    train, dev = encoded.subset(train_idx), encoded.subset(dev_idx)
     datamodule = ClassificationDataModule(
         train, dev, pad_id=setting.tokenizer.pad_token_id or 0, batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, group_by_length=config.group_by_length,
         pad_to_max_length=reference, max_length=config.max_length, seed=seed)  # fmt: skip
-    model = build_model(setting, seed, config)
     module = ClassifierModule(model, setting.label_names, learning_rate=config.learning_rate,
                               weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
-                              reference=reference)  # fmt: skip
+                              reference=reference, frozen=frozen, top=top)  # fmt: skip
     # the reference stops on the training loss once more than `patience` epochs did not improve it
     monitor, mode, patience = ("train/loss", "min", config.patience + 1) if reference else \
         ("val/macro_f1", "max", config.patience)  # fmt: skip

@@ -81,9 +81,13 @@ class ClassifierModule(L.LightningModule):
     ``<split>/f1/<label>`` for the ``train`` and ``val`` splits."""
 
     def __init__(self, model: torch.nn.Module, label_names: list[str], *, learning_rate: float = 1e-5,
-                 weight_decay: float = 0.0, warmup_ratio: float = 0.0, reference: bool = False):  # fmt: skip
+                 weight_decay: float = 0.0, warmup_ratio: float = 0.0, reference: bool = False,
+                 frozen: list[torch.nn.Module] = (), top: torch.nn.Module | None = None):  # fmt: skip
         super().__init__()
         self.model = model
+        # frozen modules (a frozen trunk) always run in eval mode: no dropout, so their output is the cached one
+        self.__dict__["frozen"] = list(frozen)
+        self.__dict__["top"] = top  # the model above a cached trunk (rose.train.trunk.top_view): reads ``states``
         self.label_names = list(label_names)
         self.learning_rate, self.weight_decay, self.warmup_ratio = learning_rate, weight_decay, warmup_ratio
         self.reference = reference  # the reference code's optimizer: plain AdamW, constant learning rate
@@ -93,8 +97,23 @@ class ClassifierModule(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
+    def train(self, mode: bool = True) -> ClassifierModule:
+        super().train(mode)
+        self._frozen_eval()
+        return self
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._frozen_eval()  # Lightning sets each module's mode itself (and restores them after validation)
+
+    def _frozen_eval(self) -> None:
+        for module in getattr(self, "frozen", ()):
+            module.train(False)
+
     def model_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        if "states" in batch:
+            logits = self.top(inputs_embeds=batch["states"], attention_mask=batch["attention_mask"]).logits
+        else:
+            logits = self(batch["input_ids"], batch["attention_mask"])
         loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
         return loss, logits.argmax(dim=-1), batch["labels"]
 
