@@ -12,6 +12,7 @@ import sys
 
 from rose import __version__
 from rose.errors import RoseError
+from rose.locations import SHARED_DATA
 
 STAGE_MODULES = {
     "generate": "rose.generate.cli",
@@ -67,7 +68,7 @@ def _data_parser(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("summary", help="per-split, per-label counts of a task and language")
     s.add_argument("--task", required=True, help="topic, intent, intent_all or sentiment")
     s.add_argument("--language", required=True, help="ISO 639-1 code, e.g. cy")
-    s.add_argument("--source", default="../shared/data", help="data folder, file, or 'hub' (default: ../shared/data)")
+    s.add_argument("--source", default=SHARED_DATA, help=f"data folder, file, or 'hub' (default: {SHARED_DATA})")
     s.set_defaults(func=_data_summary)
     c = sub.add_parser("catalog", help="list the tasks and languages rose knows")
     c.set_defaults(func=_data_catalog)

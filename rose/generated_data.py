@@ -18,6 +18,7 @@ from typing import Any
 from rose.catalog import Task, get_task
 from rose.errors import RoseError
 from rose.human_data import LabelledData, check_label_map, load_split, parse_label_map, read_rows, rows_to_data
+from rose.locations import SHARED_DATA
 
 ARTIFACT_DIR = "dataset"
 DATA_FILE = "data.jsonl"
@@ -87,6 +88,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def human_source(ref: str) -> str:
+    """The data folder or file of a ``human:<source>`` reference (``human:`` alone: the shared data folder)."""
+    return ref.strip()[len(HUMAN_PREFIX) :] or SHARED_DATA
+
+
 def is_run_id(ref: str) -> bool:
     return bool(_RUN_ID.match(ref.strip()))
 
@@ -143,7 +149,7 @@ def load_ref(
     ref = ref.strip()
     mapping = {"text_column": text_column, "label_column": label_column, "label_map": label_map}
     if ref.startswith(HUMAN_PREFIX):
-        source = ref[len(HUMAN_PREFIX) :] or "../shared/data"
+        source = human_source(ref)
         is_file = Path(source).expanduser().is_file()
         data = load_split(task, language, split, source, encoding=encoding, **(mapping if is_file else {}))
         data.name = name or HUMAN_NAME

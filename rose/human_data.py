@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rose.catalog import Language, Task, get_language, get_task
 from rose.errors import MissingDependency, RoseError
-from rose.tracking import project_dir
+from rose.locations import SHARED_DATA, project_dir
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def load_split(
     task: str | Task,
     language: str | Language,
     split: str = "train",
-    source: str | Path = "../shared/data",
+    source: str | Path = SHARED_DATA,
     *,
     text_column: str | None = None,
     label_column: str | None = None,
@@ -365,7 +365,6 @@ def split_digest(task: str | Task, language: str | Language, split: str, source:
 
 
 BUNDLED = Path(__file__).parent / "resources"
-SHARED_DATA = "../shared/data"
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from rose.config import field as option
 from rose.config import to_params
 from rose.errors import MissingDependency, RoseError
 from rose.human_data import check_label_map, parse_label_map, read_rows, rows_to_data
+from rose.locations import is_hub_id, project_dir
 from rose.naming import metric_key, slug
 from rose.score.config import ScoreConfig
 
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 ORIGIN = "imported"
 STEP = "import"
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 # Settings that do not change what is imported: left out of the digest.
 NOT_IN_DIGEST = ("experiment", "resume", "intrinsic", "reference_lm", "reference_lm_languages", "embedding_model",
                  "tokenizer", "intrinsic_sample", "data")  # fmt: skip
@@ -112,7 +111,7 @@ def import_dataset(config: ImportConfig) -> ImportResult:
     metrics = _metrics(task, kept, dropped, len(rows))
     if config.intrinsic:
         metrics.update(_intrinsic(examples, language.code, generator, config))
-    folder = tracking.project_dir() / ".rose" / "import" / candidate / f"{task.name}-{language.code}-{digest[:8]}"
+    folder = project_dir() / ".rose" / "import" / candidate / f"{task.name}-{language.code}-{digest[:8]}"
     path = _write(folder, examples, rejected)
     run_tags = tracking.tags("generate", task.name, language.code, candidate=candidate, generator=generator,
                              strategy=config.strategy, origin=ORIGIN, source=_source_tag(config.data),
@@ -137,7 +136,7 @@ def read_source(data: str, split: str = "train") -> tuple[list[tuple[int, dict]]
         raise RoseError(f"{path}: a folder must hold a datasets save_to_disk dataset or a data.jsonl")
     if path.exists():
         return read_rows(path), str(path), path.stem, None
-    if _HUB_ID.match(text) and not text.startswith((".", "~")):
+    if is_hub_id(text):
         return _datasets_rows(_load_hub(text, split), split, f"hub:{text}", text.split("/")[-1])
     raise RoseError(f"no such file: {data}: pass a .csv/.jsonl/.parquet file, a datasets folder or a hub id (org/name)")
 

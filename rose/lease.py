@@ -123,9 +123,7 @@ class Claim:
 def _search(experiment_id: str, stage: str, digest: str) -> list:
     import mlflow
 
-    from rose.tracking import filter_string
-
-    query = filter_string(stage=stage, digest=digest)
+    query = f"tags.`rose.stage` = '{stage}' and tags.`rose.digest` = '{digest}'"  # rose's own names: no quotes
     return mlflow.MlflowClient().search_runs([experiment_id], query, max_results=1000)
 
 

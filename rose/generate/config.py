@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from rose.catalog import TASKS
 from rose.config import field, known_encoding, known_language, known_task
+from rose.locations import SHARED_DATA
 
 BACKENDS = ("hf", "llamacpp", "vllm", "openai", "fake", "auto")
 
@@ -52,7 +53,7 @@ class GenerateConfig:
         "server), fake, or auto (llamacpp for GGUF models when llama-cpp-python is installed, else hf)",
         choices=list(BACKENDS),
     )
-    source: str = field("../shared/data", help="human data: a folder <dataset>/<lang>/<split>.jsonl, a "
+    source: str = field(SHARED_DATA, help="human data: a folder <dataset>/<lang>/<split>.jsonl, a "
                         ".jsonl/.csv/.parquet file, or 'hub'")  # fmt: skip
     text_column: str = field("", help="text column of a --source file (default: text)")
     label_column: str = field("", help="label column of a --source file (default: label)")

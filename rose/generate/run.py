@@ -28,6 +28,7 @@ from rose.generate.parse import length_limits
 from rose.generate.steps import State, read_descriptions
 from rose.generate.strategies import Strategy, get_strategy
 from rose.human_data import columns, load_split
+from rose.locations import project_dir
 from rose.naming import candidate_name, metric_key
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
 
     own = backend is None
     summary_backend = None
-    home = tracking.project_dir() / ".rose"
+    home = project_dir() / ".rose"
     cache = None
     try:
         backend = backend or get_backend(config.backend, config)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,9 @@ from rose.generate.steps import read_descriptions
 from rose.generate.strategies import get_strategy
 from rose.human_data import parse_label_map
 from rose.importing import ImportConfig
+from rose.locations import SHARED_DATA, is_hub_id, project_dir
 from rose.naming import candidate_name, slug
 from rose.score.config import ScoreConfig
-from rose.tracking import project_dir
 from rose.train.config import TrainConfig
 
 TOP_KEYS = {
@@ -54,7 +53,6 @@ OWNED_BY_STUDY = {
     "train": ("task", "language", "data", "eval", "experiment"),
     "score": ("task", "language", "experiment", "candidates", "train_runs", "human_test"),
 }
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ class Study:
     experiment: str = "rose"
     tasks: list[str] = field(default_factory=lambda: ["topic"])
     languages: list[str] = field(default_factory=lambda: ["en"])
-    source: str = "../shared/data"
+    source: str = SHARED_DATA
     candidates: list[Candidate] = field(default_factory=list)
     generate: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -129,7 +127,7 @@ def load_study(path: str | Path) -> Study:
     study.experiment = str(raw.get("experiment", "rose"))
     study.tasks = _as_list(raw.get("tasks", ["topic"]))
     study.languages = _as_list(raw.get("languages", ["en"]))
-    study.source = str(raw.get("source", "../shared/data"))
+    study.source = str(raw.get("source", SHARED_DATA))
     human_test = raw.get("human_test", True)
     if isinstance(human_test, str) and human_test.strip().lower() not in ("true", "false", "yes", "no"):
         study.human_test, study.human_test_source = True, human_test.strip()
@@ -273,7 +271,7 @@ def check_strategy(name: str) -> None:
 
 def check_model(name: str) -> None:
     """A model is an offline short name, an existing path, or a hub id (``org/name``)."""
-    if name in ASSETS or Path(name).expanduser().exists() or _HUB_ID.match(name):
+    if name in ASSETS or Path(name).expanduser().exists() or is_hub_id(name):
         return
     if name.startswith(("/", ".", "~")):
         raise RoseError(f"model path {name!r} does not exist: fix the path")
@@ -318,7 +316,7 @@ def check_import(study: Study, cand: Candidate) -> None:
     """An imported candidate's settings are valid and its data exists (a path, or a hub id)."""
     settings = import_settings(study, study.tasks[0], study.languages[0], cand)
     cfg.from_mapping(ImportConfig, settings, where="candidate")
-    if not Path(settings["data"]).exists() and not _HUB_ID.match(cand.data):
+    if not Path(settings["data"]).exists() and not is_hub_id(cand.data):
         raise RoseError(f"no such file: {cand.data}: an imported candidate's `data:` is a file, a folder or a hub id")
     parse_label_map(settings.get("label_map"))
 

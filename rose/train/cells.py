@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from rose import tracking
 from rose.catalog import get_task
 from rose.errors import RoseError
-from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, is_run_id, load_ref
+from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, human_source, is_run_id, load_ref
 from rose.human_data import split_digest
 from rose.metrics import classification_metrics, confusion
 from rose.train.evaluate import confusion_csv, label_indices, prefixed, pyfunc_labels
@@ -50,7 +50,7 @@ def dataset(ref: str, task: str, language: str, name: str | None = None) -> Data
     """The dataset a reference names: a generate run id (``runs:/`` allowed) or ``human:<source>`` (test split)."""
     ref = ref.strip()
     if ref.startswith(HUMAN_PREFIX):
-        source = ref[len(HUMAN_PREFIX) :] or "../shared/data"
+        source = human_source(ref)
         return Dataset(ref, f"{HUMAN_PREFIX}{split_digest(task, language, 'test', source)}", HUMAN_NAME)
     if is_run_id(ref):
         run_id = ref.removeprefix("runs:/")

@@ -21,6 +21,7 @@ import optuna
 
 from rose import tracking
 from rose.config import flag, validate
+from rose.locations import project_dir
 from rose.naming import short_hash, slug
 from rose.train.config import TrainConfig, TuneConfig
 from rose.train.evaluate import prefixed
@@ -56,7 +57,7 @@ def suggest(trial: optuna.Trial) -> dict:
 
 
 def default_storage() -> str:
-    folder = tracking.project_dir() / ".rose"
+    folder = project_dir() / ".rose"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'optuna.db'}"
 

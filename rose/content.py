@@ -1,0 +1,66 @@
+"""Identities by content: the digest of a file's (or a folder's) bytes, rose's only sha256 cache.
+
+``file_digest(path)`` is ``"sha256:<hex>"`` of a file's bytes; for a folder, of its files' sorted relative paths
+and bytes (each file's own digest, in path order), so a folder copied elsewhere keeps its digest and a file
+edited in place gets a new one. ``files_digest(root, files)`` digests only some files of a folder (a model's
+weight files). Each file is read once per process while it is unchanged: the cache is keyed by its real path,
+size, modification time (ns) and inode. Design rule 1 of docs/CONTRACTS.md ("Identities").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+PREFIX = "sha256:"
+_BLOCK = 1 << 22
+_CACHE: dict[tuple[str, int, int, int], str] = {}  # (realpath, size, mtime_ns, inode) -> hex digest
+
+
+def sha256_hex(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of one file's bytes (read once per process while its size, mtime and inode hold)."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
+    found = _CACHE.get(key)
+    if found is None:
+        h = hashlib.sha256()
+        with open(real, "rb") as fh:
+            while block := fh.read(_BLOCK):
+                h.update(block)
+        found = _CACHE[key] = h.hexdigest()
+    return found
+
+
+def files_digest(root: str | os.PathLike, files: Iterable[str | os.PathLike]) -> str:
+    """``sha256:<hex>`` over ``files`` of the folder ``root``: their relative paths (POSIX) and bytes, in path
+    order. Where the folder lives does not enter the digest."""
+    root = Path(root)
+    rel = sorted((Path(f).relative_to(root).as_posix() if Path(f).is_absolute() else Path(f).as_posix(), Path(f))
+                 for f in files)  # fmt: skip
+    h = hashlib.sha256()
+    for name, path in rel:
+        full = path if path.is_absolute() else root / path
+        h.update(f"{name}\0{sha256_hex(full)}\n".encode())
+    return PREFIX + h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of a folder's files (relative paths and bytes; hidden files and
+    ``__pycache__`` left out). A missing path is a :class:`FileNotFoundError`."""
+    path = Path(path)
+    if path.is_dir():
+        files = [p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))]
+        return files_digest(path, files)
+    return PREFIX + sha256_hex(path)
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") or part == "__pycache__" for part in rel.parts)
+
+
+def short(digest: str, n: int = 16) -> str:
+    """The first ``n`` hex digits of a digest (``sha256:`` dropped), for names and tags."""
+    return digest.removeprefix(PREFIX)[:n]
