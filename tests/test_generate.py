@@ -270,6 +270,23 @@ def test_summaries_are_generated_from_english_examples_and_cached(tmp_path):
     assert backend2.calls == [] and ctx2.stats["requests_cached"] == ctx2.stats["requests"] > 0
 
 
+def test_an_empty_summary_of_a_base_model_is_empty_not_this(tmp_path):
+    """A base model's summary is prompted to continue "This ..."; an empty answer stays empty (counted, the prompt
+    then states the label name only), never the bare "This " passing as a summary."""
+
+    def answer(request):
+        label = request.meta["label"]
+        return "  \n\n" if request.meta["kind"] == "summary" else f"1. one {label} text\n2. two {label} texts"
+
+    state, ctx, _ = run(tmp_path, FakeBackend(chat=False, script=answer), strategy="sl", per_label=2)
+    assert set(state.descriptions.values()) == {""}
+    assert ctx.stats["summary_empty"] == len(state.labels)
+    kept, _, _ = run(tmp_path / "b", FakeBackend(chat=False, script=lambda r: "covers trains." if
+                                                 r.meta["kind"] == "summary" else "1. a text"), strategy="sl",
+                     per_label=1)  # fmt: skip
+    assert set(kept.descriptions.values()) == {"This covers trains."}
+
+
 def test_base_models_get_a_completion_prompt_that_continues_the_list(tmp_path):
     state, ctx, backend = run(
         tmp_path,

@@ -126,6 +126,34 @@ def test_answers_depend_on_the_request_seed(smollm2):
     assert alone[0] == alone[1] and alone[0] != first[2].text
 
 
+@pytest.mark.slow
+def test_a_failed_batch_leaves_no_sequence_or_sampler_in_the_context(smollm2, monkeypatch):
+    """A decode that fails in the middle of a batch (prompts computed, tokens being sampled) frees every running
+    sequence's KV cells, sampler and kept-prompt pin; the next call answers as if it had never happened."""
+    batch = [_ask("sport", 1), _ask("sport", 2), _ask("music", 1)]
+    before = [a.text for a in smollm2.generate(batch)]
+    lib, made, freed, decodes = smollm2._llama, [], [], [0]
+    sampler, free, decode = smollm2._sampler, lib.llama_sampler_free, smollm2._decode
+
+    def failing(n):
+        decodes[0] += 1
+        if decodes[0] == 8:  # after the prompts, a few generation steps in
+            raise RoseError("llama.cpp could not decode a batch (the test's failure)")
+        decode(n)
+
+    with monkeypatch.context() as m:
+        m.setattr(smollm2, "_sampler", lambda *a: made.append(1) or sampler(*a))
+        m.setattr(lib, "llama_sampler_free", lambda chain: freed.append(1) or free(chain))
+        m.setattr(smollm2, "_decode", failing)
+        with pytest.raises(RoseError, match="the test's failure"):
+            smollm2.generate(batch)
+    assert decodes[0] == 8 and len(made) == 3 and len(freed) == len(made)
+    memory = smollm2._ctx.memory
+    assert [lib.llama_memory_seq_pos_max(memory, slot) for slot in range(smollm2.parallel)] == [-1] * 4
+    assert not any(smollm2._pins.values())
+    assert [a.text for a in smollm2.generate(batch)] == before
+
+
 COUNT = Request(
     messages=[{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
     params=SamplingParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=24),

@@ -367,6 +367,57 @@ def test_changed_base_is_refused_and_registered_model_is_self_contained(trained,
     assert len(mlflow.pyfunc.load_model(f"models:/tiny-champion/{version.version}").predict(["Rain"])) == 1
 
 
+def test_dev_and_eval_sets_are_scored_in_fp32_as_cells_are(tiny, workdir, monkeypatch):
+    """Trained in bf16, a seed's dev split and evaluation sets are scored on the CPU in fp32, the precision its
+    logged model scores cells in, so ``dev/`` and ``eval/`` metrics and the cells agree."""
+    import torch
+
+    from rose.train import evaluate
+    from rose.train.run import train
+
+    dtypes, predict = [], evaluate.predict_proba
+
+    def recording(model, *args, **kw):
+        hook = model.register_forward_hook(lambda module, inputs, out: dtypes.append(out.logits.dtype))
+        try:
+            return predict(model, *args, **kw)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(evaluate, "predict_proba", recording)
+    train(config(HUMAN, tiny, eval=[HUMAN], bf16="true", log_models=False, max_epochs=1, per_label=3))
+    assert dtypes and set(dtypes) == {torch.float32}
+
+
+def test_a_delta_loads_from_its_recorded_base_without_asking_the_hub(tiny, tmp_path, monkeypatch):
+    """The base named by a hub id is taken from the folder recorded at training (digest checked) before the hub is
+    asked; where nothing local has it, the hub's error is said, not swallowed."""
+    import huggingface_hub
+    from transformers import AutoModelForSequenceClassification
+
+    from rose.train.pyfunc import BaseModelError, base_digest, load_classifier, save_delta
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny, base)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3)
+    folder = save_delta(tmp_path / "clf", model, reference={}, always=set(), base_id="someorg/tiny-base",
+                        base_path=base, digest=base_digest(base), max_length=32)  # fmt: skip
+    asked = []
+
+    def hub(repo_id, **kw):
+        asked.append(repo_id)
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline: no connection to the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    assert load_classifier(folder)[2] == [model.config.id2label[i] for i in range(3)]
+    assert asked == []
+    shutil.rmtree(base)
+    with pytest.raises(BaseModelError, match=r"not available here \(.*base does not exist; the hub: .*offline: no "
+                       r"connection to the hub\)") as err:  # fmt: skip
+        load_classifier(folder)
+    assert asked == ["someorg/tiny-base"] and "\n" not in str(err.value)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

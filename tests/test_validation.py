@@ -227,6 +227,12 @@ def test_empty_experiment_name_gives_mlflows_message(store, capsys):
     "uri, message",
     [
         ("sqlite:////no/such/folder/mlflow.db", "the folder /no/such/folder does not exist"),
+        # a folder that exists and that permissions say root may write, where no file can be made
+        pytest.param(
+            "sqlite:////proc/x.db",
+            "cannot create the database in /proc",
+            marks=pytest.mark.skipif(not Path("/proc").is_dir(), reason="no /proc"),
+        ),
         ("http://127.0.0.1:9", "cannot reach the tracking server http://127.0.0.1:9"),
     ],
 )

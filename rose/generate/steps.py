@@ -127,7 +127,7 @@ class LabelDescriptions:
         out = {}
         for label, answer in zip(state.labels, ctx.ask(requests, backend), strict=True):
             text = " ".join(answer.text.strip().split("\n\n")[0].split())
-            if not ctx.chat:
+            if text and not ctx.chat:  # the completion prompt ends in "This": the answer continues it
                 text = "This " + text
             if not text:
                 ctx.stats["summary_empty"] += 1

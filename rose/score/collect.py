@@ -11,7 +11,9 @@ function as the pipeline's evaluate units.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -89,7 +91,7 @@ class Selection:
 
 GEN_COLS = ["task", "language", "candidate", "run_id", "generator", "strategy", "start_time"]
 TRAIN_COLS = ["task", "language", "run_id", "train_data", "data_run_id", "setting", "classifier", "protocol",
-              "start_time", "counts"]  # fmt: skip
+              "start_time", "counts", "human_evals"]  # fmt: skip
 SEED_COLS = ["task", "language", "parent", "seed", "run_id", "dev_f1"]
 CELL_COLS = ["task", "language", "run_id", "train_run_id", "dataset", "eval_set", "data_ref", "start_time", "seed",
              "macro_f1"]  # fmt: skip
@@ -107,6 +109,16 @@ def _newest(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     if df.empty:
         return df
     return df.sort_values("start_time").drop_duplicates(keys, keep="last").reset_index(drop=True)
+
+
+def _human_evals(param: str | None) -> list[str]:
+    """The ``human:<source>`` sets of a train run's ``eval`` param (a JSON list, as :func:`tracking.log_params`
+    writes it): the human test sets its classifiers were evaluated on when trained (``rose train --eval``)."""
+    try:
+        refs = json.loads(param) if param else []
+    except ValueError:
+        refs = [param]
+    return [r for r in refs if isinstance(r, str) and r.strip().startswith(HUMAN_PREFIX)]
 
 
 def _int(value: str | None) -> int:
@@ -161,6 +173,7 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
                 "data_run_id": t.get("rose.data_run_id"), "classifier": classifier, "protocol": protocol,
                 "setting": t.get("rose.setting") or f"{classifier}|{protocol}", "start_time": run.info.start_time,
                 "counts": {k[len(COUNT):]: int(v) for k, v in m.items() if k.startswith(COUNT)},
+                "human_evals": _human_evals(run.data.params.get("eval")),
             })  # fmt: skip
     trains = scoped(pd.DataFrame(train_rows, columns=TRAIN_COLS))
     seed_runs = scoped(pd.DataFrame(seed_rows, columns=SEED_COLS))
@@ -206,7 +219,7 @@ def select(store: Store, task: str, language: str, experiment: str, *, train_run
     ready = [c for c in gen["candidate"] if c in chosen]
     _check_ready(gen, ready, task, language, messages)
     _check_counts(store.trains, chosen, baseline, task, language, messages)
-    human_key, human_ref = _human_set(store.cells, [*chosen.values(), *([baseline] if baseline else [])], human_test,
+    human_key, human_ref = _human_set(store, [*chosen.values(), *([baseline] if baseline else [])], human_test,
                                       task, language)  # fmt: skip
     wanted: dict[tuple[str, str], tuple[str, str, str]] = {}  # (train run, dataset key) -> (candidate, on, ref)
     for cand in ready:
@@ -223,7 +236,7 @@ def select(store: Store, task: str, language: str, experiment: str, *, train_run
     _name_stale(cells, have, wanted, current, chosen, human_key, messages)
     todo = [Todo(t, ref, f"{cand} on {on}") for (t, key), (cand, on, ref) in wanted.items() if (t, key) not in have]
     names = {run: cand for cand, run in chosen.items()} | ({baseline: HUMAN} if baseline else {})
-    used = cells[[(t, d) in wanted for t, d in zip(cells["train_run_id"], cells["dataset"], strict=True)]]
+    used = cells.loc[[(t, d) in wanted for t, d in zip(cells["train_run_id"], cells["dataset"], strict=True)]]
     used = used.assign(train_candidate=used["train_run_id"].map(names),
                        eval_candidate=[wanted[t, d][1] for t, d in zip(used["train_run_id"], used["dataset"],
                                                                          strict=True)])  # fmt: skip
@@ -319,13 +332,21 @@ def _check_counts(trains: pd.DataFrame, chosen: dict[str, str], baseline: str | 
                         + "); `equal_per_label: true` in a study cuts every candidate to the smallest count")  # fmt: skip
 
 
-def _human_set(cells: pd.DataFrame, runs: list[str], human_test: str, task: str, language: str) -> tuple[str, str]:
-    """(dataset key, ref) of the human test set the case is judged on, or ("", "")."""
+def _human_set(store: Store, runs: list[str], human_test: str, task: str, language: str) -> tuple[str, str]:
+    """(dataset key, ref) of the human test set the case is judged on, or ("", ""): ``human_test``, else the one
+    most of the classifiers' cells were computed on, else (no human cell yet: a study run by hand) the one most of
+    them were evaluated on when trained (``rose train --eval human:<source>``)."""
     if human_test:
         return cells_lib.dataset(human_test, task, language).key, human_test
+    cells = store.cells
     mine = cells[cells["train_run_id"].isin(runs) & cells["dataset"].fillna("").str.startswith(HUMAN_PREFIX)]
     if mine.empty:
-        return "", ""
+        trains = store.trains[store.trains["run_id"].isin(runs)]
+        refs = Counter(ref for evals in trains["human_evals"] for ref in dict.fromkeys(evals))
+        if not refs:
+            return "", ""
+        ref = max(refs, key=lambda r: (refs[r], r))
+        return cells_lib.dataset(ref, task, language).key, ref
     ranked = mine.groupby("dataset").agg(n=("train_run_id", "nunique"), newest=("start_time", "max"))
     key = ranked.sort_values(["n", "newest"]).index[-1]
     return key, str(mine.loc[mine["dataset"] == key, "data_ref"].iloc[-1])

@@ -18,7 +18,7 @@ import torch
 from rose.catalog import get_task
 from rose.devices import bf16_supported
 from rose.errors import RoseError
-from rose.generated_data import HUMAN_PREFIX, is_run_id, load_ref
+from rose.generated_data import HUMAN_PREFIX, human_source, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, columns, stratified_split
 from rose.train import evaluate
 from rose.train.config import PROTOCOLS, TrainConfig
@@ -114,7 +114,7 @@ def provenance(config: TrainConfig, data: LabelledData) -> tuple[dict[str, str],
     ref = config.data
     if ref.startswith(HUMAN_PREFIX):
         task, lang = get_task(config.task), config.language
-        source = Path(ref[len(HUMAN_PREFIX) :] or "../shared/data").expanduser()
+        source = Path(human_source(ref)).expanduser()
         split = source / task.dataset / lang / "train.jsonl"
         return {"train_data": "human"}, str(split.resolve()) if split.exists() else None
     tags = {"train_data": data.name, "candidate": data.name}
@@ -308,10 +308,10 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
         warnings.filterwarnings("ignore", message=".*(LeafSpec|does not have many workers|eval mode).*")
         trainer.fit(module, datamodule=datamodule)
     train_s = time.perf_counter() - start
-    model = module.model.cpu().eval()
+    model = module.model.cpu().eval()  # scored as cells score it (a logged model on the CPU): in fp32
     dev_texts = [setting.train_data.texts[i] for i in dev_idx]
     probs = evaluate.predict_proba(model, setting.tokenizer, dev_texts, batch_size=config.eval_batch_size,
-                                   max_length=config.max_length, bf16=bf16)  # fmt: skip
+                                   max_length=config.max_length)  # fmt: skip
     dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
     return FitResult(model, dev_metrics, history.history, best.best_epoch, trainer.current_epoch, train_s,
                      memory.peak)  # fmt: skip

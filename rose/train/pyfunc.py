@@ -16,7 +16,6 @@ returns a DataFrame with ``label`` and one ``prob_<label>`` column per label.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import mlflow
 import pandas as pd
 
 import rose
+from rose.content import file_digest, files_digest
 from rose.train.evaluate import predict_proba
 
 log = logging.getLogger(__name__)
@@ -49,59 +49,67 @@ def weight_files(folder: str | Path) -> list[Path]:
     return []
 
 
-def _cache_file() -> Path:
-    home = os.environ.get("ROSE_HOME") or Path.home() / ".cache" / "rose"
-    return Path(home) / "digests.json"
-
-
 def base_digest(folder: str | Path) -> str:
-    """sha256 over the weight files of a model folder (cached by path, size and modification time)."""
+    """The content digest of a model folder's weight files (:mod:`rose.content`): one file's own digest, or for
+    a sharded model the digest of its weight files (relative paths and bytes)."""
     files = weight_files(folder)
     if not files:
         raise BaseModelError(f"no weight files (*.safetensors, pytorch_model*.bin) in {folder}")
-    key = "|".join(f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-    cache_path = _cache_file()
-    try:
-        cache = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    h = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as fh:
-            while block := fh.read(1 << 22):
-                h.update(block)
-    value = "sha256:" + h.hexdigest()
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache[key] = value
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
-    except OSError:
-        pass
-    return value
+    return file_digest(files[0]) if len(files) == 1 else files_digest(folder, files)
 
 
-def resolve_base(name: str) -> Path | None:
-    """A local folder for a base model given as a rose short name, a local path or a hub id (None if absent)."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    try:
-        from rose.assets import resolve_model
+def resolve_base(base_id: str, recorded_path: str = "", digest: str | None = None) -> Path:
+    """The local folder of a delta classifier's base model, with ``digest`` when given.
 
-        resolved = Path(resolve_model(name))
-        if resolved.is_dir():
-            return resolved
-    except Exception:  # rose not installed here, or not a short name
-        pass
-    try:
-        from huggingface_hub import snapshot_download
+    Looked for in order: the path recorded when the classifier was trained, then ``base_id`` as a local folder or
+    a rose offline model (built if missing), then, for a hub id only, the Hugging Face hub. The first folder whose
+    weights have ``digest`` wins. Raises :class:`BaseModelError` naming every place tried and what it found.
+    """
+    from rose.assets import resolve_model
+    from rose.errors import RoseError
+    from rose.locations import is_hub_id
 
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt"]))
-    except Exception:
+    tried: list[str] = []
+    mismatch: list[str] = []
+
+    def check(path: Path) -> bool:
+        found = base_digest(path)
+        if digest is None or found == digest:
+            return True
+        mismatch.append(f"{path} has digest {found}")
+        return False
+
+    places = [Path(recorded_path).expanduser()] if recorded_path else []
+    try:
+        places.append(Path(resolve_model(base_id)))
+    except RoseError as exc:
+        tried.append(str(exc))
+    for path in dict.fromkeys(places):  # in order, each once
+        if path.is_dir():
+            if check(path):
+                return path
+        elif str(path) != base_id:
+            tried.append(f"{path} does not exist")
+    if is_hub_id(base_id) and not Path(base_id).expanduser().exists():
+        hub = _from_hub(base_id, tried)
+        if hub is not None and check(hub):
+            return hub
+    if mismatch:
+        raise BaseModelError(f"base model {base_id!r}: {'; '.join(mismatch)}, but this classifier was trained on "
+                             f"{digest}: refusing to combine them")  # fmt: skip
+    raise BaseModelError(f"base model {base_id!r} is not available here ({'; '.join(tried) or 'nowhere to look'}): "
+                         "fetch it, or use the registered self-contained model")  # fmt: skip
+
+
+def _from_hub(hub_id: str, tried: list[str]) -> Path | None:
+    """A snapshot of a hub model's weights and tokenizer files, or None (why, added to ``tried``)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt"]))
+    except (OSError, ValueError, HfHubHTTPError) as exc:  # offline, unknown id, gated: said, not hidden
+        tried.append(f"the hub: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
         return None
 
 
@@ -181,14 +189,7 @@ def load_classifier(folder: str | Path):
         from safetensors.torch import load_file
 
         base = json.loads((folder / "base.json").read_text())
-        path = resolve_base(base["id"]) or (Path(base["path"]) if Path(base["path"]).is_dir() else None)
-        if path is None:
-            raise BaseModelError(f"base model {base['id']!r} is not available here (nor at {base['path']}): "
-                                 "fetch it, or use the registered self-contained model")  # fmt: skip
-        found = base_digest(path)
-        if found != base["digest"]:
-            raise BaseModelError(f"base model {base['id']!r} at {path} has digest {found}, but this classifier was "
-                                 f"trained on {base['digest']}: refusing to combine them")  # fmt: skip
+        path = resolve_base(base["id"], base.get("path", ""), base["digest"])
         tokenizer = AutoTokenizer.from_pretrained(path)
         config = AutoConfig.from_pretrained(folder)
         model = AutoModelForSequenceClassification.from_pretrained(path, config=config)

@@ -196,7 +196,7 @@ def _score(setting: Setting, fitted: FitResult, data) -> tuple[dict, object]:
     index = {label: i for i, label in enumerate(setting.label_names)}
     probs = evaluate.predict_proba(fitted.model, setting.tokenizer, data.texts,
                                    batch_size=setting.config.eval_batch_size,
-                                   max_length=setting.config.max_length, bf16=setting.bf16)  # fmt: skip
+                                   max_length=setting.config.max_length)  # fmt: skip  # fp32 on the CPU, as cells
     y_true, y_pred = [index[label] for label in data.labels], probs.argmax(axis=1)
     return (evaluate.classification_metrics(y_true, y_pred, setting.label_names),
             evaluate.confusion(y_true, y_pred, len(setting.label_names)))  # fmt: skip

@@ -233,15 +233,21 @@ class LlamaCppBackend(Backend):
         free = list(range(self.parallel))[::-1]
         running: dict[int, _Seq] = {}
         out: list[Completion | None] = [None] * len(requests)
-        while waiting or running:
-            while waiting and free and self._admit(requests[waiting[0]], prompts[waiting[0]], running):
-                i = waiting.popleft()
-                seq = _Seq(i, free.pop(), requests[i], prompts[i])
-                running[seq.slot] = self._start(seq)
-            for slot in self._step(running):
-                seq = running.pop(slot)
-                out[seq.index] = self._finish(slot, seq)
-                free.append(slot)
+        try:
+            while waiting or running:
+                while waiting and free and self._admit(requests[waiting[0]], prompts[waiting[0]], running):
+                    i = waiting.popleft()
+                    seq = _Seq(i, free.pop(), requests[i], prompts[i])
+                    running[seq.slot] = seq  # before its prompt is computed: a failure there frees it too
+                    self._start(seq)
+                for slot in self._step(running):
+                    seq = running.pop(slot)
+                    out[seq.index] = self._finish(slot, seq)
+                    free.append(slot)
+        except BaseException:  # a failed decode, Ctrl-C: the context keeps no half-done sequence or sampler
+            for slot, seq in running.items():
+                self._release(slot, seq)
+            raise
         return out  # type: ignore[return-value]
 
     def _used(self, running: dict[int, _Seq]) -> int:
@@ -350,12 +356,19 @@ class LlamaCppBackend(Backend):
         self._llama.llama_memory_seq_rm(self._ctx.memory, self._kept.pop(prompt), -1, -1)
         self._pins.pop(prompt, None)
 
-    def _finish(self, seq_id: int, seq: _Seq) -> Completion:
-        lib = self._llama
-        lib.llama_memory_seq_rm(self._ctx.memory, seq_id, -1, -1)
-        lib.llama_sampler_free(seq.sampler)
+    def _release(self, slot: int, seq: _Seq) -> None:
+        """Free what a sequence holds: its KV cells, its sampler, its pin on a kept prompt."""
+        self._llama.llama_memory_seq_rm(self._ctx.memory, slot, -1, -1)
+        if seq.sampler is not None:
+            self._llama.llama_sampler_free(seq.sampler)
+            seq.sampler = None
         if seq.pin is not None and seq.pin in self._pins:
             self._pins[seq.pin] -= 1
+        seq.pin = None
+
+    def _finish(self, seq_id: int, seq: _Seq) -> Completion:
+        lib = self._llama
+        self._release(seq_id, seq)
         stopped = bool(seq.out) and lib.llama_vocab_is_eog(self._model.vocab, seq.out[-1])
         tokens = seq.out[:-1] if stopped else seq.out
         text = self._model.detokenize(tokens, special=False).decode("utf-8", errors="replace")
