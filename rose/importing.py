@@ -28,6 +28,7 @@ from rose.catalog import Task, get_language, get_task
 from rose.config import field as option
 from rose.config import to_params
 from rose.errors import MissingDependency, RoseError
+from rose.generate.identity import by_content, file_params
 from rose.human_data import check_label_map, parse_label_map, read_rows, rows_to_data
 from rose.locations import is_hub_id, project_dir
 from rose.naming import metric_key, slug
@@ -100,7 +101,7 @@ def import_dataset(config: ImportConfig) -> ImportResult:
         row.update(task=task.name, language=language.code, generator=generator, strategy=config.strategy,
                    candidate=candidate, step=STEP)  # fmt: skip
     examples = [{k: row.get(k) for k in generated_data.EXAMPLE_FIELDS} for row in examples]
-    settings = {k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST}
+    settings = by_content({k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST})
     digest = tracking.digest({"import": {**settings, "candidate": candidate, "generator": generator},
                               "content": content_digest(examples)})  # fmt: skip
     tracking.setup(config.experiment)
@@ -269,7 +270,7 @@ def _track(name: str, run_tags: dict, config: ImportConfig, metrics: dict, folde
     try:
         with tracking.run(name, run_tags, run_id=claim.run_id, lease=claim.lease) as run:
             try:
-                tracking.log_params(to_params(config))
+                tracking.log_params({**to_params(config), **file_params(to_params(config))})
             except Exception as exc:  # an adopted run keeps the values it was first given
                 log.warning("params not logged again: %s", str(exc).splitlines()[0])
             mlflow.log_metrics(metrics)

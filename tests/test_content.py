@@ -53,3 +53,55 @@ def test_a_folder_digest_covers_names_and_bytes_and_skips_hidden_files(tmp_path)
 def test_a_missing_file_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         file_digest(tmp_path / "nope.csv")
+
+
+def _digest(tmp_path, folder, **overrides):
+    from rose.generate.run import config_digest
+    from rose.generate.strategies import get_strategy
+    from tests.fakes import generate_config
+
+    config = generate_config(tmp_path / folder, **overrides)
+    return config_digest(config, get_strategy(config.strategy))
+
+
+def test_a_generate_run_names_its_files_by_content(tmp_path):
+    """Descriptions, a strategy YAML and the demonstration source enter a generate run's digest by their bytes:
+    the same relative path in two checkouts with different bytes is two digests, with the same bytes one; a file
+    edited in place is a new digest."""
+    from rose.catalog import get_task
+
+    rows = "".join(f'{label},"About {label}."\n' for label in get_task("topic").labels)
+    for checkout, extra in (("a", ""), ("b", "x"), ("c", "")):
+        (tmp_path / checkout).mkdir()
+        (tmp_path / checkout / "descriptions.csv").write_text("label,description\n" + rows.replace(".", "." + extra))
+        (tmp_path / checkout / "mine.yaml").write_text("name: mine\nsteps:\n  - generate: {}\n")
+    digests = {c: _digest(tmp_path, c, descriptions=str(tmp_path / c / "descriptions.csv")) for c in "abc"}
+    assert digests["a"] != digests["b"] and digests["a"] == digests["c"]
+    (tmp_path / "a" / "descriptions.csv").write_text("label,description\n" + rows.replace("About", "On"))
+    assert _digest(tmp_path, "a", descriptions=str(tmp_path / "a" / "descriptions.csv")) != digests["a"]
+    yaml = {c: _digest(tmp_path, c, strategy=str(tmp_path / c / "mine.yaml")) for c in "ab"}
+    assert yaml["a"] == yaml["b"]  # the same steps in two checkouts
+    (tmp_path / "b" / "mine.yaml").write_text("name: mine\nsteps:\n  - generate: {}\n  - revise: {}\n")
+    assert _digest(tmp_path, "b", strategy=str(tmp_path / "b" / "mine.yaml")) != yaml["a"]
+
+
+def test_a_demonstration_source_is_its_splits_content(tmp_path):
+    import shutil
+
+    from tests.fakes import LANGUAGE, SOURCE
+
+    copies, split = {}, None
+    for name in ("one", "two"):
+        for code in dict.fromkeys((LANGUAGE, "en")):
+            found = next((p for p in (SOURCE / "sib200" / code / "train.jsonl", SOURCE / code / "train.jsonl")
+                          if p.is_file()), None)  # fmt: skip
+            if found is None:
+                pytest.skip("no topic train split to copy")
+            copy = tmp_path / name / found.relative_to(SOURCE)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(found, copy)
+            split = copy if code == LANGUAGE else split
+        copies[name] = _digest(tmp_path, name, source=str(tmp_path / name))
+    assert copies["one"] == copies["two"]  # two folders, the same data: one digest
+    split.write_text("".join(split.read_text().splitlines(keepends=True)[:-1]))
+    assert _digest(tmp_path, "two", source=str(tmp_path / "two")) != copies["one"]

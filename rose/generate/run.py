@@ -24,6 +24,7 @@ from rose.generate.backends import Backend, get_backend, resolve_backend
 from rose.generate.cache import CompletionCache
 from rose.generate.config import NOT_IN_DIGEST, GenerateConfig
 from rose.generate.context import Context
+from rose.generate.identity import by_content, file_params, steps_by_content
 from rose.generate.parse import length_limits
 from rose.generate.steps import State, read_descriptions
 from rose.generate.strategies import Strategy, get_strategy
@@ -47,8 +48,8 @@ class GenerateResult:
 
 def config_digest(config: GenerateConfig, strategy: Strategy) -> str:
     """The digest of what determines a dataset: the config minus secrets, paths and speed knobs, plus the steps."""
-    params = {k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST}
-    return tracking.digest({**params, "steps": strategy.specs})
+    params = by_content({k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST})
+    return tracking.digest({**params, "steps": steps_by_content(strategy.specs)})
 
 
 def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | None]:
@@ -242,7 +243,7 @@ def _reused(run, candidate: str) -> GenerateResult:
 
 def _log_params(config: GenerateConfig, strategy: Strategy) -> None:
     params = to_params(config)
-    params.update(strategy_name=strategy.name, strategy_steps=json.dumps(strategy.specs))
+    params.update(strategy_name=strategy.name, strategy_steps=json.dumps(strategy.specs), **file_params(params))
     try:
         tracking.log_params(params)
     except Exception as exc:  # a resumed run whose output paths changed keeps its first values

@@ -25,6 +25,7 @@ from typing import Any
 
 from rose import tracking
 from rose.catalog import get_task
+from rose.generate.identity import by_content
 from rose.generated_data import HUMAN_NAME, load_ref
 from rose.human_data import split_digest
 from rose.naming import metric_key
@@ -174,7 +175,8 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         gens: dict[str, Unit] = {}
         for cand in study.candidates:
             settings = generate_settings(study, task, lang, cand)
-            gens[cand.name] = Unit("generate", task, lang, settings, tracking.digest({"generate": settings}), cand)
+            digest = tracking.digest({"generate": by_content(settings)})  # files by their content
+            gens[cand.name] = Unit("generate", task, lang, settings, digest, cand)
         settings = train_settings(study, task, lang, per_label=_cut(study, task, lang, gens, facts, notes))
         trains: dict[str, Unit] = {}
         for cand in study.candidates:
