@@ -128,10 +128,15 @@ def run_trainer(args: argparse.Namespace, folder: Path) -> dict:
     layers), or every text padded to 128 (``trainer-pad128``, the reference code's set-up). Same device as rose:
     the Trainer's own choice. Data are read with rose's loaders (no model is loaded for them)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, \
-        TrainingArguments  # fmt: skip
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,  # fmt: skip
+    )
 
-    from rose.catalog import get_task
+    from rose.tasks import get_task
     from rose.train.fit import _load_eval_sets, load_training_data, split_index
     from rose.train.module import freeze_below_top_layers
 
@@ -231,8 +236,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5, help="learning rate of every side")
     parser.add_argument("--max-length", type=int, default=128, help="max tokens (the pad-to-128 side pads to 128)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--top-layers", type=int, default=0,
-                        help="also time trainer-top and rose-top: only the top N layers trained (rose: trunk cached)")
+    parser.add_argument(
+        "--top-layers",
+        type=int,
+        default=0,
+        help="also time trainer-top and rose-top: only the top N layers trained (rose: trunk cached)",
+    )
     parser.add_argument("--sides", default="", help="comma-separated sides (default: the full fine-tunes, and the "
                                                     "frozen-layer pair with --top-layers)")  # fmt: skip
     parser.add_argument("--freeze", action="store_true", help="also time rose with frozen word embeddings")
@@ -257,8 +266,10 @@ def main() -> None:
         if "rose-top" in results and "trainer-top" in results:
             print(_ratio_line(results, "rose-top", "trainer-top", "e2e_s", 2.0, "faster per fine-tune end to end"))
             print(_ratio_line(results, "rose-top", "trainer-top", "samples_per_s", 2.0, "the samples per second"))
-        print(f"  {model}: {description}; {args.per_label} per label, {args.epochs} epoch(s), lr {args.lr}, max length "
-              f"{args.max_length}, {args.threads} threads; test: {DATA.removeprefix('human:')} (topic/en test split)")
+        print(
+            f"  {model}: {description}; {args.per_label} per label, {args.epochs} epoch(s), lr {args.lr}, max length "
+            f"{args.max_length}, {args.threads} threads; test: {DATA.removeprefix('human:')} (topic/en test split)"
+        )
         print("  e2e s: the side's whole process (start, imports, load, train, predict the test set, save the model)")
 
 

@@ -66,11 +66,11 @@ def _assets_parser(p: argparse.ArgumentParser) -> None:
 def _data_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     s = sub.add_parser("summary", help="per-split, per-label counts of a task and language")
-    s.add_argument("--task", required=True, help="topic, intent, intent_all or sentiment")
-    s.add_argument("--language", required=True, help="ISO 639-1 code, e.g. cy")
+    s.add_argument("--task", required=True, help="topic, intent, intent_all, sentiment or a task file (.yaml)")
+    s.add_argument("--language", required=True, help="ISO 639-1 or 639-3 code, e.g. cy")
     s.add_argument("--source", default=SHARED_DATA, help=f"data folder, file, or 'hub' (default: {SHARED_DATA})")
     s.set_defaults(func=_data_summary)
-    c = sub.add_parser("catalog", help="list the tasks and languages rose knows")
+    c = sub.add_parser("catalog", help="list the built-in tasks and the study's languages")
     c.set_defaults(func=_data_catalog)
     from rose.config import add_arguments
     from rose.importing import ImportConfig
@@ -101,8 +101,8 @@ def _data_import(args: argparse.Namespace) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> None:
-    from rose.catalog import get_task
     from rose.human_data import summary
+    from rose.tasks import get_task
 
     rows = summary(args.task, args.language, args.source)
     labels = list(get_task(args.task).labels)
@@ -117,15 +117,18 @@ def _data_summary(args: argparse.Namespace) -> None:
 
 
 def _data_catalog(args: argparse.Namespace) -> None:
-    from rose.catalog import LANGUAGES, TASKS
+    from rose.languages import STUDY_LANGUAGES, get_language
+    from rose.tasks import builtin_tasks
 
-    for task in TASKS.values():
+    for task in builtin_tasks().values():
         print(
-            f"task {task.name}: {len(task.labels)} labels ({task.dataset}): {', '.join(task.labels[:10])}"
+            f"task {task.name}: {len(task.labels)} labels ({task.path}): {', '.join(task.labels[:10])}"
             + (" ..." if len(task.labels) > 10 else "")
         )
-    for lang in LANGUAGES.values():
-        print(f"language {lang.code}: {lang.name} ({lang.script}; SIB-200 {lang.sib200}, MASSIVE {lang.massive})")
+    print("any task file (.yaml) is a task too: see `rose task init` and `rose task check`")
+    for lang in map(get_language, STUDY_LANGUAGES):
+        print(f"language {lang.code}: {lang.name} ({lang.script})")
+    print("any ISO 639-1 or 639-3 code is a language too (e.g. am, yor); --language-name names one the table lacks")
 
 
 def main(argv: list[str] | None = None) -> int:

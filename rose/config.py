@@ -20,8 +20,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from rose.catalog import get_language, get_task
 from rose.errors import RoseError
+from rose.languages import get_language
+from rose.tasks import get_task
 
 _MISSING = dataclasses.MISSING
 
@@ -264,13 +265,16 @@ def _refusal(lookup, value: str) -> str | None:
 
 
 def known_task(name: str) -> str | None:
-    """A ``check``: the task is in the catalog (``all`` allowed where a field says so)."""
+    """A ``check``: a built-in task or a valid task file (``all`` allowed where a field says so)."""
     return _refusal(get_task, name)
 
 
 def known_language(code: str) -> str | None:
-    """A ``check``: the language is in the catalog."""
-    return _refusal(get_language, code)
+    """A ``check``: an ISO 639-1/639-3 code of the language table, written in its shortest form."""
+    problem = _refusal(get_language, code)
+    if problem is None and (short := get_language(code).code) != code:
+        return f"language {code!r}: write it {short!r} (rose names a language by its shortest ISO 639 code)"
+    return problem
 
 
 def known_encoding(name: str) -> str | None:

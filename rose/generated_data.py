@@ -15,10 +15,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from rose.catalog import Task, get_task
 from rose.errors import RoseError
-from rose.human_data import LabelledData, check_label_map, load_split, parse_label_map, read_rows, rows_to_data
+from rose.human_data import (
+    LabelledData,
+    check_label_map,
+    default_columns,
+    load_split,
+    parse_label_map,
+    read_rows,
+    rows_to_data,
+)
 from rose.locations import SHARED_DATA
+from rose.tasks import Task, get_task
 
 ARTIFACT_DIR = "dataset"
 DATA_FILE = "data.jsonl"
@@ -112,12 +120,20 @@ def download_dataset(run_id: str) -> Path:
     return path
 
 
-def run_name_of(run_id: str) -> str:
-    """The candidate name a generate run carries (``rose.candidate``), else its run id."""
+def run_name_of(run_id: str, task: Task | None = None) -> str:
+    """The candidate name a generate run carries (``rose.candidate``), else its run id; with ``task``, a run made for
+    another task of the same name (another ``rose.task_digest``) is refused in one line."""
     import mlflow
 
     run = mlflow.MlflowClient().get_run(run_id.removeprefix("runs:/"))
-    return run.data.tags.get("rose.candidate", run_id)
+    tags = run.data.tags
+    if task is not None and tags.get("rose.task_digest", task.digest) != task.digest:
+        raise RoseError(
+            f"run {run.info.run_id} was made for task {tags.get('rose.task')!r} with other contents (task digest "
+            f"{tags['rose.task_digest'][:8]}, not {task.digest[:8]}): pass the task file it was made with (its "
+            "task.yaml artifact)"
+        )
+    return tags.get("rose.candidate", run_id)
 
 
 def load_ref(
@@ -157,7 +173,7 @@ def load_ref(
     own_file = False
     if is_run_id(ref):
         path = download_dataset(ref)
-        default_name = run_name_of(ref)
+        default_name = run_name_of(ref, task)
     else:
         path = Path(ref).expanduser()
         if path.is_dir():
@@ -172,13 +188,15 @@ def load_ref(
     if not rows:
         raise RoseError(f"{path}: the dataset is empty: generate it again or point at another one")
     candidate = rows[0][1].get("candidate")
-    labels = parse_label_map(label_map) if own_file else {}
+    labels = (parse_label_map(label_map) or dict(task.label_map)) if own_file else {}
     check_label_map(labels, task)
+    text_field, label_field = default_columns(task, rows[0][1], text_column, label_column) if own_file else (
+        "text", "label")  # fmt: skip
     data = rows_to_data(
         rows,
         task,
-        text_field=(own_file and text_column) or "text",
-        label_field=(own_file and label_column) or "label",
+        text_field=text_field,
+        label_field=label_field,
         where=str(path),
         strict_labels=strict_labels,
         label_map=labels,

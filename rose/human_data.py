@@ -1,9 +1,10 @@
 """Loading human-labelled data, sampling demonstrations, per-label caps and stratified splits.
 
 Sources a user can name (``--source``):
-- a folder laid out as ``<dataset>/<lang>/{train,dev,test}.jsonl`` (the layout of ``../shared/data``);
+- a folder: the root under which the task file's ``human_data`` says the splits live (a layout such as
+  ``sib200/{language}/{split}.jsonl``, the layout of ``../shared/data``, or one file per split);
 - a single ``.jsonl``, ``.csv`` or ``.parquet`` file, with a column mapping for text and label;
-- ``hub``: the Hugging Face hub ids users know (``Davlan/sib200``, ``AmazonScience/massive``, ...), via ``datasets``.
+- ``hub``: the task file's hub dataset (``Davlan/sib200`` with a config per language, ...), via ``datasets``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rose.catalog import Language, Task, get_language, get_task
 from rose.errors import MissingDependency, RoseError
+from rose.languages import Language, get_language
 from rose.locations import SHARED_DATA, project_dir
+from rose.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -280,17 +282,18 @@ def check_label_map(label_map: dict[str, str], task: Task, where: str = "label m
 
 
 def _folder_file(source: Path, task: Task, lang: Language, split: str) -> Path:
-    for base in (source / task.dataset / lang.code, source / lang.code, source):
-        for ext in (".jsonl", ".parquet", ".csv"):
-            path = base / f"{split}{ext}"
-            if path.exists():
-                return path
-    if task.name == "sentiment" and lang.sentiment_hub is None:
-        raise RoseError(f"no human-labelled sentiment data exists for {lang.name}: choose another language or task")
-    raise RoseError(
-        f"no {split} split for {task.name}/{lang.code} under {source}: "
-        f"expected {source / task.dataset / lang.code / (split + '.jsonl')}"
-    )
+    """The file of a human split under the ``source`` root, where the task file's ``human_data`` says it is."""
+    path = task.human_path(source, lang.code, split)
+    if not path.is_file():
+        raise RoseError(f"no human {split} data of task {task.name!r} in {lang.name} ({lang.code}): no file {path}")
+    return path
+
+
+def default_columns(task: Task, row: dict, text_column: str | None, label_column: str | None) -> tuple[str, str]:
+    """(text, label) columns of a file: the flags', else the task's when the file has them, else text/label."""
+    text = text_column or (task.text_field if task.text_field in row else "text")
+    label = label_column or (task.label_field if task.label_field in row else "label")
+    return text, label
 
 
 def load_split(
@@ -319,15 +322,11 @@ def load_split(
     path = Path(source).expanduser()
     if path.is_dir():
         path = _folder_file(path, task, lang, split)
-        text_field = text_column or task.text_field
-        label_field = label_column or task.label_field
-    else:
-        text_field = text_column or "text"
-        label_field = label_column or "label"
     rows = read_rows(path, encoding)
     if not rows:
         raise RoseError(f"{path}: the file is empty")
-    mapping = parse_label_map(label_map)
+    text_field, label_field = default_columns(task, rows[0][1], text_column, label_column)
+    mapping = parse_label_map(label_map) or task.label_map
     check_label_map(mapping, task)
     return rows_to_data(
         rows, task, text_field=text_field, label_field=label_field, where=str(path), name=name, label_map=mapping
@@ -347,7 +346,7 @@ def columns(config: object) -> dict:
 
 def split_digest(task: str | Task, language: str | Language, split: str, source: str | Path) -> str:
     """A digest of a human split's content (the file's bytes): what decides whether cells computed on it are still
-    current. A hub split is named, not downloaded (the hub ids of the catalog are taken as fixed)."""
+    current. A hub split is named, not downloaded (the task file's hub ids are taken as fixed)."""
     import hashlib
 
     from rose.content import sha256_hex
@@ -356,7 +355,11 @@ def split_digest(task: str | Task, language: str | Language, split: str, source:
     lang = get_language(language) if isinstance(language, str) else language
     resolved = resolve_source(source, task, lang)
     if str(resolved) in ("hub", "hf"):
-        blob = f"hub:{task.name}/{lang.code}/{split}".encode()
+        try:
+            hub_id, config = task.hub(lang.code)
+            blob = f"hub:{hub_id}/{config}/{split}".encode()
+        except RoseError:  # no hub dataset for the language: the run that reads it says so
+            blob = f"hub:{task.name}/{lang.code}/{split}".encode()
     else:
         path = Path(resolved).expanduser()
         path = _folder_file(path, task, lang, split) if path.is_dir() else path
@@ -383,22 +386,22 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def resolve_source(source: str | Path, task: Task, lang: Language) -> str | Path:
-    """Make ``source`` concrete. ``auto`` means ``../shared/data`` when it is there, else the hub when it
-    answers, else the small example set rose ships for the task (English topic sentences). A relative
-    folder that does not exist from here is looked up from the project directory too."""
+    """Make ``source`` concrete. ``auto`` means ``../shared/data`` when the task's train split is there, else
+    the task's hub dataset when the hub answers, else the small example set rose ships (English topic
+    sentences). A relative folder that does not exist from here is looked up from the project directory too."""
 
     text = str(source)
     if text == "auto":
         shared = project_dir() / SHARED_DATA
-        if (shared / task.dataset / lang.code).is_dir():
+        if _has_split(task, shared, lang):
             return shared
-        if _hub_reachable():
+        if task.human_data.get("hub") and _hub_reachable():
             return "hub"
-        if (BUNDLED / task.name / lang.code).is_dir():
+        if _has_split(task, BUNDLED, lang):
             log.warning("no local data and no hub: using rose's own %s/%s examples", task.name, lang.code)
-            return BUNDLED / task.name
+            return BUNDLED
         raise RoseError(
-            f"no data for {task.name}/{lang.code}: ../shared/data is missing, the hub is unreachable and rose "
+            f"no data for {task.name}/{lang.code}: ../shared/data does not hold it, no hub dataset answers and rose "
             "ships examples only for topic/en; pass --source with a folder or file"
         )
     path = Path(text).expanduser()
@@ -409,32 +412,33 @@ def resolve_source(source: str | Path, task: Task, lang: Language) -> str | Path
     return source
 
 
+def _has_split(task: Task, root: Path, lang: Language) -> bool:
+    try:
+        return task.human_path(root, lang.code, "train").is_file()
+    except RoseError:
+        return False
+
+
 def _load_hub(task: Task, lang: Language, split: str, name: str) -> LabelledData:
     try:
         import datasets
     except ImportError:
         raise MissingDependency("datasets", purpose="loading data from the Hugging Face hub") from None
-    hub_split = {"dev": "validation"}.get(split, split)
-    if task.dataset == "sib200":
-        ds = datasets.load_dataset(task.hub_id, lang.sib200, split=hub_split)
-        text_field, label_field = "text", "category"
-    elif task.dataset == "massive":
-        ds = datasets.load_dataset(task.hub_id, lang.massive, split=hub_split)
-        names = ds.features["intent"].names
-        ds = ds.map(lambda row: {"intent": names[row["intent"]]})
-        text_field, label_field = "utt", "intent"
-    else:
-        if lang.sentiment_hub is None:
-            raise RoseError(f"no hub sentiment dataset is known for {lang.name}: pass --source with your own file")
-        ds = datasets.load_dataset(lang.sentiment_hub, split=hub_split)
-        text_field, label_field = "text", "label"
-        feature = ds.features.get("label")
-        if hasattr(feature, "names"):
-            names = feature.names
-            ds = ds.map(lambda row: {"label": names[row["label"]]})
+    hub_id, config = task.hub(lang.code)
+    hub = task.human_data["hub"]
+    hub_split = hub.get("splits", {}).get(split, split)
+    ds = datasets.load_dataset(hub_id, config, split=hub_split)
+    text_field = hub.get("text_column", task.text_field)
+    label_field = hub.get("label_column", task.label_field)
+    feature = ds.features.get(label_field)
+    if hasattr(feature, "names"):  # a ClassLabel: ids -> names
+        names = feature.names
+        ds = ds.map(lambda row: {label_field: names[row[label_field]]})
     rows = list(enumerate(ds, 1))
-    where = f"hub:{task.hub_id or lang.sentiment_hub}"
-    return rows_to_data(rows, task, text_field=text_field, label_field=label_field, where=where, name=name)
+    where = f"hub:{hub_id}" + (f"/{config}" if config else "")
+    return rows_to_data(
+        rows, task, text_field=text_field, label_field=label_field, where=where, name=name, label_map=task.label_map
+    )
 
 
 def cap_per_label(data: LabelledData, per_label: int | None, seed: int = 0) -> LabelledData:
@@ -495,11 +499,14 @@ def sample_demonstrations(
     return out
 
 
-def summary(task: str, language: str, source: str | Path) -> list[dict]:
+def summary(task: str | Task, language: str | Language, source: str | Path) -> list[dict]:
     """Per-split, per-label counts (the rows of ``rose data summary``)."""
     t = get_task(task)
     rows = []
+    files = t.human_data.get("files")
     for split in SPLITS:
+        if files and split not in files and Path(str(source)).expanduser().is_dir():
+            continue  # the task names no file for this split
         data = load_split(t, language, split, source)
         counts = data.counts()
         rows.append(

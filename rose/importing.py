@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rose import generated_data, tracking
-from rose.catalog import Task, get_language, get_task
 from rose.config import field as option
 from rose.config import to_params
 from rose.errors import MissingDependency, RoseError
 from rose.generate.identity import by_content, file_params
-from rose.human_data import check_label_map, parse_label_map, read_rows, rows_to_data
+from rose.human_data import check_label_map, default_columns, parse_label_map, read_rows, rows_to_data
+from rose.languages import get_language
 from rose.locations import is_hub_id, project_dir
 from rose.naming import metric_key, slug
 from rose.score.config import ScoreConfig
+from rose.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,19 @@ def _score_default(name: str):
 class ImportConfig:
     """Register a dataset made elsewhere as a candidate (one MLflow run, tagged like a generate run)."""
 
-    task: str = option(help="task: topic, intent, intent_all or sentiment")
-    language: str = option(help="ISO 639-1 code of the dataset's language, e.g. en")
+    task: str = option(help="task: topic, intent, intent_all, sentiment or a task file (.yaml)")
+    language: str = option(help="ISO 639-1 or 639-3 code of the dataset's language, e.g. en")
     data: str = option(help="a .csv/.jsonl/.parquet file, a Hugging Face datasets folder (save_to_disk) or a hub id")
     candidate: str = option("", help="candidate name (default: the file's or dataset's name)")
     generator: str = option("", help="the model that wrote the data, e.g. meta-llama/Meta-Llama-3-70B-Instruct "
                                      "(default: the candidate name)")  # fmt: skip
     strategy: str = option("imported", help="how the data was made (a tag, free text)")
-    text_column: str = option("", help="text column (default: text)")
-    label_column: str = option("", help="label column (default: label)")
+    text_column: str = option("", help="text column (default: the task file's text_column when the data has it, "
+                                       "else text)")  # fmt: skip
+    label_column: str = option("", help="label column (default: the task file's label_column when the data has "
+                                        "it, else label)")  # fmt: skip
     label_map: str = option("", help="map label values to the task's labels: 0=science/technology,1=travel,... "
-                                     "or a .json/.csv/.txt file")  # fmt: skip
+                                     "or a .json/.csv/.txt file (default: the task file's label_map)")  # fmt: skip
     split: str = option("train", help="split of a datasets folder or hub dataset")
     intrinsic: bool = option(True, help="compute the intrinsic metrics now (as rose score would)")
     reference_lm: str = option(_score_default("reference_lm"), help="causal LM for perplexity ('' skips)")
@@ -102,6 +105,7 @@ def import_dataset(config: ImportConfig) -> ImportResult:
                    candidate=candidate, step=STEP)  # fmt: skip
     examples = [{k: row.get(k) for k in generated_data.EXAMPLE_FIELDS} for row in examples]
     settings = by_content({k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST})
+    settings.update(task=task.digest, language=language.to_dict())
     digest = tracking.digest({"import": {**settings, "candidate": candidate, "generator": generator},
                               "content": content_digest(examples)})  # fmt: skip
     tracking.setup(config.experiment)
@@ -114,7 +118,7 @@ def import_dataset(config: ImportConfig) -> ImportResult:
         metrics.update(_intrinsic(examples, language.code, generator, config))
     folder = project_dir() / ".rose" / "import" / candidate / f"{task.name}-{language.code}-{digest[:8]}"
     path = _write(folder, examples, rejected)
-    run_tags = tracking.tags("generate", task.name, language.code, candidate=candidate, generator=generator,
+    run_tags = tracking.tags("generate", task, language.code, candidate=candidate, generator=generator,
                              strategy=config.strategy, origin=ORIGIN, source=_source_tag(config.data),
                              digest=digest)  # fmt: skip
     run_id, twin = _track(tracking.run_name("import", candidate), run_tags, config, metrics, folder, path, candidate)
@@ -180,8 +184,8 @@ def check_rows(
     """The examples to import, the counted drops and the dropped rows; RoseError on what cannot be imported."""
     if not rows:
         raise RoseError(f"{where}: the dataset is empty: nothing to import")
-    text_field, label_field = config.text_column or "text", config.label_column or "label"
-    labels = parse_label_map(config.label_map)
+    text_field, label_field = default_columns(task, rows[0][1], config.text_column, config.label_column)
+    labels = parse_label_map(config.label_map) or dict(task.label_map)
     if not labels and class_names and label_field in class_names:  # a datasets ClassLabel: ids -> names
         labels = {str(i): name for i, name in enumerate(class_names[label_field])}
     check_label_map(labels, task)
@@ -228,7 +232,7 @@ def _source_tag(data: str) -> str:
 
 
 def _metrics(task: Task, kept: Counter, dropped: Counter, rows_read: int) -> dict[str, float]:
-    m = {metric_key("kept", label): float(kept.get(label, 0)) for label in task.labels}
+    m = {metric_key("kept", label=label): float(kept.get(label, 0)) for label in task.labels}
     m.update(kept_total=float(sum(kept.values())), rows_read=float(rows_read))
     m.update({k: float(dropped.get(k, 0)) for k in ("empty_dropped", "label_dropped", "duplicates_dropped")})
     return m
@@ -284,7 +288,7 @@ def _track(name: str, run_tags: dict, config: ImportConfig, metrics: dict, folde
 
 def _reused(run, candidate: str, task: Task) -> ImportResult:
     m = run.data.metrics
-    kept = {label: int(m.get(metric_key("kept", label), 0)) for label in task.labels}
+    kept = {label: int(m.get(metric_key("kept", label=label), 0)) for label in task.labels}
     dropped = {k: int(m.get(k, 0)) for k in ("empty_dropped", "label_dropped", "duplicates_dropped")}
     path = generated_data.download_dataset(run.info.run_id)
     return ImportResult(run.info.run_id, candidate, kept, dropped, path, dict(m), reused=True)

@@ -40,5 +40,5 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_n
     matrix = confusion(y_true, y_pred, len(label_names))
     f1 = per_label_f1(matrix)
     out = {"accuracy": float(np.trace(matrix) / matrix.sum()), "macro_f1": float(f1.mean()), "n": float(len(y_true))}
-    out.update({metric_key("f1", label): float(v) for label, v in zip(label_names, f1, strict=True)})
+    out.update({metric_key("f1", label=label): float(v) for label, v in zip(label_names, f1, strict=True)})
     return out

@@ -46,6 +46,16 @@ def candidate_name(generator: str, strategy: str) -> str:
     return f"{generator_name(generator)}__{slug(strategy)}"
 
 
-def metric_key(*parts: str) -> str:
-    """An MLflow metric key from parts; each part made safe (labels such as ``science/technology``)."""
-    return "/".join(slug(p) if i else p for i, p in enumerate(parts))
+def label_key(label: str) -> str:
+    """A label as a metric-key part, unique for every label in any script: the readable slug, plus
+    ``-<short hash of the label>`` whenever the slug loses information (another script, case, punctuation):
+    ``travel`` -> ``travel``, ``science/technology`` -> ``science-technology-<hash>``, ``ጤና`` -> ``x-<hash>``."""
+    name = slug(label)
+    return name if name == label else f"{name}-{short_hash(label)}"
+
+
+def metric_key(*parts: str, label: str | None = None) -> str:
+    """An MLflow metric key from parts, each part after the first made safe; ``label`` (a label of a task) is
+    appended as its :func:`label_key`."""
+    key = "/".join(slug(p) if i else p for i, p in enumerate(parts))
+    return key if label is None else f"{key}/{label_key(label)}"

@@ -3,8 +3,9 @@
 With no ``MLFLOW_TRACKING_URI`` set, runs go to a SQLite store (``mlflow.db``) and an artifact folder
 (``mlartifacts/``) in the project directory, so the UI and the model registry work with no server.
 
-Run schema (tags). Every run: ``rose.stage`` (generate, train, evaluate, score, tune, pipeline), ``rose.task``,
-``rose.language``, ``rose.digest`` (digest of the configuration that produced it), ``rose.version``.
+Run schema (tags). Every run: ``rose.stage`` (generate, train, evaluate, score, tune, pipeline), ``rose.task``
+(the task's name), ``rose.task_digest`` (its content, :attr:`rose.tasks.Task.digest`; the run also holds the
+artifact ``task.yaml``), ``rose.language``, ``rose.digest`` (digest of the configuration that produced it), ``rose.version``.
 Generate runs and train runs on generated data: ``rose.candidate``, ``rose.generator``, ``rose.strategy``.
 Imported datasets (``rose data import``) are generate runs with ``rose.origin=imported`` and ``rose.source``.
 Train runs: ``rose.train_data`` (candidate name or ``human``), ``rose.classifier``, ``rose.seed`` (seed runs),
@@ -181,13 +182,30 @@ def digest(config: Any, n: int = 16) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
 
 
-def tags(stage: str, task: str, language: str, **extra: Any) -> dict[str, str]:
-    """The schema's tags for a run: ``rose.stage``, ``rose.task``, ``rose.language`` and any extras."""
+def tags(stage: str, task: Any, language: str, **extra: Any) -> dict[str, str]:
+    """The schema's tags for a run: ``rose.stage``, ``rose.task`` and ``rose.task_digest`` (``task`` is a
+    :class:`rose.tasks.Task`; a bare name, e.g. a study's tasks joined, carries no digest), ``rose.language`` and
+    any extras."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    out = {f"{TAG}stage": stage, f"{TAG}task": task, f"{TAG}language": language, f"{TAG}version": rose.__version__}
+    name, task_digest = _task_identity(task)
+    out = {f"{TAG}stage": stage, f"{TAG}task": name, f"{TAG}language": language, f"{TAG}version": rose.__version__}
+    if task_digest:
+        out[f"{TAG}task_digest"] = task_digest
     out.update({f"{TAG}{k}": str(v) for k, v in extra.items() if v is not None})
     return out
+
+
+_TASK_FILES: dict[str, str] = {}  # task digest -> task.yaml text, of the tasks runs were tagged with here
+
+
+def _task_identity(task: Any) -> tuple[str, str]:
+    """(name, digest) of a task given as a :class:`rose.tasks.Task` (its ``task.yaml`` is kept for
+    :func:`run` to log), or (name, "") for a bare name."""
+    if hasattr(task, "digest") and hasattr(task, "to_yaml"):
+        _TASK_FILES.setdefault(task.digest, task.to_yaml())
+        return task.name, task.digest
+    return str(task), ""
 
 
 def filter_string(**tag_values: str) -> str:
@@ -268,6 +286,7 @@ def child_runs(parent_run_id: str) -> list:
 
 
 ERROR_TAG = f"{TAG}error"
+TASK_FILE = "task.yaml"
 ERROR_FILE = "error.txt"
 
 
@@ -292,6 +311,7 @@ def run(
     try:
         with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=run_tags, nested=nested) as active:
             try:
+                _log_task(run_tags)
                 if params:
                     log_params(params)
                 yield active
@@ -305,6 +325,15 @@ def run(
     finally:
         if lease is not None:
             lease.release()
+
+
+def _log_task(run_tags: dict[str, str]) -> None:
+    """The artifact ``task.yaml`` of the run's task (docs/CONTRACTS.md, "Identities", rule 2)."""
+    import mlflow
+
+    text = _TASK_FILES.get(run_tags.get(f"{TAG}task_digest", ""))
+    if text is not None:
+        mlflow.log_text(text, TASK_FILE)
 
 
 def record_error(run_id: str, exc: BaseException, reason: str | None = None) -> None:

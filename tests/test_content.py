@@ -68,7 +68,7 @@ def test_a_generate_run_names_its_files_by_content(tmp_path):
     """Descriptions, a strategy YAML and the demonstration source enter a generate run's digest by their bytes:
     the same relative path in two checkouts with different bytes is two digests, with the same bytes one; a file
     edited in place is a new digest."""
-    from rose.catalog import get_task
+    from rose.tasks import get_task
 
     rows = "".join(f'{label},"About {label}."\n' for label in get_task("topic").labels)
     for checkout, extra in (("a", ""), ("b", "x"), ("c", "")):

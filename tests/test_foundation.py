@@ -1,4 +1,4 @@
-"""The foundation: catalog, loaders on the shared data, names, config mapping, tracking schema, CLI."""
+"""The foundation: built-in tasks and languages, loaders on the shared data, names, config mapping, tracking schema, CLI."""
 
 from __future__ import annotations
 
@@ -9,47 +9,54 @@ from pathlib import Path
 
 import pytest
 
-from rose import catalog, config, human_data, naming
+from rose import config, human_data, naming, tasks
 from rose.errors import RoseError
+from rose.languages import STUDY_LANGUAGES, get_language
 from tests.tiny import SHARED_DATA as SHARED
 from tests.tiny import needs_shared
 
 
-# --- catalog -------------------------------------------------------------------------------------------------
-def test_catalog_has_three_tasks_and_eleven_languages():
-    assert len(catalog.get_task("topic").labels) == 7
-    assert len(catalog.get_task("intent").labels) == 10
-    assert len(catalog.get_task("intent_all").labels) == 60
-    assert catalog.get_task("sentiment").labels == ("negative", "positive")
-    assert sorted(catalog.LANGUAGES) == sorted("th he id sw de en ro az sl te cy".split())
-    assert catalog.get_language("Welsh").code == "cy"
-    assert catalog.get_language("cy").sib200 == "cym_Latn"
+# --- built-in tasks and languages ----------------------------------------------------------------------------
+def test_builtin_tasks_and_any_language():
+    assert len(tasks.get_task("topic").labels) == 7
+    assert len(tasks.get_task("intent").labels) == 10
+    assert len(tasks.get_task("intent_all").labels) == 60
+    assert tasks.get_task("sentiment").labels == ("negative", "positive")
+    assert get_language("Welsh").code == "cy" and get_language("cym") == get_language("cy")
+    assert tasks.get_task("topic").hub("cy") == ("Davlan/sib200", "cym_Latn")
+    assert get_language("amh") == get_language("am") and get_language("am").to_dict() == {
+        "code": "am",
+        "name": "Amharic",
+        "script": "Ethi",
+    }
+    assert get_language("yor").name == "Yoruba" and get_language("xyz", "Made-up").name == "Made-up"
 
 
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: catalog.get_task("topik"),
-        lambda: catalog.get_language("xx"),
-        lambda: catalog.check_label(catalog.get_task("topic"), "cooking"),
+        lambda: tasks.get_task("topik"),
+        lambda: get_language("xx"),
+        lambda: tasks.check_label(tasks.get_task("topic"), "cooking"),
     ],
 )
 def test_unknown_names_give_one_line_errors(call):
     with pytest.raises(RoseError) as exc:
         call()
-    assert "\n" not in str(exc.value) and ("choose" in str(exc.value) or "use one of" in str(exc.value))
+    assert "\n" not in str(exc.value) and any(w in str(exc.value) for w in ("choose", "use one of", "ISO 639"))
 
 
 def test_lingua_names_exist():
     from lingua import Language
 
-    for lang in catalog.LANGUAGES.values():
+    for lang in map(get_language, STUDY_LANGUAGES):
         assert getattr(Language, lang.lingua)
+    assert get_language("am").lingua == ""  # lingua lacks Amharic
 
 
 # --- loaders on the shared data ------------------------------------------------------------------------------
 @needs_shared
-@pytest.mark.parametrize("lang", sorted(catalog.LANGUAGES))
+@pytest.mark.parametrize("lang", sorted(STUDY_LANGUAGES))
 def test_sib200_split_sizes(lang):
     assert [len(human_data.load_split("topic", lang, s, SHARED)) for s in human_data.SPLITS] == [701, 99, 204]
 
@@ -59,7 +66,7 @@ def test_massive10_subset_and_parallel_ids():
     train = human_data.load_split("intent", "cy", "train", SHARED)
     test = human_data.load_split("intent", "cy", "test", SHARED)
     assert (len(train), len(test)) == (2027, 565)
-    assert set(train.labels) == set(catalog.MASSIVE10)
+    assert set(train.labels) == set(tasks.get_task("intent").labels)
     assert train.dropped["label outside task"] == 11514 - 2027
 
 
@@ -67,7 +74,9 @@ def test_massive10_subset_and_parallel_ids():
 def test_sentiment_drops_neutral_and_refuses_missing_language():
     sw = human_data.load_split("sentiment", "sw", "train", SHARED)
     assert set(sw.labels) == {"negative", "positive"} and sw.dropped["label outside task"] == 1072
-    with pytest.raises(RoseError, match="no human-labelled sentiment data exists for Welsh"):
+    with pytest.raises(
+        RoseError, match=r"no human train data of task 'sentiment' in Welsh \(cy\): no file .*sentiment/cy/train.jsonl"
+    ):
         human_data.load_split("sentiment", "cy", "train", SHARED)
 
 
@@ -109,7 +118,9 @@ def test_malformed_row_names_file_and_line(tmp_path):
         human_data.load_split("topic", "en", "train", path)
     with pytest.raises(RoseError, match="no such file"):
         human_data.load_split("topic", "en", "train", tmp_path / "missing.jsonl")
-    with pytest.raises(RoseError, match="no train split for topic/en"):
+    with pytest.raises(
+        RoseError, match=r"no human train data of task 'topic' in English \(en\): no file .*sib200/en/train"
+    ):
         human_data.load_split("topic", "en", "train", tmp_path)
 
 
@@ -261,13 +272,13 @@ def test_cli_errors_are_one_line(capsys):
 
 
 def test_source_auto_falls_back_to_shipped_examples(tmp_path, monkeypatch):
-    from rose.catalog import get_language, get_task
+    from rose.tasks import get_task
 
     (tmp_path / "MLproject").write_text("name: x\n")
     monkeypatch.chdir(tmp_path)  # no ../shared/data beside this project
     monkeypatch.setattr(human_data, "_hub_reachable", lambda timeout=2.0: False)
     topic, en = get_task("topic"), get_language("en")
-    assert human_data.resolve_source("auto", topic, en) == human_data.BUNDLED / "topic"
+    assert human_data.resolve_source("auto", topic, en) == human_data.BUNDLED
     train, test = (
         human_data.load_split("topic", "en", "train", "auto"),
         human_data.load_split("topic", "en", "test", "auto"),
@@ -282,7 +293,7 @@ def test_source_auto_falls_back_to_shipped_examples(tmp_path, monkeypatch):
 
 @needs_shared
 def test_source_auto_prefers_shared_data(monkeypatch):
-    from rose.catalog import get_language, get_task
+    from rose.tasks import get_task
 
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     source = human_data.resolve_source("auto", get_task("topic"), get_language("cy"))
@@ -296,7 +307,7 @@ def test_bundled_english_topic_data_loads_and_summarises(capsys):
     sizes = [len(human_data.load_split("topic", "en", s, BUNDLED)) for s in human_data.SPLITS]
     assert sizes == [63, 7, 21]
     assert human_data.load_split("topic", "en", "test", BUNDLED).counts() == dict.fromkeys(
-        catalog.get_task("topic").labels, 3
+        tasks.get_task("topic").labels, 3
     )
     assert main(["data", "summary", "--task", "topic", "--language", "en", "--source", str(BUNDLED)]) == 0
     assert "total" in capsys.readouterr().out

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from fakes import DEMOS, LANGUAGE, LANGUAGE_NAME, SHARED_DATA, fake_generate, generate_config, tracking_db
 
-from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.generate import parse
 from rose.generate.backends import FakeBackend, Request, SamplingParams
 from rose.generate.cache import CompletionCache
 from rose.generate.run import run_strategy
 from rose.generate.strategies import PRESETS, get_strategy
+from rose.naming import metric_key
+from rose.tasks import get_task
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared/data (Welsh, intent)")
 
@@ -174,7 +175,7 @@ def test_yaml_strategy_and_its_errors(tmp_path):
         get_strategy(str(bad))
     worse = tmp_path / "worse.yaml"
     worse.write_text("steps:\n  - demonstrations: {source: fr}\n")
-    with pytest.raises(RoseError, match=r"worse.yaml:2: .*'target' or 'en'"):
+    with pytest.raises(RoseError, match=r"worse.yaml:2: .*'target' or 'pivot'"):
         get_strategy(str(worse))
     with pytest.raises(RoseError, match="after a 'generate'"):
         _strategy(tmp_path, "steps:\n  - revise: {}\n  - generate: {}\n")
@@ -188,7 +189,7 @@ def _strategy(tmp_path, text):
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_builds_its_prompts(tmp_path, preset):
-    from rose.catalog import get_task
+    from rose.tasks import get_task
 
     descriptions = SHARED_DATA / "label_descriptions" / "sib200_llama3-70b.csv"
     if not descriptions.exists():
@@ -225,7 +226,7 @@ def test_every_preset_builds_its_prompts(tmp_path, preset):
 @pytest.mark.parametrize(
     ("strategy", "descriptions", "source", "meaning"),
     [
-        ("target_demos_revision", "", "catalog", "places, countries, landscapes"),
+        ("target_demos_revision", "", "task", "places, countries, landscapes"),
         ("english_demos_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
         ("target_demos_sl_revision", "", "generator", "This category covers texts about geography."),
         ("target_demos_sl_revision", "file", "file:descriptions.csv", "Mountains and rivers, from the file."),
@@ -233,7 +234,7 @@ def test_every_preset_builds_its_prompts(tmp_path, preset):
     ],
 )
 def test_the_revision_judge_is_told_what_the_label_means(tmp_path, strategy, descriptions, source, meaning):
-    from rose.catalog import get_task
+    from rose.tasks import get_task
 
     path = tmp_path / "descriptions.csv"
     rows = {label: f"About {label}." for label in get_task("topic").labels} | {
@@ -466,8 +467,12 @@ def test_generate_is_tracked_by_the_run_schema(tmp_path, monkeypatch):
     tags, metrics, params = run_.data.tags, run_.data.metrics, run_.data.params
     assert tags["rose.stage"] == "generate" and tags["rose.candidate"] == "fake-lm__target_demos_revision"
     assert tags["rose.backend"] == "fake" and tags["rose.generator"] == "fake-lm" and tags["rose.digest"]
-    assert tags["rose.descriptions"] == "catalog"  # a revision judge with no summary step: rose's own
-    assert metrics["kept/science-technology"] == 4 and metrics["kept_total"] == 28 and metrics["shortfall_total"] == 0
+    assert tags["rose.descriptions"] == "task"  # a revision judge with no summary step: the task file's
+    assert (
+        metrics[metric_key("kept", label="science/technology")] == 4
+        and metrics["kept_total"] == 28
+        and metrics["shortfall_total"] == 0
+    )
     for key in (
         "duplicates_dropped",
         "parse_dropped",

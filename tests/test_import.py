@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rose.catalog import get_task
 from rose.errors import RoseError
+from rose.tasks import get_task
 from tests.fakes import use_tracking_db
 from tests.tiny import BUNDLED, SHARED_DATA, TOPIC_EN, make_tiny_classifier, needs_shared
 
@@ -24,7 +24,7 @@ FAST = dict(reference_lm="", embedding_model="", tokenizer="", intrinsic_sample=
 
 
 def bundled_rows(split: str = "train") -> list[dict]:
-    with (BUNDLED / "en" / f"{split}.jsonl").open(encoding="utf-8") as fh:
+    with (BUNDLED / "sib200" / "en" / f"{split}.jsonl").open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -164,7 +164,7 @@ def test_llama3_70b_files_import_with_their_label_counts(store, task, rows, kept
         assert result.kept == dict(expected)
     from rose.naming import metric_key
 
-    assert {lab: metrics[metric_key("kept", lab)] for lab in result.kept} == result.kept
+    assert {lab: metrics[metric_key("kept", label=lab)] for lab in result.kept} == result.kept
     assert metrics["intrinsic/generator_parameters"] == pytest.approx(7.06e10)
     assert 0 < metrics["intrinsic/distinct_2"] <= 1 and "intrinsic/self_bleu" in metrics
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}

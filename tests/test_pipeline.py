@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.pipeline.run import leaderboards
+from rose.tasks import get_task
 from tests.fakes import LANGUAGE, SHARED_DATA, SOURCE, mlflow_server, tracking_db
 from tests.tiny import make_tiny_classifier, needs_shared
 
@@ -217,16 +217,16 @@ def _planned(path: Path) -> list[str]:
 
 
 def test_growing_a_planned_study_plans_only_the_new_units(tmp_path, tiny):
-    from rose.catalog import get_task
     from rose.naming import metric_key
     from rose.pipeline import plan
     from rose.pipeline.study import load_study
+    from rose.tasks import get_task
 
     path = study_yaml(tmp_path, tiny)
     before = plan.build(load_study(path))
     facts = plan.Facts()
     facts.done = {u.digest: f"run-{i}" for i, u in enumerate(before.units)}  # everything of the first study ran
-    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}  # no candidate fell short
+    kept = {metric_key("kept", label=label): 6.0 for label in get_task("topic").labels}  # no candidate fell short
     facts.metrics = {f"run-{i}": kept for i in range(10)}
     path.write_text(path.read_text().replace(
         "strategy: target_demos}", "strategy: target_demos}\n  - {generator: fake-c, strategy: zero_shot}"))  # fmt: skip
@@ -246,18 +246,18 @@ def test_growing_a_planned_study_plans_only_the_new_units(tmp_path, tiny):
 
 
 def test_a_short_candidate_cuts_every_candidate_to_its_count(tmp_path, tiny):
-    from rose.catalog import get_task
     from rose.naming import metric_key
     from rose.pipeline import plan
     from rose.pipeline.study import load_study
+    from rose.tasks import get_task
 
     path = study_yaml(tmp_path, tiny)
     first = plan.build(load_study(path))
     gens = [u for u in first.units if u.stage == "generate"]
     facts = plan.Facts()
     facts.done = {u.digest: u.who for u in gens}
-    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}
-    facts.metrics = {A: kept, B: {**kept, metric_key("kept", "travel"): 4.0}}
+    kept = {metric_key("kept", label=label): 6.0 for label in get_task("topic").labels}
+    facts.metrics = {A: kept, B: {**kept, metric_key("kept", label="travel"): 4.0}}
     cut = plan.build(load_study(path), facts)
     trains = [u for u in cut.units if u.stage == "train"]
     assert [u.settings["per_label"] for u in trains] == [4, 4, 4]  # both candidates and the human baseline
@@ -270,17 +270,17 @@ def test_a_short_candidate_cuts_every_candidate_to_its_count(tmp_path, tiny):
 
 
 def test_the_cut_never_goes_below_its_floor(tmp_path, tiny):
-    from rose.catalog import get_task
     from rose.naming import metric_key
     from rose.pipeline import plan
     from rose.pipeline.study import load_study
+    from rose.tasks import get_task
 
     path = study_yaml(tmp_path, tiny)  # 6 per label asked: the default floor is 3
     gens = [u for u in plan.build(load_study(path)).units if u.stage == "generate"]
     facts = plan.Facts()
     facts.done = {u.digest: u.who for u in gens}
-    kept = {metric_key("kept", label): 6.0 for label in get_task("topic").labels}
-    facts.metrics = {A: kept, B: {**kept, metric_key("kept", "travel"): 1.0}}  # one example of one label
+    kept = {metric_key("kept", label=label): 6.0 for label in get_task("topic").labels}
+    facts.metrics = {A: kept, B: {**kept, metric_key("kept", label="travel"): 1.0}}  # one example of one label
     cut = plan.build(load_study(path), facts)
     assert {u.settings["per_label"] for u in cut.units if u.stage == "train"} == {3}
     assert any(f"stays at 3 per label (min_per_label): {B} is trained on fewer" in n for n in cut.notes)

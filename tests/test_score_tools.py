@@ -117,8 +117,8 @@ def test_measure_dataset_with_stand_in_tools():
 
 
 def test_one_language_detector_for_generation_and_score():
-    from rose.catalog import get_language
     from rose.generate.judges import detect_target
+    from rose.languages import get_language
 
     assert language_id.detect("Mae'r tywydd yn braf iawn heddiw yng Nghymru.") == "WELSH"
     assert language_id.detect("วันนี้อากาศดีมากครับ") == "THAI"

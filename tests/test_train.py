@@ -15,6 +15,7 @@ import pytest
 
 from rose.errors import RoseError
 from rose.human_data import LabelledData
+from rose.naming import metric_key
 from tests.tiny import TOPIC_EN, human_rows, make_tiny_classifier, write_dataset
 
 HUMAN = f"human:{TOPIC_EN}"  # the shared data, else rose's bundled English topic sentences
@@ -52,9 +53,9 @@ def test_macro_f1_is_over_the_task_labels_as_sklearn_with_labels():
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from rose.catalog import get_task
     from rose.metrics import classification_metrics
     from rose.naming import metric_key
+    from rose.tasks import get_task
     from rose.train.module import EpochPredictions
 
     names = list(get_task("topic").labels)  # 7 labels; the case below never has the last three
@@ -69,7 +70,7 @@ def test_macro_f1_is_over_the_task_labels_as_sklearn_with_labels():
     assert got["macro_f1"] < f1_score(y_true, y_pred, average="macro")
     assert got["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred)) and got["n"] == len(y_true)
     per_label = f1_score(y_true, y_pred, labels=range(len(names)), average=None, zero_division=0)
-    assert [got[metric_key("f1", n)] for n in names] == pytest.approx(list(per_label))
+    assert [got[metric_key("f1", label=n)] for n in names] == pytest.approx(list(per_label))
     # training's per-epoch metrics are the same function
     epoch = EpochPredictions(names)
     epoch.update(torch.tensor(y_pred[:5]), torch.tensor(y_true[:5]))
@@ -288,7 +289,7 @@ def test_smoke_run_logs_the_schema(trained):
             "eval/human/macro_f1",
             "eval/human/accuracy",
             "eval/gen-a__zs/macro_f1",
-            "eval/human/f1/science-technology",
+            metric_key("eval", "human", "f1", label="science/technology"),
             "time/train_s",
             "memory/peak_rss_mb",
             "model/artifact_mb",

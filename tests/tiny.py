@@ -22,7 +22,7 @@ SHARED_DATA = (
     else (ROOT.parent / "shared" / "data")
 )
 HAS_SHARED = SHARED_DATA.exists()
-BUNDLED = ROOT / "rose" / "resources" / "topic"
+BUNDLED = ROOT / "rose" / "resources"  # rose's own English topic sentences, under sib200/en/
 # a data folder with topic/en train, dev and test splits: the shared data when present, else rose's own bundle
 TOPIC_EN = SHARED_DATA if HAS_SHARED else BUNDLED
 needs_shared = pytest.mark.skipif(not HAS_SHARED, reason="needs ../shared/data (a language or task rose does not ship)")
@@ -136,7 +136,7 @@ def human_rows(task_dataset: str = "sib200", language: str = "en", split: str = 
     bundled sentences (for synthetic-looking files)."""
     path = SHARED_DATA / task_dataset / language / f"{split}.jsonl"
     if not HAS_SHARED and (task_dataset, language) == ("sib200", "en"):
-        path = BUNDLED / language / f"{split}.jsonl"
+        path = BUNDLED / "sib200" / language / f"{split}.jsonl"
     seen: dict[str, int] = {}
     rows = []
     with path.open(encoding="utf-8") as fh:

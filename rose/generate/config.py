@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rose.catalog import TASKS
 from rose.config import field, known_encoding, known_language, known_task
 from rose.locations import SHARED_DATA
 
@@ -38,9 +37,13 @@ MAX_PLANNED_REQUESTS = 100_000
 
 @dataclass
 class GenerateConfig:
-    task: str = field(help="task: topic, intent, intent_all or sentiment", check=known_task)
-    language: str = field(help="target language, ISO 639-1 code (e.g. cy)", check=known_language)
+    task: str = field(help="task: topic, intent, intent_all, sentiment or a task file (.yaml)", check=known_task)
+    language: str = field(help="target language, an ISO 639-1 or 639-3 code (e.g. cy, am, yor)",
+                          check=known_language)  # fmt: skip
     generator: str = field(help="model: a short offline name (smollm2-135m-instruct), a hub id, a folder or a .gguf")
+    language_name: str = field("", help="the language's English name in prompts (default: from the language table)")
+    pivot_language: str = field("en", help="language of label summaries and of pivot demonstrations (ISO code)",
+                                check=known_language)  # fmt: skip
     strategy: str = field(
         "target_demos",
         help="a preset (sl, english_demos_sl, english_demos_revision, "
@@ -53,7 +56,7 @@ class GenerateConfig:
         "server), fake, or auto (llamacpp for GGUF models when llama-cpp-python is installed, else hf)",
         choices=list(BACKENDS),
     )
-    source: str = field(SHARED_DATA, help="human data: a folder <dataset>/<lang>/<split>.jsonl, a "
+    source: str = field(SHARED_DATA, help="human data: the folder the task file's human_data is under, a "
                         ".jsonl/.csv/.parquet file, or 'hub'")  # fmt: skip
     text_column: str = field("", help="text column of a --source file (default: text)")
     label_column: str = field("", help="label column of a --source file (default: label)")
@@ -64,9 +67,10 @@ class GenerateConfig:
     demos_per_label: int = field(10, help="demonstrations per label", min=0)
     demo_words: int = field(128, help="cut each demonstration to this many words (0: no cut)", min=0)
     redraw_demos: bool = field(False, help="draw new demonstrations for every request instead of once per label")
-    summary_examples: int = field(10, help="English training examples the label summary is written from", min=1)
+    summary_examples: int = field(10, help="pivot-language training examples a label summary is written from", min=1)
     summary_max_tokens: int = field(64, help="new tokens of a label summary", min=1)
     descriptions: str = field("", help="CSV of label descriptions (label,description); empty: generate them")
+    descriptions_key: str = field("", help="label column of --descriptions (default: label, intent or category)")
     summary_model: str = field("", help="model writing label summaries (empty: the generator)")
     min_chars: int | None = field(None, help="shortest example kept (default: from the human examples' lengths)", min=0)
     max_chars: int | None = field(None, help="longest example kept (default: from the human examples' lengths)", min=1)
@@ -124,8 +128,14 @@ class GenerateConfig:
 
 def planned_requests(config: GenerateConfig) -> int | None:
     """The most generation requests a run may send: labels x the per-label budget (None: unknown task)."""
-    task = TASKS.get(config.task)
-    if task is None or config.per_label < 1 or config.examples_per_request < 1:
+    from rose.errors import RoseError
+    from rose.tasks import get_task
+
+    try:
+        task = get_task(config.task)
+    except RoseError:
+        return None
+    if config.per_label < 1 or config.examples_per_request < 1:
         return None
     per_label = config.max_requests_per_label or 3 * math.ceil(config.per_label / config.examples_per_request) + 3
     return len(task.labels) * per_label

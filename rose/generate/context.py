@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from rose.catalog import Language, Task
 from rose.errors import RoseError
 from rose.generate.backends.base import Backend, Completion, Request, SamplingParams
 from rose.generate.cache import CompletionCache
 from rose.generate.config import GenerateConfig
+from rose.languages import Language
+from rose.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,13 @@ class Context:
     candidate: str
     chat: bool = True
     summary_backend: Backend | None = None
+    pivot: Language | None = None  # the language of summaries and pivot demonstrations (English by default)
     min_chars: int | None = None
     max_chars: int | None = None
     stats: Counter = field(default_factory=Counter)
     progress: Any = None  # a tqdm bar, or None
     memo: dict = field(default_factory=dict)  # prompts already built and fitted
-    descriptions: dict[str, str] = field(default_factory=dict)  # --descriptions, else the catalog's (judges' fallback)
+    descriptions: dict[str, str] = field(default_factory=dict)  # --descriptions, else the task file's (judges)
     dropped: Counter = field(default_factory=Counter)  # (reason, label) -> lines that did not become examples
 
     @property
@@ -95,7 +97,7 @@ class Context:
         return [found[k] for k in keys]
 
     def description(self, state_descriptions: dict[str, str], label: str) -> str | None:
-        """A label's meaning: the summary step's, else the ``--descriptions`` file's, else the catalog's."""
+        """A label's meaning: the summary step's, else the ``--descriptions`` file's, else the task file's."""
         return state_descriptions.get(label) or self.descriptions.get(label)
 
     def drop(self, reason: str, label: str, n: int = 1) -> None:

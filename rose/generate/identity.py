@@ -3,8 +3,8 @@ docs/CONTRACTS.md, "Identities").
 
 :func:`by_content` replaces, in a mapping of generate or import settings, every setting that names a file (the
 descriptions CSV, a strategy YAML, a label map file, an imported data file) by the content digest of that file, and
-the human data source by the digests of the splits a generate run reads from it (the language's and English
-training splits: demonstrations, summaries and length limits come from them). A step option that names a file
+the human data source by the digests of the splits a generate run reads from it (the language's and the pivot
+language's training splits: demonstrations, summaries and length limits come from them). A step option that names a file
 (``label_descriptions: {csv_path: ...}``) is replaced the same way. The paths stay in the run's params, each with
 ``<name>_sha256`` beside it (:func:`file_params`).
 """
@@ -42,13 +42,13 @@ def _named_file(name: str, value: Any) -> Path | None:
     return local_file(value)
 
 
-def source_identity(source: str, task: str, language: str) -> dict[str, str]:
+def source_identity(source: str, task: str, language: str, pivot: str = "en") -> dict[str, str]:
     """``{"<split>/<lang>": content digest}`` of the human splits a generate run reads from ``source``: the
-    language's and English training splits (where they exist)."""
+    language's and the pivot language's (English by default) training splits (where they exist)."""
     from rose.human_data import split_digest
 
     out = {}
-    for code in dict.fromkeys((language, "en")):
+    for code in dict.fromkeys((language, pivot)):
         for split in SOURCE_SPLITS:
             try:
                 out[f"{split}/{code}"] = split_digest(task, code, split, source)
@@ -64,7 +64,8 @@ def by_content(settings: dict[str, Any]) -> dict[str, Any]:
         if (path := _named_file(name, out.get(name))) is not None:
             out[name] = file_digest(path)
     if out.get("source") and out.get("task") and out.get("language"):
-        out["source"] = source_identity(str(out["source"]), str(out["task"]), str(out["language"]))
+        out["source"] = source_identity(str(out["source"]), str(out["task"]), str(out["language"]),
+                                        str(out.get("pivot_language") or "en"))  # fmt: skip
     return out
 
 

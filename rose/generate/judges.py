@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 
 from rose import language_id
-from rose.catalog import Language
 from rose.generate import prompts
 from rose.generate.backends.base import Request, SamplingParams
 from rose.generate.context import Context, request_seed
 from rose.generate.parse import parse_verdict
 from rose.generate.steps import LANGUAGE, State
+from rose.languages import Language
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class _Wrapper:
 
 class Revise(_Wrapper):
     """The generator judges each example: label fit (given the label's description, as the reference does in every
-    revision strategy: the summary step's, else ``--descriptions``, else the catalog's), quality, target language."""
+    revision strategy: the summary step's, else ``--descriptions``, else the task file's), quality, target language."""
 
     def judge(self, items: list[dict], state: State, ctx: Context) -> None:
         c = ctx.config
@@ -98,7 +98,10 @@ class LanguageCheck(_Wrapper):
 
 
 def language_share(language: Language, examples: list[dict], labels: list[str]) -> dict[str, float]:
-    """Per label (and ``""`` for all), the share of examples identified as ``language``."""
+    """Per label (and ``""`` for all), the share of examples identified as ``language``; empty when language ID
+    is not available for it (lingua lacks the language)."""
+    if not language.lingua:
+        return {}
     hits = detect_target(language, [ex["text"] for ex in examples])
     out = {}
     for label in labels:
@@ -109,5 +112,11 @@ def language_share(language: Language, examples: list[dict], labels: list[str]) 
 
 
 def detect_target(language: Language, texts: list[str]) -> list[bool]:
-    """Per text, whether rose's language detector (:mod:`rose.language_id`) identifies it as ``language``."""
+    """Per text, whether rose's language detector (:mod:`rose.language_id`) identifies it as ``language``; every
+    text passes when language ID is not available for the language (lingua lacks it): nothing is dropped."""
+    if not language.lingua:
+        if texts:
+            log.warning("language ID is not available for %s (%s): no example is checked or dropped by language",
+                        language.name, language.code)  # fmt: skip
+        return [True] * len(texts)
     return language_id.matches(language.lingua, texts)

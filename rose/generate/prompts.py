@@ -14,8 +14,9 @@ from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from rose.catalog import Language, Task
 from rose.generate.backends.base import Message
+from rose.languages import Language
+from rose.tasks import Task
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -25,25 +26,22 @@ def template(name: str) -> str:
     return (TEMPLATES / f"{name}.txt").read_text(encoding="utf-8").strip("\n")
 
 
-def _label_text(label: str) -> str:
-    return label.replace("_", " ") if "_" in label else label
-
-
 def generation_messages(
     task: Task, language: Language, label: str, n: int, description: str | None, demos: list[str]
 ) -> list[Message]:
     """System + user chat asking for ``n`` examples of ``label`` in ``language``."""
-    noun = task.example_noun
-    meaning = f'The category "{_label_text(label)}" means: {description.strip()}\n' if description else ""
+    shown_label = task.display(label)
+    meaning = f'The category "{shown_label}" means: {description.strip()}\n' if description else ""
     shown = ""
     if demos:
-        shown = f'\nExamples of the category "{_label_text(label)}":\n' + "\n".join(f"- {d}" for d in demos) + "\n"
+        shown = f'\nExamples of the category "{shown_label}":\n' + "\n".join(f"- {d}" for d in demos) + "\n"
     values = dict(
         language=language.name,
         task_description=task.description,
         n=n,
-        noun=noun,
-        label=_label_text(label),
+        noun=task.example_noun,
+        plural=task.plural,
+        label=shown_label,
         meaning=meaning,
         demos=shown,
     )
@@ -62,7 +60,8 @@ def completion_prompt(task: Task, language: Language, label: str, description: s
         .format(
             language=language.name,
             noun=task.example_noun,
-            label=_label_text(label),
+            plural=task.plural,
+            label=task.display(label),
             task_description=task.description,
             meaning=meaning,
             demos=listed,
@@ -78,19 +77,22 @@ def revision_messages(task: Task, language: Language, label: str, description: s
     content = template("revise").format(
         language=language.name,
         task_description=task.description,
-        label=_label_text(label),
+        label=task.display(label),
         meaning=meaning,
         text=text,
         noun=task.example_noun,
+        plural=task.plural,
     )
     return [{"role": "user", "content": content}]
 
 
-def summary_messages(task: Task, label: str, examples: list[str]) -> list[Message]:
-    """Ask for a short English description of ``label`` from English examples (the SL building block)."""
+def summary_messages(task: Task, label: str, examples: list[str], pivot: str = "English") -> list[Message]:
+    """Ask for a short description of ``label`` in the ``pivot`` language (English by default) from examples in it
+    (the SL building block)."""
     content = template("summary").format(
         n=len(examples),
-        label=_label_text(label),
+        pivot=pivot,
+        label=task.display(label),
         task_description=task.description,
         examples="\n".join(f"- {e}" for e in examples),
     )

@@ -16,8 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from rose import generated_data, tracking
-from rose.catalog import get_language, get_task, label_description
+from rose import generated_data, tasks, tracking
 from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generate.backends import Backend, get_backend, resolve_backend
@@ -29,8 +28,10 @@ from rose.generate.parse import length_limits
 from rose.generate.steps import State, read_descriptions
 from rose.generate.strategies import Strategy, get_strategy
 from rose.human_data import columns, load_split
+from rose.languages import get_language
 from rose.locations import project_dir
 from rose.naming import candidate_name, metric_key
+from rose.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,23 @@ class GenerateResult:
 
 
 def config_digest(config: GenerateConfig, strategy: Strategy) -> str:
-    """The digest of what determines a dataset: the config minus secrets, paths and speed knobs, plus the steps."""
+    """The digest of what determines a dataset: the config minus secrets, paths and speed knobs, plus the steps,
+    the task's content (never its name or path alone) and the language's code and name."""
     params = by_content({k: v for k, v in to_params(config).items() if k not in NOT_IN_DIGEST})
+    params["task"] = get_task(config.task).digest
+    params["language"] = language_of(config).to_dict()
     return tracking.digest({**params, "steps": steps_by_content(strategy.specs)})
+
+
+def language_of(config: GenerateConfig):
+    """The target language, named by ``--language-name`` when given."""
+    return get_language(config.language, config.language_name or None)
 
 
 def _limits(config: GenerateConfig, task, language) -> tuple[int | None, int | None]:
     if config.min_chars is not None and config.max_chars is not None:
         return config.min_chars, config.max_chars
-    for code in (language.code, "en"):
+    for code in dict.fromkeys((language.code, config.pivot_language)):
         try:
             lo, hi = length_limits(load_split(task, code, "train", config.source, **columns(config)).texts)
             break
@@ -77,7 +86,7 @@ def make_context(
     summary_backend: Backend | None = None,
 ) -> Context:
     """The context steps run in: loads the backend, picks chat or completion prompts, sets length limits."""
-    task, language = get_task(config.task), get_language(config.language)
+    task, language = get_task(config.task), language_of(config)
     backend.load()
     chat = {"chat": True, "completion": False}.get(config.prompt_format)
     ctx = Context(
@@ -91,6 +100,7 @@ def make_context(
         candidate_name(config.generator, strategy.name),
         chat=backend.is_chat if chat is None else chat,
         summary_backend=summary_backend,
+        pivot=get_language(config.pivot_language),
     )
     ctx.min_chars, ctx.max_chars = _limits(config, task, language)
     ctx.descriptions = fixed_descriptions(config, task)
@@ -98,10 +108,10 @@ def make_context(
 
 
 def fixed_descriptions(config: GenerateConfig, task) -> dict[str, str]:
-    """The ``--descriptions`` file's descriptions (every label must have one), else rose's catalog's."""
+    """The ``--descriptions`` file's descriptions (every label must have one), else the task file's."""
     if config.descriptions:
-        return read_descriptions(config.descriptions, list(task.labels))
-    return {label: label_description(task, label) for label in task.labels}
+        return read_descriptions(config.descriptions, list(task.labels), config.descriptions_key)
+    return {label: task.description_of(label) for label in task.labels}
 
 
 def run_strategy(
@@ -153,7 +163,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
     validate(config)
     if config.backend == "auto":  # the backend picked is part of what determines the data (and the digest)
         config = replace(config, backend=resolve_backend(config.backend, config.generator))
-    task, language = get_task(config.task), get_language(config.language)
+    task, language = get_task(config.task), language_of(config)
     strategy = get_strategy(config.strategy)
     strategy.build(config.language_filter)  # a bad strategy fails before anything starts
     fixed_descriptions(config, task)  # so does a descriptions file that misses a label
@@ -182,7 +192,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
         out_dir = Path(config.output_dir or home / "generate" / candidate / f"{task.name}-{language.code}-{digest[:8]}")
         run_tags = tracking.tags(
             "generate",
-            task.name,
+            task,
             language.code,
             candidate=candidate,
             generator=config.generator,
@@ -233,10 +243,10 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
 
 
 def _reused(run, candidate: str) -> GenerateResult:
-    labels = get_task(run.data.tags["rose.task"]).labels
+    labels = tasks.from_run(run).labels
     m = run.data.metrics
-    kept = {lab: int(m.get(metric_key("kept", lab), 0)) for lab in labels}
-    shortfall = {lab: int(m.get(metric_key("shortfall", lab), 0)) for lab in labels}
+    kept = {lab: int(m.get(metric_key("kept", label=lab), 0)) for lab in labels}
+    shortfall = {lab: int(m.get(metric_key("shortfall", label=lab), 0)) for lab in labels}
     path = generated_data.download_dataset(run.info.run_id)
     return GenerateResult(run.info.run_id, path, candidate, kept, shortfall, dict(m), reused=True)
 
@@ -264,11 +274,12 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
     kept = state.kept()
     m: dict[str, float] = {}
     for label in state.labels:
-        m[metric_key("kept", label)] = kept[label]
-        m[metric_key("shortfall", label)] = state.shortfall.get(label, 0)
-        m[metric_key("target_language_share", label)] = state.language_share.get(label, 0.0)
+        m[metric_key("kept", label=label)] = kept[label]
+        m[metric_key("shortfall", label=label)] = state.shortfall.get(label, 0)
+        if state.language_share:  # empty: language ID is not available for the language
+            m[metric_key("target_language_share", label=label)] = state.language_share.get(label, 0.0)
         if label in state.demos_used:
-            m[metric_key("demos_used", label)] = state.demos_used[label]
+            m[metric_key("demos_used", label=label)] = state.demos_used[label]
     m.update(dropped_metrics(ctx.dropped))
     judged = s["revision_judged"]
     m.update(
@@ -277,11 +288,13 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
         cross_label_dropped=s["cross_label_dropped"],
         length_dropped=s["length_dropped"], empty_answers=s["empty_answers"],
         revision_rejected=s["revision_rejected"], revision_unparsed=s["revision_unparsed"],
-        language_dropped=s["language_dropped"], target_language_share=state.language_share.get("", 0.0),
+        language_dropped=s["language_dropped"],
         tokens_generated=s["tokens_generated"], requests=s["requests"], requests_cached=s["requests_cached"],
         tokens_per_second=s["tokens_generated"] / s["generation_seconds"] if s["generation_seconds"] else 0.0,
         wall_time_s=wall,
     )  # fmt: skip
+    if state.language_share:
+        m["target_language_share"] = state.language_share.get("", 0.0)
     if judged:
         m["revision_acceptance"] = s["revision_accepted"] / judged
     return {k: float(v) for k, v in m.items()}
@@ -291,7 +304,7 @@ def dropped_metrics(dropped) -> dict[str, float]:
     """``dropped/<reason>/<label>``, ``dropped/<reason>`` and ``dropped_total`` from (reason, label) counts."""
     m: dict[str, float] = {"dropped_total": float(sum(dropped.values()))}
     for (reason, label), n in sorted(dropped.items()):
-        m[metric_key("dropped", reason, label)] = float(n)
+        m[metric_key("dropped", reason, label=label)] = float(n)
         m[f"dropped/{reason}"] = m.get(f"dropped/{reason}", 0.0) + n
     return m
 

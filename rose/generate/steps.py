@@ -76,7 +76,8 @@ def _remember(state: State, request: Request, kind: str, label: str) -> str:
 
 
 class LabelDescriptions:
-    """One English description per label: read from ``csv`` or written by the model from English examples."""
+    """One description per label in the pivot language (English by default): read from ``csv`` or written by the
+    model from pivot-language examples."""
 
     def __init__(self, csv_path: str | None = None, examples: int | None = None):
         self.csv_path = csv_path
@@ -84,25 +85,26 @@ class LabelDescriptions:
 
     def __call__(self, state: State, ctx: Context) -> State:
         path = self.csv_path or ctx.config.descriptions
-        state.descriptions = read_descriptions(path, state.labels) if path else self._write(state, ctx)
+        key = ctx.config.descriptions_key
+        state.descriptions = read_descriptions(path, state.labels, key) if path else self._write(state, ctx)
         return state
 
     def check(self, ctx: Context) -> None:
         """Read what the step needs before a run starts (an input error then leaves no run behind)."""
         path = self.csv_path or ctx.config.descriptions
         if path:
-            read_descriptions(path, list(ctx.task.labels))
+            read_descriptions(path, list(ctx.task.labels), ctx.config.descriptions_key)
         else:
             self._examples(list(ctx.task.labels), ctx)
 
     def _examples(self, labels: list[str], ctx: Context) -> dict[str, list[str]]:
         c = ctx.config
-        english = load_split(ctx.task, "en", "train", c.source, **columns(c))
-        chosen = sample_demonstrations(english, labels, self.examples or c.summary_examples, c.seed, c.demo_words)
+        pivot = load_split(ctx.task, ctx.pivot, "train", c.source, **columns(c))
+        chosen = sample_demonstrations(pivot, labels, self.examples or c.summary_examples, c.seed, c.demo_words)
         empty = [label for label in labels if not chosen[label]]
         if empty:
             raise RoseError(
-                f"no English training examples for label(s) {', '.join(empty)} to summarise: "
+                f"no {ctx.pivot.name} training examples for label(s) {', '.join(empty)} to summarise: "
                 "pass --descriptions with a CSV of label descriptions instead"
             )
         return chosen
@@ -114,7 +116,7 @@ class LabelDescriptions:
         params = SamplingParams(c.temperature, c.top_p, c.repetition_penalty, c.summary_max_tokens)
         requests = []
         for label in state.labels:
-            messages = prompts.summary_messages(ctx.task, label, chosen[label])
+            messages = prompts.summary_messages(ctx.task, label, chosen[label], ctx.pivot.name)
             rendered = dict(messages=messages) if ctx.chat else dict(prompt=prompts.as_completion(messages, "This"))
             req = Request(
                 **rendered,
@@ -136,16 +138,19 @@ class LabelDescriptions:
         return out
 
 
-def read_descriptions(path: str | Path, labels: list[str]) -> dict[str, str]:
-    """Label descriptions from a CSV with columns ``label`` (or ``intent``) and ``description``."""
+def read_descriptions(path: str | Path, labels: list[str], key: str = "") -> dict[str, str]:
+    """Label descriptions from a CSV with columns ``description`` and ``key`` (default: the first of ``label``,
+    ``intent`` and ``category`` it has)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise RoseError(f"no such descriptions file: {path}: pass a CSV with columns label,description")
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    key = next((k for k in ("label", "intent", "category") if rows and k in rows[0]), None)
+    if key and rows and key not in rows[0]:
+        raise RoseError(f"{path}: no column {key!r} (columns: {', '.join(rows[0])}): fix --descriptions-key")
+    key = key or next((k for k in ("label", "intent", "category") if rows and k in rows[0]), None)
     if key is None or "description" not in rows[0]:
-        raise RoseError(f"{path}: expected columns label,description (or intent,description)")
+        raise RoseError(f"{path}: expected columns label,description (or name the label column: --descriptions-key)")
     found = {(r[key] or "").strip(): (r["description"] or "").strip() for r in rows}
     missing = [label for label in labels if not found.get(label)]
     if missing:
@@ -154,11 +159,13 @@ def read_descriptions(path: str | Path, labels: list[str]) -> dict[str, str]:
 
 
 class Demonstrations:
-    """k seeded human examples per label, each cut to a word limit, from the target language or English."""
+    """k seeded human examples per label, each cut to a word limit, from the target language or the pivot language
+    (``source: pivot``; ``en`` is its older name: the pivot language, English unless ``--pivot-language`` says
+    otherwise)."""
 
     def __init__(self, source: str = "target", k: int | None = None):
-        if source not in ("target", "en"):
-            raise RoseError(f"demonstrations: source must be 'target' or 'en', got {source!r}")
+        if source not in ("target", "pivot", "en"):
+            raise RoseError(f"demonstrations: source must be 'target' or 'pivot', got {source!r}")
         self.source = source
         self.k = k
 
@@ -168,7 +175,7 @@ class Demonstrations:
 
     def _load(self, labels: list[str], ctx: Context):
         c = ctx.config
-        code = ctx.language.code if self.source == "target" else "en"
+        code = ctx.language.code if self.source == "target" else ctx.pivot.code
         data = load_split(ctx.task, code, "train", c.source, **columns(c))
         k = c.demos_per_label if self.k is None else self.k
         chosen = sample_demonstrations(data, labels, k, c.seed, c.demo_words)

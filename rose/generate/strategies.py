@@ -94,8 +94,8 @@ class Strategy:
         """Where the label descriptions this strategy uses come from (the ``rose.descriptions`` tag).
 
         ``file:<name>`` (one fixed set: ``--descriptions`` or the step's own CSV), ``generator`` (each generator
-        summarises the labels), ``model:<name>`` (``--summary-model`` does), ``catalog`` (rose's own short ones,
-        for a revision judge with no summary step) or ``none`` (the strategy states no label's meaning).
+        summarises the labels), ``model:<name>`` (``--summary-model`` does), ``task`` (the task file's, for a
+        revision judge with no summary step) or ``none`` (the strategy states no label's meaning).
         """
         summary = next((options for name, options in self.specs if name == "label_descriptions"), None)
         if summary is not None:
@@ -106,7 +106,7 @@ class Strategy:
                 return f"model:{config.summary_model}"
             return "generator"
         if self.uses_revision:
-            return f"file:{Path(config.descriptions).name}" if config.descriptions else "catalog"
+            return f"file:{Path(config.descriptions).name}" if config.descriptions else "task"
         return "none"
 
 

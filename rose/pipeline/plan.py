@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rose import tracking
-from rose.catalog import get_task
 from rose.generate.identity import by_content
 from rose.generated_data import HUMAN_NAME, load_ref
 from rose.human_data import split_digest
+from rose.languages import get_language
 from rose.naming import metric_key
 from rose.pipeline.study import Candidate, Study, generate_settings, score_settings, train_settings
+from rose.tasks import get_task
 from rose.train.cells import EVAL_SETTINGS
 from rose.train.config import TrainConfig
 
@@ -112,7 +113,7 @@ class Facts:
         if run_id not in self._counts:
             labels = get_task(task).labels
             metrics = self.metrics.get(run_id, {})
-            keys = {label: metric_key("kept", label) for label in labels}
+            keys = {label: metric_key("kept", label=label) for label in labels}
             if all(k in metrics for k in keys.values()):
                 self._counts[run_id] = Counter({lab: int(metrics[k]) for lab, k in keys.items()})
             else:  # an imported dataset, or an older run: count its rows
@@ -175,13 +176,13 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         gens: dict[str, Unit] = {}
         for cand in study.candidates:
             settings = generate_settings(study, task, lang, cand)
-            digest = tracking.digest({"generate": by_content(settings)})  # files by their content
+            digest = tracking.digest({"generate": identity(by_content(settings))})  # files by their content
             gens[cand.name] = Unit("generate", task, lang, settings, digest, cand)
         settings = train_settings(study, task, lang, per_label=_cut(study, task, lang, gens, facts, notes))
         trains: dict[str, Unit] = {}
         for cand in study.candidates:
             gen = gens[cand.name]
-            trains[cand.name] = Unit("train", task, lang, settings, tracking.digest({"train": settings,
+            trains[cand.name] = Unit("train", task, lang, settings, tracking.digest({"train": identity(settings),
                                      "data": gen.digest}), cand, settings["seeds"], [gen.digest])  # fmt: skip
         cells: list[Unit] = []
         for cand in study.candidates:
@@ -191,14 +192,14 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         if study.human_test:
             train_key = "human:" + _human_digest(study, task, lang, "train")
             test_key = "human:" + _human_digest(study, task, lang, "test")
-            baseline = Unit("train", task, lang, settings, tracking.digest({"train": settings, "data": train_key}),
+            baseline = Unit("train", task, lang, settings, tracking.digest({"train": identity(settings), "data": train_key}),
                             None, settings["seeds"], data=study.human_train_ref)  # fmt: skip
             trains[HUMAN_NAME] = baseline
             for train in trains.values():
                 cells.append(_cell(train, test_key, HUMAN_NAME, [], data=study.human_test_ref))
         score_set = score_settings(study, task, lang)
         needs = [u.digest for u in (*trains.values(), *cells)]
-        score = Unit("score", task, lang, score_set, tracking.digest({"score": score_set, "needs": sorted(needs)}),
+        score = Unit("score", task, lang, score_set, tracking.digest({"score": identity(score_set), "needs": sorted(needs)}),
                      needs=needs)  # fmt: skip
         units += [*gens.values(), *trains.values(), *cells, score]
     for unit in units:
@@ -206,6 +207,13 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
     plan = Plan(units, notes)
     resolve(plan)
     return plan
+
+
+def identity(settings: dict) -> dict:
+    """A unit's settings as its digest covers them: the task by its content (never its name or path alone), the
+    language by code and name (docs/CONTRACTS.md, "Identities", rules 2 and 3)."""
+    language = get_language(settings["language"], settings.get("language_name") or None)
+    return {**settings, "task": get_task(settings["task"]).digest, "language": language.to_dict()}
 
 
 def _cell(train: Unit, data_key: str, on: str, data_units: list[Unit], data: str = "") -> Unit:

@@ -15,6 +15,7 @@ from rose import tracking
 from rose.errors import RoseError
 from rose.pipeline import execute, plan
 from rose.pipeline.study import load_study
+from rose.tasks import get_task
 
 log = logging.getLogger(__name__)
 EXECUTORS = ("local", "ray")
@@ -106,7 +107,10 @@ def _open_pipeline_run(study, plan_text: str) -> str:
     exp = client.get_experiment_by_name(study.experiment)
     text = Path(study.path).read_text(encoding="utf-8")
     run_tags = tracking.tags(
-        "pipeline", ",".join(study.tasks), ",".join(study.languages), digest=tracking.digest({"study": text})
+        "pipeline",
+        ",".join(get_task(t).name for t in study.tasks),
+        ",".join(study.languages),
+        digest=tracking.digest({"study": text, "tasks": [get_task(t).digest for t in study.tasks]}),
     )
     run = client.create_run(exp.experiment_id, tags={**run_tags, "mlflow.runName": f"pipeline-{Path(study.path).stem}"})
     client.log_text(run.info.run_id, text, "study.yaml")

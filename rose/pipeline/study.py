@@ -2,7 +2,7 @@
 
 ```yaml
 experiment: rose-demo
-tasks: [topic]
+tasks: [topic]                  # built-in names, task files (.yaml, relative to this file), or tasks written inline
 languages: [en]
 source: ../shared/data          # human data: demonstrations, English examples, the human test set
 candidates:                     # or `generators:` x `strategies:` for the full grid
@@ -29,7 +29,6 @@ from typing import Any
 
 from rose import config as cfg
 from rose.assets import ASSETS
-from rose.catalog import get_language, get_task
 from rose.errors import RoseError
 from rose.generate.backends import resolve_backend
 from rose.generate.config import GenerateConfig
@@ -37,9 +36,11 @@ from rose.generate.steps import read_descriptions
 from rose.generate.strategies import get_strategy
 from rose.human_data import parse_label_map
 from rose.importing import ImportConfig
+from rose.languages import get_language
 from rose.locations import SHARED_DATA, is_hub_id, project_dir
 from rose.naming import candidate_name, slug
 from rose.score.config import ScoreConfig
+from rose.tasks import BUILTIN, from_dict, get_task
 from rose.train.config import TrainConfig
 
 TOP_KEYS = {
@@ -125,7 +126,7 @@ def load_study(path: str | Path) -> Study:
             raise RoseError(f"{where(key)}: unknown key {key!r}: known keys are {', '.join(sorted(TOP_KEYS))}")
     study = Study(path=str(path))
     study.experiment = str(raw.get("experiment", "rose"))
-    study.tasks = _as_list(raw.get("tasks", ["topic"]))
+    study.tasks = _tasks(raw.get("tasks", ["topic"]), str(path), where)
     study.languages = _as_list(raw.get("languages", ["en"]))
     study.source = str(raw.get("source", SHARED_DATA))
     human_test = raw.get("human_test", True)
@@ -157,6 +158,39 @@ def _bool(value: Any, at: str, key: str) -> bool:
         return cfg.parse_bool(value)
     except RoseError:
         raise RoseError(f"{at}: {key} is true or false, not {value!r}") from None
+
+
+def _tasks(value: Any, path: str, where: _Where) -> list[str]:
+    """The study's tasks as names or task-file paths every stage can load: a built-in name, a task file (looked up
+    from here, beside the study file, then in the project directory), or a task written inline (a mapping, saved
+    under ``.rose/tasks/`` by its content)."""
+    items = value if isinstance(value, list) else _as_list(value)
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            task = from_dict(item, where("tasks", i))
+            folder = project_dir() / ".rose" / "tasks"
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = folder / f"{task.name}-{task.digest[:8]}.yaml"
+            if not saved.exists():
+                saved.write_text(task.to_yaml(), encoding="utf-8")
+            out.append(str(saved))
+        elif str(item) in BUILTIN:
+            out.append(str(item))
+        else:
+            out.append(_data_path_from(path, str(item)))
+    return out
+
+
+def _data_path_from(study_path: str, data: str) -> str:
+    """A relative path is looked up from here, then beside the study file, then in the project directory."""
+    path = Path(data).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path)
+    for base in (Path(study_path).parent, project_dir()):
+        if (base / path).exists():
+            return str(base / path)
+    return data
 
 
 def _as_list(value: Any) -> list[str]:
@@ -209,7 +243,7 @@ def _imported(item: dict, at: str) -> Candidate:
 
 
 def validate(study: Study, where: _Where) -> None:
-    """Check names against the catalog, the strategies, the models and the stage settings."""
+    """Check names against the tasks, the languages, the strategies, the models and the stage settings."""
     for i, task in enumerate(study.tasks):
         _reraise(lambda t=task: get_task(t), where("tasks", i))
     for i, lang in enumerate(study.languages):
@@ -303,13 +337,7 @@ def import_settings(study: Study, task: str, language: str, cand: Candidate) -> 
 
 def _data_path(study: Study, data: str) -> str:
     """A relative path is looked up from here, then beside the study file, then in the project directory."""
-    path = Path(data).expanduser()
-    if path.is_absolute() or path.exists():
-        return str(path)
-    for base in (Path(study.path).parent, project_dir()):
-        if (base / path).exists():
-            return str(base / path)
-    return data
+    return _data_path_from(study.path, data)
 
 
 def check_import(study: Study, cand: Candidate) -> None:
@@ -334,8 +362,8 @@ def generate_settings(study: Study, task: str, language: str, cand: Candidate) -
         "experiment": study.experiment,
     }
     settings.setdefault("source", study.source)
-    if isinstance(settings.get("descriptions"), dict):  # one descriptions file per task
-        settings["descriptions"] = str(settings["descriptions"].get(task, ""))
+    if isinstance(settings.get("descriptions"), dict):  # one descriptions file per task (by the task's name)
+        settings["descriptions"] = str(settings["descriptions"].get(get_task(task).name, ""))
     if cand.backend:
         settings["backend"] = cand.backend
     if settings.get("backend") == "auto":  # resolved here, so the unit's digest names the backend that runs it
@@ -405,13 +433,15 @@ def _check(cls: type, settings: dict, what: str, line) -> None:
 def _check_descriptions(study: Study, files: dict, where: _Where) -> None:
     """``generate: {descriptions: {task: file}}``: a file for every task of the study, each naming every label."""
     at = where("generate", "descriptions")
+    names = {get_task(t).name: t for t in study.tasks}
     for task in files:
-        if task not in study.tasks:
-            raise RoseError(f"{at}: descriptions for {task!r}, which is not a task of this study ({study.tasks})")
-    for task in study.tasks:
-        if task not in files:
-            raise RoseError(f"{at}: no descriptions file for task {task!r}: add `{task}: <file.csv>`")
-        _reraise(lambda t=task: read_descriptions(str(files[t]), list(get_task(t).labels)), at)
+        if task not in names:
+            raise RoseError(f"{at}: descriptions for {task!r}, which is not a task of this study ({', '.join(names)})")
+    key = str(study.generate.get("descriptions_key", ""))
+    for name, task in names.items():
+        if name not in files:
+            raise RoseError(f"{at}: no descriptions file for task {name!r}: add `{name}: <file.csv>`")
+        _reraise(lambda n=name, t=task: read_descriptions(str(files[n]), list(get_task(t).labels), key), at)
 
 
 def _reraise(call, at: str) -> None:

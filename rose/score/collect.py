@@ -21,6 +21,7 @@ import pandas as pd
 from rose import tracking
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX
+from rose.tasks import same_task
 from rose.train import cells as cells_lib
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Selection:
     todo: list[Todo]
 
 
-GEN_COLS = ["task", "language", "candidate", "run_id", "generator", "strategy", "start_time"]
+GEN_COLS = ["task", "language", "candidate", "task_digest", "run_id", "generator", "strategy", "start_time"]
 TRAIN_COLS = ["task", "language", "run_id", "train_data", "data_run_id", "setting", "classifier", "protocol",
               "start_time", "counts", "human_evals"]  # fmt: skip
 SEED_COLS = ["task", "language", "parent", "seed", "run_id", "dev_f1"]
@@ -128,20 +129,27 @@ def _int(value: str | None) -> int:
         return 0
 
 
-def collect(experiment: str, tasks: list[str], languages: list[str], candidates: list[str] = ()) -> Store:
-    """Query the generate runs, the train runs and the cells of the tasks and languages (three searches)."""
-    search_runs = tracking.search_runs
+def collect(experiment: str, tasks: list[str], languages: list[str], candidates: list[str] = (),
+            task_digests: dict[str, str] | None = None) -> Store:  # fmt: skip
+    """Query the generate runs, the train runs and the cells of the tasks and languages (three searches).
+
+    ``task_digests`` (task name -> :attr:`rose.tasks.Task.digest`, for tasks given as task files) keeps only the
+    runs of that content; runs that carry one task name with different contents otherwise are refused in one line.
+    """
     where = {"task": _filters(tasks), "language": _filters(languages)}
+    found = {stage: _of_tasks(tracking.search_runs(experiment, stage=stage, **where), task_digests or {})
+             for stage in ("generate", "train", "evaluate")}  # fmt: skip
+    same_task([*found["generate"], *found["train"]], f"the runs of experiment {experiment!r}")
 
     def scoped(df: pd.DataFrame) -> pd.DataFrame:
         return _keep(_keep(df, tasks, "task"), languages, "language").reset_index(drop=True)
 
     gen_rows = []
-    for run in search_runs(experiment, stage="generate", **where):
+    for run in found["generate"]:
         t, m = run.data.tags, run.data.metrics
         gen_rows.append({
             "task": t.get("rose.task"), "language": t.get("rose.language"), "candidate": t.get("rose.candidate"),
-            "run_id": run.info.run_id, "generator": t.get("rose.generator", ""), "strategy": t.get("rose.strategy", ""),
+            "task_digest": t.get("rose.task_digest", ""), "run_id": run.info.run_id, "generator": t.get("rose.generator", ""), "strategy": t.get("rose.strategy", ""),
             "start_time": run.info.start_time, "revision_acceptance_logged": m.get("revision_acceptance"),
             **{k[len(INTRINSIC):]: v for k, v in m.items() if k.startswith(INTRINSIC)},
         })  # fmt: skip
@@ -160,7 +168,7 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
     generate = _newest(every, CASE + ["candidate"])
 
     train_rows, seed_rows = [], []
-    for run in search_runs(experiment, stage="train", **where):
+    for run in found["train"]:
         t, m = run.data.tags, run.data.metrics
         base = {"task": t.get("rose.task"), "language": t.get("rose.language"), "run_id": run.info.run_id}
         if t.get("rose.role") == "seed":
@@ -179,7 +187,7 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
     seed_runs = scoped(pd.DataFrame(seed_rows, columns=SEED_COLS))
 
     cell_rows = []
-    for run in search_runs(experiment, stage="evaluate", **where):
+    for run in found["evaluate"]:
         t = run.data.tags
         base = {"task": t.get("rose.task"), "language": t.get("rose.language"), "run_id": run.info.run_id,
                 "train_run_id": t.get("rose.train_run_id"), "dataset": t.get("rose.dataset"),
@@ -190,6 +198,15 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
                 cell_rows.append({**base, "seed": seed, "macro_f1": values["macro_f1"]})
     cells = scoped(pd.DataFrame(cell_rows, columns=CELL_COLS))
     return Store(generate, trains, seed_runs, cells, every)
+
+
+def _of_tasks(runs: list, digests: dict[str, str]) -> list:
+    """``runs`` less those of a task named in ``digests`` with other contents (another ``rose.task_digest``)."""
+    keep = [r for r in runs if digests.get(r.data.tags.get("rose.task"), r.data.tags.get("rose.task_digest"))
+            == r.data.tags.get("rose.task_digest")]  # fmt: skip
+    if len(keep) < len(runs):
+        log.info("left out %d run(s) of an older content of task(s) %s", len(runs) - len(keep), ", ".join(digests))
+    return keep
 
 
 def select(store: Store, task: str, language: str, experiment: str, *, train_runs: list[str] = (),

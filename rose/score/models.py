@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from rose.catalog import LANGUAGES
+from rose.languages import STUDY_LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,12 @@ _SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mbt])(?![a-z])", re.I)
 _PACKED = (".qweight",)  # GPTQ / AWQ: 32 // bits weights per int32
 _QUANT_AUX = (".qzeros", ".scales", ".g_idx")  # quantisation bookkeeping, not parameters of the model
 
-STUDY_LANGUAGES = tuple(LANGUAGES)  # the catalog's eleven languages
 XGLM = ("en", "ru", "zh", "de", "es", "fr", "ja", "it", "pt", "el", "ko", "fi", "id", "tr", "ar", "vi", "th", "bg",
         "ca", "hi", "et", "bn", "ta", "ur", "sw", "te", "eu", "my", "ht", "qu")  # fmt: skip  # Lin et al. 2022
 # Languages each known reference LM reads (ISO 639-1). SmolLM2 was trained on English only; XGLM on the 30
 # languages of its paper; Gemma 3 (model card: "over 140 languages", no list published) is taken to read the
-# catalog's eleven; Llama 3.1 on its eight supported languages.
+# study's eleven only (no other language is claimed for it: declare more with --reference-lm-languages); Llama 3.1
+# on its eight supported languages. A language in no list gets no perplexity, and score says so.
 REFERENCE_LM_LANGUAGES: dict[str, tuple[str, ...]] = {
     "smollm2-135m-instruct": ("en",), "smollm2-135m": ("en",), "smollm2-360m-instruct": ("en",),
     "smollm2-360m": ("en",), "smollm2-1.7b-instruct": ("en",), "smollm2-1.7b": ("en",),

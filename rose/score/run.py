@@ -10,16 +10,16 @@ import itertools
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from rose import language_id, tracking
-from rose.catalog import get_language
 from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generated_data import download_dataset, read_jsonl
+from rose.languages import get_language
 from rose.naming import metric_key
 from rose.score import champion as champ
 from rose.score import report, tools
@@ -31,6 +31,7 @@ from rose.score.models import generator_parameters, load_reference_lm, reference
 from rose.score.report import terminal
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
 from rose.score.tools import measure_dataset
+from rose.tasks import get_task, is_task_file
 
 log = logging.getLogger(__name__)
 SAMPLES_PER_CANDIDATE = 3
@@ -88,8 +89,9 @@ def perplexity_note(config: ScoreConfig, language: str) -> str | None:
     reads = reference_lm_languages(config.reference_lm, config.reference_lm_languages)
     if language in reads:
         return None
-    known = f"reads {', '.join(sorted(reads))}" if reads else "has no known languages (--reference-lm-languages)"
-    return f"perplexity not available for {language}: the reference LM {config.reference_lm} {known}"
+    known = f"reads {', '.join(sorted(reads))}" if reads else "has no known languages"
+    return (f"perplexity not available for {language}: the reference LM {config.reference_lm} {known} "
+            f"(--reference-lm-languages declares the languages it reads)")  # fmt: skip
 
 
 class _Datasets:
@@ -183,7 +185,16 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
             case.generate.loc[i, k] = float(v)
 
 
-def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tuple[Selection, Store]:
+def _task_digests(store: Store, given: dict[str, str]) -> dict[str, str]:
+    """Task name -> content digest of the runs scored (one per name: :func:`rose.score.collect.collect` refuses
+    more)."""
+    gen = store.generate
+    found = dict(zip(gen["task"], gen["task_digest"], strict=True)) if len(gen) else {}
+    return {**found, **given}
+
+
+def _select(config: ScoreConfig, store: Store, task: str, language: str,
+            digests: dict[str, str] | None = None) -> tuple[Selection, Store]:  # fmt: skip
     """The case's comparable classifiers and cells; missing cells are computed (``fill_missing``) or named with the
     commands that compute them."""
 
@@ -197,7 +208,7 @@ def _select(config: ScoreConfig, store: Store, task: str, language: str) -> tupl
     elif chosen.todo:
         notes: list[str] = []
         if fill(chosen.todo, config.experiment, notes):
-            store = collect(config.experiment, config.task, config.language, config.candidates)
+            store = collect(config.experiment, config.task, config.language, config.candidates, digests)
             chosen = pick(store)
         chosen.tracked.messages.extend(notes)
     return chosen, store
@@ -216,12 +227,15 @@ def score(config: ScoreConfig) -> ScoreResult:
 
     validate(config)
     tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
-    store = collect(config.experiment, config.task, config.language, config.candidates)
+    given = {t: get_task(t) for t in config.task if t != "all" and is_task_file(t)}  # task files: by content
+    digests = {task.name: task.digest for task in given.values()}
+    config = replace(config, task=[given[t].name if t in given else t for t in config.task])
+    store = collect(config.experiment, config.task, config.language, config.candidates, digests)
     cases, messages, state, datasets = [], [], {}, _Datasets()
     wanted = _cases(config, store)
     for task, language in wanted:
         try:
-            chosen, store = _select(config, store, task, language)
+            chosen, store = _select(config, store, task, language, digests)
         except RoseError as exc:
             if len(wanted) == 1:
                 raise
@@ -232,6 +246,9 @@ def score(config: ScoreConfig) -> ScoreResult:
             measure_intrinsic(case, language, config, datasets, state)
         ready = chosen.ready
         note = perplexity_note(config, language)
+        if config.intrinsic and not get_language(language).lingua:
+            messages.append(f"language ID not available for {language}: lingua does not cover it, so no "
+                            "target-language share is measured")  # fmt: skip
         if note and "perplexity" in case.generate:  # e.g. logged by an older score under an LM that cannot read it
             case.generate["perplexity"] = float("nan")
         cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
@@ -252,12 +269,14 @@ def score(config: ScoreConfig) -> ScoreResult:
     grouped = {d: summary(cases, d) for d in dimensions(config.group_by)}
     page = report.write(folder, cases, judged, samples, messages, grouped)
     champions = {c.task + "/" + c.language: c.champion for c in pools}
+    scored = _task_digests(store, digests)
     run_tags = tracking.tags(
         "score",
         ",".join(config.task),
         ",".join(config.language),
+        task_digest=next(iter(scored.values())) if len(scored) == 1 else None,
         champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(pools) > 1 else pools[0].champion,
-        digest=tracking.digest(to_params(config)),
+        digest=tracking.digest({**to_params(config), "task_digests": scored}),
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
     name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")

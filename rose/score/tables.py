@@ -19,7 +19,7 @@ from rose.score.collect import Tracked, collect, select
 
 DIMENSIONS = ("strategy", "generator")
 
-GENERATE_COLUMNS = {"task", "language", "candidate", "run_id", "generator", "strategy", "start_time",
+GENERATE_COLUMNS = {"task", "language", "candidate", "run_id", "generator", "strategy", "start_time", "task_digest",
                     "revision_acceptance_logged"}  # fmt: skip
 
 

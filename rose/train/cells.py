@@ -21,8 +21,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from rose import tracking
-from rose.catalog import get_task
+from rose import tasks, tracking
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_NAME, HUMAN_PREFIX, human_source, is_run_id, load_ref
 from rose.human_data import split_digest
@@ -46,7 +45,7 @@ class Dataset:
     name: str  # candidate name, or ``human``
 
 
-def dataset(ref: str, task: str, language: str, name: str | None = None) -> Dataset:
+def dataset(ref: str, task: str | tasks.Task, language: str, name: str | None = None) -> Dataset:
     """The dataset a reference names: a generate run id (``runs:/`` allowed) or ``human:<source>`` (test split)."""
     ref = ref.strip()
     if ref.startswith(HUMAN_PREFIX):
@@ -81,7 +80,7 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
     tracking.setup(experiment)
     parent = _train_parent(train_run_id)
     tags = parent.data.tags
-    task, language = tags["rose.task"], tags["rose.language"]
+    task, language = tasks.from_run(parent), tags["rose.language"]
     todo, out = [], {}
     for ref in data_refs:
         data = dataset(ref, task, language)
@@ -98,7 +97,7 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
     )
     if not seeds:
         raise RoseError(f"train run {train_run_id} has no finished seed runs: train it again with `rose train`")
-    labels = list(get_task(task).labels)
+    labels = list(task.labels)
     loaded = {(ref, data.name): load_ref(ref, task, language, split="test", strict_labels=False, name=data.name)
               for ref, data, _ in todo}  # fmt: skip
     # One run per cell, even when two commands fill the same cells at once: each cell is claimed (in digest
@@ -198,7 +197,7 @@ def _cell_tags(parent, data: Dataset, digest: str) -> dict[str, str]:
     t = parent.data.tags
     extra = {k: t.get(f"rose.{k}") for k in ("train_data", "classifier", "protocol", "setting")}
     return tracking.tags(
-        "evaluate", t["rose.task"], t["rose.language"], digest=digest, train_run_id=parent.info.run_id,
+        "evaluate", tasks.from_run(parent), t["rose.language"], digest=digest, train_run_id=parent.info.run_id,
         train_digest=t.get("rose.digest"), dataset=data.key, eval_set=data.name,
         data_run_id=None if data.key.startswith(HUMAN_PREFIX) else data.key, **extra,
     )  # fmt: skip

@@ -33,8 +33,8 @@ PROTOCOLS = ("default", "reference")
 class TrainConfig:
     """Fine-tuning a classifier over seeds on one training set, cross-evaluated on any number of sets."""
 
-    task: str = field(help="task: topic, intent, intent_all or sentiment", check=known_task)
-    language: str = field(help="ISO 639-1 code of the language, e.g. cy", check=known_language)
+    task: str = field(help="task: topic, intent, intent_all, sentiment or a task file (.yaml)", check=known_task)
+    language: str = field(help="ISO 639-1 or 639-3 code of the language, e.g. cy", check=known_language)
     data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
     eval: list[str] = field([], help="evaluation sets, comma-separated: human:<data folder> (its test split), "
                                      "generate run ids or dataset files")  # fmt: skip
@@ -84,9 +84,12 @@ class TrainConfig:
 
     def setting(self) -> dict:
         """The values that define a setting (what the parent run's digest covers)."""
+        from rose.tasks import get_task
+
         skip = {"eval", "seeds", "register", "experiment", "num_threads", "eval_batch_size", "log_models", "encoding",
                 "trunk_cache"}  # fmt: skip
         out = {k: v for k, v in vars(self).items() if k not in skip}
+        out["task"] = get_task(self.task).digest  # the task's content, never its name or path alone
         if self.train_top_layers:  # since the trunk cache: frozen layers in eval mode (settings before it differ)
             out["frozen_layers"] = "eval"
         return out
@@ -101,8 +104,8 @@ class TuneConfig:
     project directory) or any database URL, so several machines can work on one study.
     """
 
-    task: str = field(help="task: topic, intent, intent_all or sentiment", check=known_task)
-    language: str = field(help="ISO 639-1 code of the language, e.g. cy", check=known_language)
+    task: str = field(help="task: topic, intent, intent_all, sentiment or a task file (.yaml)", check=known_task)
+    language: str = field(help="ISO 639-1 or 639-3 code of the language, e.g. cy", check=known_language)
     data: str = field(help="training data: a generate run id, a dataset file or folder, or human:<data folder>")
     text_column: str = field("", help="text column of dataset files in --data (default: text)")
     label_column: str = field("", help="label column of dataset files in --data (default: label)")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from rose.catalog import get_task
 from rose.devices import bf16_supported
 from rose.errors import RoseError
 from rose.generated_data import HUMAN_PREFIX, human_source, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, columns, stratified_split
+from rose.languages import get_language
+from rose.tasks import get_task
 from rose.train import evaluate
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
@@ -113,9 +114,11 @@ def provenance(config: TrainConfig, data: LabelledData) -> tuple[dict[str, str],
     """Run-schema tags naming the training data, and an MLflow dataset source for it."""
     ref = config.data
     if ref.startswith(HUMAN_PREFIX):
-        task, lang = get_task(config.task), config.language
         source = Path(human_source(ref)).expanduser()
-        split = source / task.dataset / lang / "train.jsonl"
+        try:
+            split = get_task(config.task).human_path(source, get_language(config.language).code, "train")
+        except RoseError:  # the hub, or a task that names no folder
+            return {"train_data": "human"}, None
         return {"train_data": "human"}, str(split.resolve()) if split.exists() else None
     tags = {"train_data": data.name, "candidate": data.name}
     if is_run_id(ref):

@@ -142,7 +142,7 @@ class ClassifierModule(L.LightningModule):
         self.log(f"{split}/accuracy", values["accuracy"])
         self.log(f"{split}/macro_f1", values["macro_f1"])
         for label in self.label_names:
-            self.log(metric_key(split, "f1", label), values[metric_key("f1", label)])
+            self.log(metric_key(split, "f1", label=label), values[metric_key("f1", label=label)])
 
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup

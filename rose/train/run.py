@@ -23,6 +23,7 @@ import mlflow
 from rose import tracking
 from rose.config import to_params, validate
 from rose.naming import metric_key, slug
+from rose.tasks import get_task
 from rose.train import evaluate, pyfunc
 from rose.train.config import TrainConfig
 from rose.train.fit import FitResult, Setting, fit_seed, prepare
@@ -68,7 +69,7 @@ def train(config: TrainConfig) -> TrainResult:
     if done := tracking.find_finished(config.experiment, "train", digest):
         log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
         return _reused(done)
-    parent_tags = tracking.tags("train", config.task, config.language, role="setting", **setting.tags,
+    parent_tags = tracking.tags("train", get_task(config.task), config.language, role="setting", **setting.tags,
                                 setting=setting_digest(config), digest=digest)  # fmt: skip
     params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = tracking.run_name("train", setting.train_data.name)
@@ -115,7 +116,7 @@ def label_counts(setting: Setting) -> dict[str, float]:
     """``data/count/<label>`` (training examples per label of the task, after the per-label cap) and
     ``data/examples``."""
     counts = setting.train_data.counts()
-    out = {metric_key("data/count", label): float(counts.get(label, 0)) for label in setting.label_names}
+    out = {metric_key("data/count", label=label): float(counts.get(label, 0)) for label in setting.label_names}
     return {**out, "data/examples": float(len(setting.train_data))}
 
 
@@ -160,7 +161,7 @@ def _download_model(run_id: str, folder: Path) -> Path | None:
 
 def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
     config = setting.config
-    seed_tags = tracking.tags("train", config.task, config.language, role="seed", seed=seed, **setting.tags,
+    seed_tags = tracking.tags("train", get_task(config.task), config.language, role="seed", seed=seed, **setting.tags,
                               setting=setting_digest(config), digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
     params = {**{k: v for k, v in to_params(config).items() if k not in ("seeds", "experiment")}, "seed": seed}
     with tracking.run(f"seed {seed}", seed_tags, nested=True, params=params) as run:

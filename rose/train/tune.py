@@ -23,6 +23,7 @@ from rose import tracking
 from rose.config import flag, validate
 from rose.locations import project_dir
 from rose.naming import short_hash, slug
+from rose.tasks import get_task
 from rose.train.config import TrainConfig, TuneConfig
 from rose.train.evaluate import prefixed
 from rose.train.fit import fit_seed, prepare
@@ -75,7 +76,7 @@ def tune(config: TuneConfig) -> TuneResult:
     setting = prepare(base)
     storage = config.storage or default_storage()
     name = config.study_name or (
-        f"{config.task}-{config.language}-{slug(setting.train_data.name)}-"
+        f"{get_task(config.task).name}-{config.language}-{slug(setting.train_data.name)}-"
         f"{slug(Path(config.classifier).name)}-{short_hash(config.data + config.classifier)}"
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -85,7 +86,7 @@ def tune(config: TuneConfig) -> TuneResult:
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )  # fmt: skip
     tracking.setup(config.experiment)
-    tags = tracking.tags("tune", config.task, config.language, role="study", study=name, **setting.tags)
+    tags = tracking.tags("tune", get_task(config.task), config.language, role="study", study=name, **setting.tags)
     with tracking.run(
         tracking.run_name("tune", name), tags, params={**vars(config), "storage": storage, "study_name": name}
     ) as run:
@@ -106,7 +107,7 @@ def tune(config: TuneConfig) -> TuneResult:
 def _objective(trial: optuna.Trial, setting, base: TrainConfig, study: str) -> float:
     params = suggest(trial)
     config = dataclasses.replace(base, **params)
-    tags = tracking.tags("tune", base.task, base.language, role="trial", study=study, trial=trial.number,
+    tags = tracking.tags("tune", get_task(base.task), base.language, role="trial", study=study, trial=trial.number,
                          **setting.tags)  # fmt: skip
     pruned_at: list[int] = []
 
