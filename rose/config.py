@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rose.errors import RoseError
-from rose.languages import get_language
-from rose.tasks import get_task
 
 _MISSING = dataclasses.MISSING
 
@@ -253,28 +251,6 @@ def field(default: Any = _MISSING, help: str = "", **meta: Any) -> Any:  # noqa:
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
-
-
-def _refusal(lookup, value: str) -> str | None:
-    """The message of the RoseError ``lookup(value)`` raises, or None when it accepts the value."""
-    try:
-        lookup(value)
-    except RoseError as exc:
-        return str(exc)
-    return None
-
-
-def known_task(name: str) -> str | None:
-    """A ``check``: a built-in task or a valid task file (``all`` allowed where a field says so)."""
-    return _refusal(get_task, name)
-
-
-def known_language(code: str) -> str | None:
-    """A ``check``: an ISO 639-1/639-3 code of the language table, written in its shortest form."""
-    problem = _refusal(get_language, code)
-    if problem is None and (short := get_language(code).code) != code:
-        return f"language {code!r}: write it {short!r} (rose names a language by its shortest ISO 639 code)"
-    return problem
 
 
 def known_encoding(name: str) -> str | None:

@@ -78,6 +78,18 @@ def get_language(code: str, name: str | None = None, script: str | None = None) 
     return Language(short, english, written)
 
 
+def known_language(code: str) -> str | None:
+    """A config ``check``: an ISO 639-1/639-3 code of the language table, written in its shortest form (the
+    problem, or None)."""
+    try:
+        short = get_language(code).code
+    except RoseError as exc:
+        return str(exc)
+    if short != code:
+        return f"language {code!r}: write it {short!r} (rose names a language by its shortest ISO 639 code)"
+    return None
+
+
 def _has_name(tag) -> bool:
     try:
         from language_data.names import code_to_names

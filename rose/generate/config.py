@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rose.config import field, known_encoding, known_language, known_task
+from rose.config import field, known_encoding
+from rose.languages import known_language
 from rose.locations import SHARED_DATA
+from rose.tasks import known_task
 
 BACKENDS = ("hf", "llamacpp", "vllm", "openai", "fake", "auto")
 

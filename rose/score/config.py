@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rose.config import field, known_language, known_task
+from rose.config import field
+from rose.languages import known_language
+from rose.tasks import known_task
 
 
 @dataclass

@@ -337,6 +337,15 @@ def get_task(task: str | Task) -> Task:
     raise RoseError(f"unknown task {text!r}: choose one of {', '.join(BUILTIN)}, or pass a task file (.yaml)")
 
 
+def known_task(name: str) -> str | None:
+    """A config ``check``: a built-in task or a valid task file (the problem, or None)."""
+    try:
+        get_task(name)
+    except RoseError as exc:
+        return str(exc)
+    return None
+
+
 def builtin_tasks() -> dict[str, Task]:
     return {name: get_task(name) for name in BUILTIN}
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rose.config import field, known_encoding, known_language, known_task
+from rose.config import field, known_encoding
+from rose.languages import known_language
+from rose.tasks import known_task
 
 PROTOCOLS = ("default", "reference")
 
