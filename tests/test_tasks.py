@@ -94,3 +94,33 @@ def test_any_iso_code_is_a_language():
     assert get_language("qu", "Runa Simi").name == "Runa Simi"
     with pytest.raises(RoseError, match="unknown language 'qqq'.*--language-name"):
         get_language("qqq")
+
+
+def test_task_init_drafts_a_valid_task_from_a_labelled_file(tmp_path, monkeypatch, capsys):
+    from rose.cli import main
+
+    data = tmp_path / "tickets.csv"
+    data.write_text("body,cat\nthe bus was late,2\nmy tax form,0\nwhere is my refund,0\nbroken street light,1\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["task", "init", "--data", str(data), "--label-column", "cat"]) == 2
+    assert "no column 'text' (columns: body, cat): pass --text-column" in capsys.readouterr().err
+    assert main(["task", "init", "--data", str(data), "--label-column", "cat", "--text-column", "body"]) == 2
+    assert "holds integer ids" in capsys.readouterr().err
+    assert main(["task", "init", "--data", str(data), "--label-column", "cat", "--text-column", "body",
+                 "--label-map", "0=taxes,1=streets,2=transport", "--noun", "request", "--source", str(tmp_path)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "wrote tickets.yaml: task tickets, 3 labels, 4 examples" in out and "taxes: 2" in out
+    task = tasks.get_task(str(tmp_path / "tickets.yaml"))
+    assert task.labels == ("taxes", "streets", "transport") and task.plural == "requests"
+    assert task.label_map == {"0": "taxes", "1": "streets", "2": "transport"}
+    assert task.human_path(tmp_path, "en", "train") == tmp_path / "tickets.csv"
+    assert "# 2 examples in tickets.csv" in (tmp_path / "tickets.yaml").read_text()
+    assert main(["task", "init", "--data", str(data), "--label-column", "cat", "--text-column", "body",
+                 "--label-map", "0=taxes,1=streets,2=transport"]) == 2  # never overwrites unasked  # fmt: skip
+    assert "exists: pass --force" in capsys.readouterr().err
+    assert main(["task", "check", "tickets.yaml", "--source", str(tmp_path)]) == 0
+    assert "task tickets (digest " in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text("name: bad\ndescription: d\nlabels: [a, a]\n")
+    assert main(["task", "check", "bad.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("bad.yaml:3: label 'a' appears twice") and "\n" not in err
