@@ -13,7 +13,7 @@ completion cache, so every answer is generated:
 Kept examples per second is kept examples / seconds spent in the engine (model loading excluded, reported apart);
 the CPU seconds of the process (all threads) are printed too, a steadier figure on a machine shared with other work.
 Tokens are counted the same way on every row: every answer the engine produced (kept or not) is tokenized again
-with the model's own transformers tokenizer. Prints one row per engine, then the ratios; exits 1 when llamacpp's
+with the model's own transformers tokenizer; tokens per kept example is printed per candidate and per engine. Prints one row per engine, then the ratios; exits 1 when llamacpp's
 kept examples per second is below ``--target`` times the hf row's.
 
     python benchmarks/generation.py                             # the demo's three candidates, 8 per label
@@ -55,6 +55,10 @@ class Row:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_kept(self) -> float:
+        return self.tokens / self.kept if self.kept else float("nan")
 
     @property
     def kept_per_cpu_s(self) -> float:
@@ -168,8 +172,9 @@ def run_engine(engine: str, candidates, base: dict, tokenizers: dict) -> Row:
         row.cpu_seconds += cpu
         row.load_seconds += load
         row.per_candidate.append(
-            f"  {engine:<9} {generator}__{strategy}: {kept} kept from {len(texts)} answers, {tokens} tokens in "
-            f"{seconds:.1f} s, {cpu:.1f} CPU s (+{load:.1f} s loading)"
+            f"  {engine:<9} {generator}__{strategy}: {kept} kept from {len(texts)} answers, {tokens} tokens "
+            f"({tokens / kept if kept else float('nan'):.1f} per kept example) in {seconds:.1f} s, {cpu:.1f} CPU s "
+            f"(+{load:.1f} s loading)"
         )
         print(row.per_candidate[-1], flush=True)
     return row
@@ -221,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = {engine: run_engine(engine, candidates, base, tokenizers) for engine in engines}
     print(
         f"\n{'engine':<10}{'kept':>6}{'answers':>9}{'tokens':>8}{'seconds':>9}{'kept/s':>9}{'tokens/s':>10}"
-        f"{'CPU s':>8}{'kept/CPU s':>12}{'load s':>8}"
+        f"{'CPU s':>8}{'kept/CPU s':>12}{'load s':>8}{'tokens/kept':>12}"
     )
     for r in rows.values():
         print(
             f"{r.engine:<10}{r.kept:>6}{r.answers:>9}{r.tokens:>8}{r.seconds:>9.1f}{r.kept_per_s:>9.3f}"
             f"{r.tokens_per_s:>10.1f}{r.cpu_seconds:>8.1f}{r.kept_per_cpu_s:>12.3f}{r.load_seconds:>8.1f}"
+            f"{r.tokens_per_kept:>12.1f}"
         )
     ok = True
     for a, b in (("llamacpp", "hf"), ("llamacpp", "pipeline"), ("hf", "pipeline")):

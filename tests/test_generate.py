@@ -347,6 +347,21 @@ def test_dedup_in_stable_order_and_shortfall_when_budget_is_spent(tmp_path):
     assert len([r for r in backend.calls if r.meta["label"] == "travel"]) == 3
 
 
+def test_a_label_with_enough_candidates_asks_no_more_in_its_round(tmp_path):
+    def answer(request):  # more than asked: the first answer of a label fills it
+        label, i = request.meta["label"], request.sample_index
+        return "\n".join(f"{k + 1}. Sentence {k} about {label} from request {i}." for k in range(10))
+
+    state, ctx, backend = run(tmp_path, FakeBackend(script=answer), per_label=8, examples_per_request=4,
+                              batch_size=7, max_requests_per_label=4, min_chars=5)  # fmt: skip
+    # the plan asks two per label (8 at 4 an answer); each label's first answer already holds 10 candidates
+    assert [r.sample_index for r in backend.calls] == [0] * 7
+    assert ctx.stats["requests_skipped"] == 7 and state.shortfall == dict.fromkeys(state.labels, 0)
+    by_label = {lab: [e["text"] for e in state.examples if e["label"] == lab] for lab in state.labels}
+    assert by_label["travel"] == [f"Sentence {k} about travel from request 0." for k in range(8)]
+    assert ctx.dropped["surplus", "travel"] == 2
+
+
 @needs_shared
 def test_a_text_written_for_two_labels_is_dropped_from_both(tmp_path):
     def write(request):

@@ -224,15 +224,22 @@ class Generate:
         produced = dict.fromkeys(state.labels, 0)
         while active:
             plan = self.plan(active, kept, pending, asked, produced, budget, ctx)
-            requests = []
-            for label in active:
-                for _ in range(plan[label]):
+            # the round's requests, one per label in turn, sent a batch at a time: a label that already holds
+            # enough candidates asks no more (its later requests would only make surplus)
+            slots = [label for turn in range(max(plan.values(), default=0)) for label in active if plan[label] > turn]
+            while slots:
+                requests = []
+                while slots and len(requests) < max(1, c.batch_size):
+                    label = slots.pop(0)
+                    if len(kept[label]) + len(pending[label]) >= c.per_label:
+                        ctx.stats["requests_skipped"] += 1
+                        continue
                     requests.append(self.request(label, asked[label], state, ctx))
                     asked[label] += 1
-            for req, answer in zip(requests, ctx.ask(requests), strict=True):
-                found = self.candidates(req, answer, state, ctx)
-                produced[req.meta["label"]] += len(found)
-                pending[req.meta["label"]].extend(found)
+                for req, answer in zip(requests, ctx.ask(requests) if requests else [], strict=True):
+                    found = self.candidates(req, answer, state, ctx)
+                    produced[req.meta["label"]] += len(found)
+                    pending[req.meta["label"]].extend(found)
             batch = []
             for label in active:
                 take = c.per_label - len(kept[label])

@@ -115,7 +115,7 @@ class LlamaCppBackend(Backend):
         threads: int = 0,
         context_length: int = 4096,
         kv_cells: int = 0,
-        kept_prompts: int = 4,
+        kept_prompts: int = 12,  # a prompt per label of most tasks: each label's prompt computed once a run
     ):
         super().__init__(model, context_length)
         self.parallel = max(1, min(parallel, 200))
