@@ -127,6 +127,25 @@ def test_answers_depend_on_the_request_seed(smollm2):
 
 
 @pytest.mark.slow
+def test_stop_criteria_end_answers_at_a_line(smollm2):
+    import dataclasses
+
+    ask = _ask("sport", 2, tokens=120)
+    ask.messages[0]["content"] = "Write 8 example news headlines about sport. Answer with a numbered list, one per line."
+    free = smollm2.generate([ask])[0]
+    assert len([line for line in free.text.splitlines() if line.strip()]) > 2
+    two = dataclasses.replace(ask, params=dataclasses.replace(ask.params, stop_lines=2))
+    short = smollm2.generate([two])[0]
+    assert short.finish_reason == "stop" and short.n_tokens < free.n_tokens
+    assert [line for line in short.text.splitlines() if line.strip()] == \
+        [line for line in free.text.splitlines() if line.strip()][:2]  # fmt: skip
+    room = dataclasses.replace(ask, params=dataclasses.replace(ask.params, line_tokens=119))  # never room for one
+    first = smollm2.generate([room])[0]
+    assert first.finish_reason == "stop" and first.text == free.text.splitlines()[0].strip()
+    assert "stop_lines" not in ask.params.to_dict() and two.key("llamacpp", "m") != ask.key("llamacpp", "m")
+
+
+@pytest.mark.slow
 def test_a_failed_batch_leaves_no_sequence_or_sampler_in_the_context(smollm2, monkeypatch):
     """A decode that fails in the middle of a batch (prompts computed, tokens being sampled) frees every running
     sequence's KV cells, sampler and kept-prompt pin; the next call answers as if it had never happened."""

@@ -13,6 +13,7 @@ Reference: Anikina et al. (EMNLP 2025), section 1 of method.md.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import random
@@ -215,6 +216,7 @@ class Generate:
         c = ctx.config
         per_request = max(1, c.examples_per_request)
         budget = c.max_requests_per_label or 3 * math.ceil(c.per_label / per_request) + 3
+        self.line_tokens = _line_tokens(state, ctx) if c.fit_answers else 0
         self.kept = kept = {label: [] for label in state.labels}
         self.pending = pending = {label: [] for label in state.labels}
         self.claimed: dict[str, dict] = {}  # normalised text -> the candidate that holds it
@@ -304,9 +306,15 @@ class Generate:
         rendered, used = _prompt(ctx, label, state.descriptions.get(label), tuple(demos))
         state.demos_used[label] = min(used, state.demos_used.get(label, used))
         kind = dict(messages=rendered) if ctx.chat else dict(prompt=rendered)
+        params = ctx.params
+        if c.fit_answers:  # stop once the answer holds what the label still needs, or when no example fits any more
+            short = c.per_label - len(getattr(self, "kept", {}).get(label, ())) - \
+                len(getattr(self, "pending", {}).get(label, ()))  # fmt: skip
+            want = max(1, min(c.examples_per_request, short))
+            params = dataclasses.replace(params, stop_lines=want + 1, line_tokens=getattr(self, "line_tokens", 0))
         req = Request(
             **kind,
-            params=ctx.params,
+            params=params,
             seed=request_seed(c.seed, label, i),
             sample_index=i,
             meta={"kind": "generate", "label": label, "n": c.examples_per_request},
@@ -373,6 +381,18 @@ class Generate:
                 ctx.drop(CROSS_LABEL, label)
                 return
         # already rejected by a judge, and counted there
+
+
+def _line_tokens(state: State, ctx: Context) -> int:
+    """Tokens of a typical example of the task: the median demonstration's (with its list number), else the
+    middle of the length limits at 4 characters a token; 0 when neither is known."""
+    demos = sorted(t for texts in state.demonstrations.values() for t in texts)
+    if demos:
+        counts = sorted(ctx.backend.count_tokens(t) for t in demos[:: max(1, len(demos) // 20)])
+        return counts[len(counts) // 2] + 4
+    if ctx.min_chars is not None and ctx.max_chars is not None and ctx.max_chars < 10_000:
+        return (ctx.min_chars + ctx.max_chars) // 8 + 4
+    return 0
 
 
 def _judged_reason(ex: dict) -> str:

@@ -25,9 +25,14 @@ class SamplingParams:
     top_p: float = 0.9
     repetition_penalty: float = 1.2
     max_new_tokens: int = 512
+    # stop criteria (0: off; backends without them ignore them): end the answer once it holds ``stop_lines``
+    # non-empty lines, or at a line's end when fewer than ``line_tokens`` tokens are left (no room for another line)
+    stop_lines: int = 0
+    line_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters (the stop criteria only when set, so the keys of earlier answers stay the same)."""
+        return {k: v for k, v in asdict(self).items() if v or k not in ("stop_lines", "line_tokens")}
 
 
 @dataclass

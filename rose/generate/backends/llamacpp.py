@@ -75,7 +75,10 @@ class _Seq:
     todo: list[int] = field(default_factory=list)  # the next token to decode (the prompt's last, then sampled ones)
     out: list[int] = field(default_factory=list)
     reserved: int = 0  # KV cells this sequence may still own
+    lines: int = 0  # non-empty lines finished so far
+    open_line: bool = False  # the current line has text
     pin: tuple[int, ...] | None = None  # the kept prompt whose cells this sequence shares
+    stopped: bool = False  # ended by a stop criterion
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -333,9 +336,30 @@ class LlamaCppBackend(Backend):
             seq.out.append(token)
             if lib.llama_vocab_is_eog(self._model.vocab, token) or len(seq.out) >= seq.request.params.max_new_tokens:
                 finished.append(slot)
+            elif self._enough(seq, token):
+                seq.stopped = True
+                finished.append(slot)
             else:
                 seq.todo = [token]
         return finished
+
+    def _enough(self, seq: _Seq, token: int) -> bool:
+        """The request's stop criteria, checked at the end of each line (see SamplingParams)."""
+        p = seq.request.params
+        if not (p.stop_lines or p.line_tokens):
+            return False
+        piece = self._model.token_to_piece(token, special=False).split(b"\0", 1)[0]  # a NUL-padded buffer
+        if b"\n" not in piece:
+            seq.open_line = seq.open_line or bool(piece.strip())
+            return False
+        before, _, after = piece.rpartition(b"\n")
+        if seq.open_line or before.strip():
+            seq.lines += 1
+        seq.open_line = bool(after.strip())
+        if seq.open_line or not seq.lines:
+            return False
+        left = p.max_new_tokens - len(seq.out)
+        return bool(p.stop_lines and seq.lines >= p.stop_lines) or bool(p.line_tokens and left < p.line_tokens)
 
     def _keep(self, slot: int, prompt: tuple[int, ...]) -> bool:
         """Keep a prompt just computed in ``slot`` (all but its last token) for later requests; False if no room."""
@@ -369,8 +393,9 @@ class LlamaCppBackend(Backend):
     def _finish(self, seq_id: int, seq: _Seq) -> Completion:
         lib = self._llama
         self._release(seq_id, seq)
-        stopped = bool(seq.out) and lib.llama_vocab_is_eog(self._model.vocab, seq.out[-1])
-        tokens = seq.out[:-1] if stopped else seq.out
+        eog = bool(seq.out) and lib.llama_vocab_is_eog(self._model.vocab, seq.out[-1])
+        tokens = seq.out[:-1] if eog else seq.out
+        stopped = eog or seq.stopped
         text = self._model.detokenize(tokens, special=False).decode("utf-8", errors="replace")
         return Completion(text.strip(), n_tokens=len(seq.out), finish_reason="stop" if stopped else "length")
 
