@@ -180,6 +180,25 @@ def test_train_top_layers_trains_only_the_top_layers_and_the_head(tiny):
         fit_seed(setting, 1, config=config(HUMAN, tiny, per_label=3, train_top_layers=3))
 
 
+def test_best_epoch_ties_on_dev_f1_go_to_the_lower_dev_loss():
+    """A small dev split's macro-F1 saturates at 1.0 from the first epoch: the restored epoch is then the one of
+    the lowest dev loss among the tied ones, not the first (least trained) one; without a tie-break the first."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from rose.train.module import BestWeights
+
+    epochs = [(1.0, 1.07), (1.0, 0.47), (1.0, 0.19), (1.0, 0.25), (0.9, 0.01)]
+    module = torch.nn.Linear(1, 1)
+    for tie_break, expected in (("val/loss", 2), ("", 0)):
+        best = BestWeights("val/macro_f1", "max", tie_break)
+        for epoch, (f1, loss) in enumerate(epochs):
+            metrics = {"val/macro_f1": torch.tensor(f1), "val/loss": torch.tensor(loss)}
+            best.on_train_epoch_end(SimpleNamespace(callback_metrics=metrics, current_epoch=epoch), module)
+        assert best.best_epoch == expected and best.best == 1.0
+
+
 def test_protocols_stop_on_what_they_say(tiny):
     import dataclasses
 

@@ -302,7 +302,8 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     monitor, mode, patience = ("train/loss", "min", config.patience + 1) if reference else \
         ("val/macro_f1", "max", config.patience)  # fmt: skip
     clip = None if reference else (config.max_grad_norm or None)
-    best, history = BestWeights(monitor, mode), EpochHistory(*sinks)
+    # ties on the dev macro-F1 go to the lower dev loss; the reference keeps its first best training loss
+    best, history = BestWeights(monitor, mode, "" if reference else "val/loss"), EpochHistory(*sinks)
     trainer = L.Trainer(
         max_epochs=config.max_epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
