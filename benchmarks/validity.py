@@ -149,10 +149,10 @@ def write_study(raw: dict, task: str, source: Path, work: Path) -> Path:
     return path
 
 
-def run_study(path: Path) -> float:
+def run_study(path: Path, workers: int = 1) -> float:
     from rose.pipeline.run import run_pipeline
 
-    result = run_pipeline(path)
+    result = run_pipeline(path, max_parallel=workers)
     print(f"{path.name}: {result.ran} units run, {result.skipped} found done, {result.wall_s:.0f} s")
     return result.wall_s
 
@@ -211,6 +211,7 @@ def markdown(candidates: pd.DataFrame, selection: pd.DataFrame, baselines: dict[
 
 
 # --- the real-generator section (--section real) ------------------------------------------------------------------
+REAL_KEYS = ("cases", "generators", "method", "round", "workers")  # the section's own keys, not the study's
 LARGEST = "generator_parameters"  # the "largest model" selector: the generator's parameter count
 _PUBLISHED_LINE = re.compile(r"^\s*-\s*([\w-]+):\s*(.+)$")
 _PUBLISHED_ITEM = re.compile(r"^\s*([\w-]+)\s+(\d+(?:\.\d+)?)\s*$")
@@ -227,11 +228,14 @@ def run_real(raw: dict, source: Path, work: Path, only: list[str], smoke: bool) 
         print(f"error: no case {', '.join(unknown)} in the real section: cases are {', '.join(raw['cases'])}")
         return 2
     os.chdir(work)
+    # One torch thread per worker process and `workers` processes: on a shared 2-core machine two OpenMP threads
+    # per process spin against other work (measured: a training step 10x the CPU time with two threads under load)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     tasks: dict[str, str] = {}  # case -> the task's name (from its task file)
     timings: dict[str, float] = {}
     for case, spec in cases.items():
         study, tasks[case] = write_real_study(raw, spec, source, work)
-        timings[f"pipeline {case}"] = run_study(study)
+        timings[f"pipeline {case}"] = run_study(study, int(raw.get("workers", 1)))
     candidates, selection, baselines = tables(raw["experiment"], list(tasks.values()))
     candidates["parameters"] = candidates["generator"].map(_parameters)
     published = read_published(source / "multigen" / "README.md")
@@ -282,7 +286,7 @@ def write_real_study(raw: dict, spec: dict, source: Path, work: Path) -> tuple[P
     task_file = (ROOT / spec["task"]).resolve()
     task_name = str(yaml.safe_load(task_file.read_text(encoding="utf-8"))["name"])
     files = published_files(source / spec["folder"], list(raw["generators"]), raw["method"], int(raw["round"]))
-    study = {k: copy.deepcopy(v) for k, v in raw.items() if k not in ("cases", "generators", "method", "round")}
+    study = {k: copy.deepcopy(v) for k, v in raw.items() if k not in REAL_KEYS}
     study.update(tasks=[str(task_file)], languages=[LANGUAGE], source=str(source))
     study["candidates"] = [{"data": str(path), "name": gen, "generator": raw["generators"][gen],
                             "strategy": raw["method"]} for gen, path in files.items()]  # fmt: skip
