@@ -104,3 +104,34 @@ def test_the_largest_model_note_names_unknown_sizes_and_ties():
     (note,) = validity.largest_note(candidates)
     assert "llama 70B, play 70B, mistral 7B" in note and "gpt (size not public) is left out" in note
     assert "llama and play tie at the largest size and the tie goes to the first name (llama)" in note
+
+
+@pytest.mark.parametrize("files, baseline", [("{test: test.csv}", False), ("{train: train.csv, test: test.csv}", True)])
+def test_a_task_with_only_a_human_test_file_plans_no_baseline(tmp_path: Path, files: str, baseline: bool):
+    from rose.pipeline import plan
+    from rose.pipeline.study import load_study
+
+    for name in ("train.csv", "test.csv", "made.csv"):
+        (tmp_path / name).write_text("text,label\nthe match ended,0\nthe markets fell,1\n", encoding="utf-8")
+    (tmp_path / "news.yaml").write_text(textwrap.dedent(f"""\
+        name: news
+        description: news articles, classified by topic
+        label_map: {{0: sports, 1: business}}
+        labels: [sports, business]
+        human_data: {{files: {files}}}
+        """), encoding="utf-8")  # fmt: skip
+    (tmp_path / "study.yaml").write_text(textwrap.dedent(f"""\
+        experiment: s
+        tasks: [{tmp_path / "news.yaml"}]
+        languages: [en]
+        source: {tmp_path}
+        candidates:
+          - {{data: {tmp_path / "made.csv"}, name: made}}
+        train: {{seeds: [1]}}
+        """), encoding="utf-8")  # fmt: skip
+    built = plan.build(load_study(tmp_path / "study.yaml"))
+    trains = [u.who for u in built.units if u.stage == "train"]
+    cells = [(u.who, u.on) for u in built.units if u.stage == "evaluate"]
+    assert trains == (["made", "human (baseline)"] if baseline else ["made"])
+    assert cells == ([("made", "human"), ("human (baseline)", "human")] if baseline else [("made", "human")])
+    assert any("no human-data baseline" in note for note in built.notes) is not baseline

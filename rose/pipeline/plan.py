@@ -190,11 +190,15 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
                 if other.name != cand.name:
                     cells.append(_cell(trains[cand.name], gens[other.name].digest, other.name, [gens[other.name]]))
         if study.human_test:
-            train_key = "human:" + _human_digest(study, task, lang, "train")
             test_key = "human:" + _human_digest(study, task, lang, "test")
-            baseline = Unit("train", task, lang, settings, tracking.digest({"train": identity(settings), "data": train_key}),
-                            None, settings["seeds"], data=study.human_train_ref)  # fmt: skip
-            trains[HUMAN_NAME] = baseline
+            if names_split(task, "train"):
+                train_key = "human:" + _human_digest(study, task, lang, "train")
+                baseline = Unit("train", task, lang, settings, tracking.digest({"train": identity(settings),
+                                "data": train_key}), None, settings["seeds"], data=study.human_train_ref)  # fmt: skip
+                trains[HUMAN_NAME] = baseline
+            else:
+                notes.append(f"{task}/{lang}: no human-data baseline: the task's human_data.files names no train "
+                             "split (only the human test set is used)")  # fmt: skip
             for train in trains.values():
                 cells.append(_cell(train, test_key, HUMAN_NAME, [], data=study.human_test_ref))
         score_set = score_settings(study, task, lang)
@@ -207,6 +211,13 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
     plan = Plan(units, notes)
     resolve(plan)
     return plan
+
+
+def names_split(task: str, split: str) -> bool:
+    """Whether the task has a human ``split``: a task whose human data is one file per split may name no training
+    file (a published test set alone); a folder layout or a hub dataset is taken to have every split."""
+    files = get_task(task).human_data.get("files")
+    return not files or split in files
 
 
 def identity(settings: dict) -> dict:
