@@ -49,6 +49,7 @@ class Tracked:
     evals: pd.DataFrame
     messages: list[str] = field(default_factory=list)
     baseline: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    human_ref: str = ""  # the human test set the case is judged on (``human:<folder>``), "" without one
 
 
 @dataclass
@@ -270,7 +271,7 @@ def select(store: Store, task: str, language: str, experiment: str, *, train_run
     evals = evals[["task", "language", "train_candidate", "eval_candidate", "seed", "run_id", "macro_f1"]]
     base = used[(used["train_candidate"] == HUMAN)].set_index("seed")["macro_f1"] if baseline else None
     tracked = Tracked(gen, seeds.reset_index(drop=True), evals.reset_index(drop=True), messages,
-                      base if base is not None else pd.Series(dtype=float))  # fmt: skip
+                      base if base is not None else pd.Series(dtype=float), human_ref)  # fmt: skip
     return Selection(tracked, ready, todo)
 
 

@@ -50,3 +50,11 @@ class ScoreConfig:
     register_champion: bool = field(True, help="register the picked candidate's best seed with alias 'champion'")
     model_name: str = field("rose-{task}-{language}", help="registered model name ({task} and {language} filled in)")
     output_dir: str = field("", help="folder for the report files (default: a temporary folder, logged to MLflow)")
+    unlabelled: str = field("", help="unlabelled target-language text for the label-free selectors (mmd_target, "
+                                     "pad_target, mauve_target, atc_target, agreement_target): a CSV/JSONL/parquet "
+                                     "file or hub dataset with a text column, or human-train (the human train split, "
+                                     "labels dropped; human-train:<folder> names its data folder)")  # fmt: skip
+    unlabelled_column: str = field("text", help="text column of the --unlabelled file or dataset")
+    unlabelled_sample: int = field(2000, help="at most this many pool texts (a seeded sample)", min=1)
+    selectors: bool = field(True, help="compute the label-free selectors (dcscore and rose_probe need only the "
+                                       "embedding model; the others need --unlabelled)")  # fmt: skip

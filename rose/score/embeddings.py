@@ -40,3 +40,19 @@ def embedder(name: str = E5) -> Callable[[list[str]], np.ndarray]:
         return np.concatenate(out) if out else np.zeros((0, 1))
 
     return embed
+
+
+def cached(embed: Callable[[list[str]], np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    """``embed`` with a cache by text: each distinct text is embedded once per process, so one pass per dataset
+    (and per unlabelled pool) serves every embedding-based metric and selector of a score."""
+    store: dict[str, np.ndarray] = {}
+
+    def embed_cached(texts: list[str]) -> np.ndarray:
+        texts = list(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in store))
+        if new:
+            store.update(zip(new, np.asarray(embed(new)), strict=True))
+        return np.stack([store[t] for t in texts]) if texts else np.zeros((0, 1))
+
+    embed_cached.cache = store  # type: ignore[attr-defined]
+    return embed_cached

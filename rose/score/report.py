@@ -89,6 +89,44 @@ def spread_lines(case: CaseTables) -> list[str]:
     return spread.sentences(case.evals, case.seeds, case.candidates) if len(case.candidates) >= 2 else []
 
 
+def label_free_table(case: CaseTables) -> pd.DataFrame:
+    """One row per label-free selector: the candidate it picks, its cost in seconds and whether it is available."""
+    free = case.label_free
+    if free is None:
+        return pd.DataFrame()
+    from rose.score.selectors import DIRECTION
+
+    rows = []
+    for name in free.values.columns:
+        col = free.values[name].dropna()
+        best = (col if DIRECTION.get(name, 1) >= 0 else -col).idxmax() if len(col) else ""
+        why = free.reasons.get(name, "")
+        rows.append({"selector": name, "better": "higher" if DIRECTION.get(name, 1) >= 0 else "lower",
+                     "pick": best, "seconds": free.seconds.get(name, float("nan")),
+                     "status": ("available" if len(col) else "not available") + (f": {why}" if why else "")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def label_free_html(case: CaseTables) -> str:
+    """The label-free selectors' section of a case: the pool, each selector's pick, cost and availability."""
+    free = case.label_free
+    if free is None:
+        return ""
+    e = html.escape
+    head = (
+        [f"<p>{e(free.pool.describe())}</p>"]
+        if free.pool is not None
+        else ["<p>No unlabelled pool (rose score --unlabelled): the target-text selectors are not available.</p>"]
+    )
+    if not math.isnan(free.probe_vs_rose):
+        head.append(f"<p>rose_probe against fine-tuned RoSE: Spearman {free.probe_vs_rose:.2f}.</p>")
+    embed = free.seconds.get("embedding")
+    if embed is not None:
+        head.append(f"<p>One embedding pass per dataset and pool: {embed:.1f} s, shared by the embedding-based "
+                    "selectors.</p>")  # fmt: skip
+    return "<h3>Label-free selectors</h3>" + "".join(head) + to_html_table(label_free_table(case))
+
+
 def heatmap(matrix: pd.DataFrame, title: str = ""):
     """A matplotlib figure of the cross-evaluation matrix (rows: trained on, columns: tested on)."""
     import matplotlib.pyplot as plt
@@ -177,6 +215,7 @@ def html_page(
         parts.append("<h3>Cross-evaluation matrix</h3>" + to_html_table(c.matrix, index=True))
         if f"heatmap:{key}" in images:
             parts.append(_img(images[f"heatmap:{key}"], f"heatmap {key}"))
+        parts.append(label_free_html(c))
         parts.append("<h3>Metric values</h3>" + to_html_table(c.scores, index=True))
         if len(c.judged):
             parts.append("<h3>Each metric against the human test set</h3>" + to_html_table(c.judged))
@@ -225,6 +264,9 @@ def write(
             "### Metrics\n",
             to_markdown(c.scores, index=True),
         ]
+        if c.label_free is not None:
+            md += ["### Label-free selectors\n", to_markdown(label_free_table(c))]
+            label_free_table(c).to_csv(folder / f"selectors_{stem}.csv", index=False)
         images[f"heatmap:{key}"] = png(heatmap(c.matrix, f"{key}: cross-evaluation"), folder / f"heatmap_{stem}.png")
         if len(c.judged):
             c.judged.to_csv(folder / f"selection_{stem}.csv", index=False)

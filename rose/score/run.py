@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rose import language_id, tracking
@@ -22,10 +23,12 @@ from rose.generated_data import download_dataset, read_jsonl
 from rose.languages import get_language
 from rose.naming import metric_key
 from rose.score import champion as champ
-from rose.score import report, tools
+from rose.score import label_free, report, tools
+from rose.score import pool as pools
+from rose.score import selectors as sel
 from rose.score.collect import INTRINSIC, Selection, Store, Tracked, collect, fill, missing_message, select
 from rose.score.config import ScoreConfig
-from rose.score.embeddings import embedder
+from rose.score.embeddings import cached, embedder
 from rose.score.intrinsic import DIRECTION
 from rose.score.models import generator_parameters, load_reference_lm, reference_lm_languages
 from rose.score.report import terminal
@@ -76,7 +79,7 @@ def _tools(config: ScoreConfig):
             log.warning("perplexity skipped: cannot load %s (%s)", config.reference_lm, str(exc).splitlines()[0])
     return tools.Tools(
         tokenize=tools.subword_tokenizer(config.tokenizer) if config.tokenizer else tools.intrinsic.simple_tokens,
-        embed=embedder(config.embedding_model) if config.embedding_model else None,
+        embed=cached(embedder(config.embedding_model)) if config.embedding_model else None,
         detect=language_id.detect,
         reference_lm=lm,
     )
@@ -214,6 +217,66 @@ def _select(config: ScoreConfig, store: Store, task: str, language: str,
     return chosen, store
 
 
+def read_pool(config: ScoreConfig, case: Tracked, task: str, language: str, datasets: _Datasets,
+              candidates: list[str]) -> tuple[pools.Pool | None, list[str]]:  # fmt: skip
+    """The case's cleaned unlabelled pool (None without ``--unlabelled``) and what the score should say about it:
+    the candidates' demonstrations and the human test set's texts are removed from it."""
+    if not config.unlabelled:
+        return None, []
+    notes = []
+    texts = pools.read_pool(config.unlabelled, task, language, column=config.unlabelled_column,
+                            human_source=pools.human_source(case.human_ref or config.human_test))  # fmt: skip
+    runs = case.generate.set_index("candidate")["run_id"].reindex(candidates).dropna()
+    shown = [t for run_id in runs for t in datasets.demonstrations(run_id)]
+    oracle: list[str] = []
+    if case.human_ref:
+        try:
+            from rose.human_data import load_split
+
+            oracle = load_split(task, language, "test", pools.human_source(case.human_ref) or "../shared/data").texts
+        except RoseError as exc:
+            notes.append(f"the human test set ({case.human_ref}) cannot be read, so its texts could not be removed "
+                         f"from the unlabelled pool: {exc}")  # fmt: skip
+    pool = pools.clean(texts, config.unlabelled, demonstrations=shown, oracle=oracle,
+                       max_n=config.unlabelled_sample, seed=config.seed)  # fmt: skip
+    if len(pool.texts) < 2:
+        notes.append(f"{pool.describe()}: too few texts left for the target-text selectors")
+        return None, notes
+    return pool, notes
+
+
+def measure_label_free(config: ScoreConfig, case: Tracked, task: str, language: str, candidates: list[str],
+                       datasets: _Datasets, state: dict) -> label_free.LabelFree:  # fmt: skip
+    """The label-free selectors of a case (:mod:`rose.score.label_free`), with the tools loaded once into
+    ``state`` (the embedder, cached by text, is the intrinsic metrics' own)."""
+    if "tools" not in state:
+        state["tools"] = _tools(config)
+    pool, notes = read_pool(config, case, task, language, datasets, candidates)
+    runs = case.generate.set_index("candidate")["run_id"]
+    data = {}
+    for name in candidates:
+        rows = datasets.rows(runs[name])
+        seeds = case.seeds[case.seeds["candidate"] == name]
+        data[name] = label_free.CandidateData([str(r.get("text", "")) for r in rows],
+                                              [str(r.get("label", "")) for r in rows],
+                                              dict(zip(seeds["seed"].astype(int), seeds["run_id"], strict=True)))  # fmt: skip
+    free = label_free.compute(data, list(get_task(task).labels), embed=state["tools"].embed, pool=pool,
+                              load_model=label_free.load_seed_model, dev_split=label_free.seed_dev_split,
+                              seed=config.seed)  # fmt: skip
+    free.pool_notes = notes
+    return free
+
+
+def probe_sentence(task: str, language: str, free: label_free.LabelFree) -> str:
+    """How far rose_probe (seconds) agrees with fine-tuned RoSE (minutes to hours) on the case's candidates."""
+    cost = free.seconds.get("embedding", 0.0) + free.seconds.get("rose_probe", 0.0)
+    if np.isnan(free.probe_vs_rose):
+        agree = "its rank agreement with fine-tuned RoSE needs three or more candidates with both scores"
+    else:
+        agree = f"it ranks the candidates like fine-tuned RoSE with Spearman {free.probe_vs_rose:.2f}"
+    return f"{task}/{language}: rose_probe (logistic-regression probes on frozen embeddings) took {cost:.1f} s; {agree}"
+
+
 def _known() -> set[str]:
     return set(DIRECTION)
 
@@ -232,6 +295,7 @@ def score(config: ScoreConfig) -> ScoreResult:
     config = replace(config, task=[given[t].name if t in given else t for t in config.task])
     store = collect(config.experiment, config.task, config.language, config.candidates, digests)
     cases, messages, state, datasets = [], [], {}, _Datasets()
+    pool_digests: dict[str, str] = {}
     wanted = _cases(config, store)
     for task, language in wanted:
         try:
@@ -251,9 +315,20 @@ def score(config: ScoreConfig) -> ScoreResult:
                             "target-language share is measured")  # fmt: skip
         if note and "perplexity" in case.generate:  # e.g. logged by an older score under an LM that cannot read it
             case.generate["perplexity"] = float("nan")
-        cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed))
+        free = measure_label_free(config, case, task, language, ready, datasets, state) if config.selectors else None
+        within = free.within if free else None
+        cases.append(build_case(case, task, language, ready, bootstrap=config.bootstrap, seed=config.seed,
+                                selectors=within))  # fmt: skip
+        if free is not None:
+            cases[-1].label_free = free
+            if free.pool is not None:
+                pool_digests[f"{task}/{language}"] = free.pool.digest
+            rose_scores = cases[-1].rose.set_index("candidate")["rose"]
+            free.probe_vs_rose = sel.rank_agreement(free.values["rose_probe"].to_dict(), rose_scores.to_dict())
+            case.messages.extend(free.notes())
+            case.messages.append(probe_sentence(task, language, free))
         cases.extend(build_groups(case, task, language, ready, config.group_by, bootstrap=config.bootstrap,
-                                  seed=config.seed))  # fmt: skip
+                                  seed=config.seed, selectors=within))  # fmt: skip
         messages.extend(m for m in [*case.messages, note] if m and m not in messages)
     if not cases:
         raise RoseError("nothing to score: " + "; ".join(messages))
@@ -276,13 +351,15 @@ def score(config: ScoreConfig) -> ScoreResult:
         ",".join(config.language),
         task_digest=next(iter(scored.values())) if len(scored) == 1 else None,
         champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(pools) > 1 else pools[0].champion,
-        digest=tracking.digest({**to_params(config), "task_digests": scored}),
+        digest=tracking.digest({**to_params(config), "task_digests": scored}
+                               | ({"unlabelled_content": pool_digests} if config.unlabelled else {})),  # fmt: skip
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
     name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")
     with tracking.run(name, run_tags, params=to_params(config)) as active:
         result.run_id = active.info.run_id
         _log_metrics(cases, judged, grouped)
+        mlflow.set_tags(selector_tags(pools))
         mlflow.log_artifacts(str(folder), artifact_path="report")
         mlflow.log_text(result.leaderboard_text(), "report/leaderboard.txt")
         if config.register_champion:
@@ -304,6 +381,22 @@ def score(config: ScoreConfig) -> ScoreResult:
     return result
 
 
+def selector_tags(cases: list[CaseTables]) -> dict[str, str]:
+    """``rose.selector.[<task>.<language>.]<name>``: ``available`` or ``not available: <why>`` for every selector."""
+    several = len(cases) > 1
+    out = {}
+    for c in cases:
+        free = c.label_free
+        if free is None:
+            continue
+        where = f"{c.task}.{c.language}." if several else ""
+        for name in free.values.columns:
+            why = free.reasons.get(name)
+            state = "available" if free.values[name].notna().any() else "not available"
+            out[f"rose.selector.{where}{name}"] = (f"{state}: {why}" if why else state)[:500]
+    return out
+
+
 def _log_metrics(cases: list[CaseTables], judged: pd.DataFrame, grouped: dict[str, pd.DataFrame]) -> None:
     import mlflow
 
@@ -318,7 +411,10 @@ def metric_values(
     """The score run's metrics: ``rose/[<group>/]<candidate>`` and ``selection/[<group>/]<metric>/<k>``
     (``<group>`` = ``strategy/<name>`` or ``generator/<name>``), with ``<task>/<language>/`` in front when there
     are several; ``summary/<metric>/<k>`` over several cases' pools and ``summary/<dimension>/<metric>/<k>`` over
-    every group of a dimension."""
+    every group of a dimension; the label-free selectors of each pool: ``selector/<name>/<candidate>`` (available
+    values only), ``selector_time/<name>_s`` (seconds; ``embedding`` for the shared passes),
+    ``selector/rose_probe_vs_rose_spearman`` and ``pool/texts``, ``pool/removed_demonstrations``,
+    ``pool/removed_oracle``."""
 
     values = {}
     several = len({(c.task, c.language) for c in cases}) > 1
@@ -332,6 +428,19 @@ def metric_values(
             for k in ("top1", "regret", "spearman", "kendall"):
                 if pd.notna(getattr(r, k)):
                     values[metric_key(f"{prefix}selection{group}", r.metric, k)] = getattr(r, k)
+        free = c.label_free
+        if free is not None and not c.dimension:
+            for name in free.values.columns:
+                for cand, value in free.values[name].dropna().items():
+                    values[metric_key(f"{prefix}selector", name, cand)] = value
+            for name, seconds in free.seconds.items():
+                values[f"{prefix}selector_time/{name}_s"] = seconds
+            if pd.notna(free.probe_vs_rose):
+                values[f"{prefix}selector/rose_probe_vs_rose_spearman"] = free.probe_vs_rose
+            if free.pool is not None:
+                values.update({f"{prefix}pool/texts": len(free.pool.texts), f"{prefix}pool/read": free.pool.read,
+                               f"{prefix}pool/removed_demonstrations": free.pool.demonstrations,
+                               f"{prefix}pool/removed_oracle": free.pool.oracle})  # fmt: skip
     several_pools = sum(not c.dimension for c in cases) > 1
     tables = [("summary", judged)] if several_pools else []
     tables += [(f"summary/{d}", t) for d, t in (grouped or {}).items()]

@@ -8,13 +8,14 @@ Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from rose.errors import RoseError
 from rose.naming import slug
-from rose.score import intrinsic, roundrobin, selection
+from rose.score import intrinsic, roundrobin, selection, selectors
 from rose.score.collect import Tracked, collect, select
 
 DIMENSIONS = ("strategy", "generator")
@@ -42,6 +43,7 @@ class CaseTables:
     seeds: pd.DataFrame = field(default_factory=pd.DataFrame)
     dimension: str = ""  # "" for the whole pool; "strategy" or "generator" for a group of its candidates
     group: str = ""  # the strategy or generator the group's candidates share
+    label_free: object = None  # rose.score.label_free.LabelFree of the case (the pool's tables only)
 
     @property
     def title(self) -> str:
@@ -55,13 +57,22 @@ class CaseTables:
 
 
 def directions() -> dict[str, int]:
-    return {"rose": 1, **intrinsic.DIRECTION}
+    return {"rose": 1, **intrinsic.DIRECTION, **selectors.DIRECTION}
 
 
 def build_case(
-    tracked: Tracked, task: str, language: str, candidates: list[str], *, bootstrap: int = 1000, seed: int = 0
+    tracked: Tracked,
+    task: str,
+    language: str,
+    candidates: list[str],
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    selectors: Callable[[list[str]], pd.DataFrame] | None = None,
 ) -> CaseTables:
-    """The tables of one case from its tracked runs (``tracked`` already restricted to the case)."""
+    """The tables of one case from its tracked runs (``tracked`` already restricted to the case). ``selectors``
+    gives the label-free selectors' values (candidate x selector) of a list of candidates
+    (:meth:`rose.score.label_free.LabelFree.within`): leaderboard columns and metrics judged like every other."""
     evals = tracked.evals[
         tracked.evals["train_candidate"].isin(candidates) & tracked.evals["eval_candidate"].isin(candidates)
     ]
@@ -69,7 +80,8 @@ def build_case(
     rose = roundrobin.rose_scores(evals, n_bootstrap=bootstrap, seed=seed, candidates=candidates)
     gen = tracked.generate.set_index("candidate").reindex(candidates)
     metric_cols = [c for c in gen.columns if c not in GENERATE_COLUMNS]
-    scores = pd.concat([rose.set_index("candidate")["rose"], gen[metric_cols].astype(float)], axis=1)
+    free = selectors(candidates).reindex(candidates).astype(float) if selectors else pd.DataFrame(index=candidates)
+    scores = pd.concat([rose.set_index("candidate")["rose"], gen[metric_cols].astype(float), free], axis=1)
     scores.index.name = "candidate"  # the random pick is judged by its expected value (selection.expected_random)
     seeds = tracked.seeds[tracked.seeds["candidate"].isin(candidates)]
     human = seeds.groupby("candidate")["human_f1"].mean().dropna() if len(seeds) else pd.Series(dtype=float)
@@ -83,6 +95,8 @@ def build_case(
         board["human_f1"] = board["candidate"].map(human)
         if len(tracked.baseline):  # the human-data baseline: same settings, same examples per label
             board["gap_to_human"] = board["human_f1"] - float(tracked.baseline.mean())
+    for name in free.columns:
+        board[name] = board["candidate"].map(free[name])
     champion = str(rose["candidate"].iloc[0]) if rose["rose"].notna().any() else ""
     return CaseTables(
         task, language, candidates, evals, matrix, rose, scores, human, judged, board, champion, tracked.generate, seeds
