@@ -88,8 +88,10 @@ def test_agreement_is_one_for_identical_classifiers():
     assert same == {"x": 1.0, "y": 1.0, "z": 1.0}
     other = sel.agreement_target({"x": [preds], "y": [preds], "z": [(preds + 1) % 3]})
     assert other["x"] == 0.5 and other["z"] == 0.0
-    assert sel.agreement_target({"x": [preds], "y": [preds], "z": [(preds + 1) % 3]}, ["x", "y"]) == {"x": 1.0,
-                                                                                                 "y": 1.0}
+    assert sel.agreement_target({"x": [preds], "y": [preds], "z": [(preds + 1) % 3]}, ["x", "y"]) == {
+        "x": 1.0,
+        "y": 1.0,
+    }
 
 
 def clusters(n_per_label: int, seed: int, shuffle: bool = False) -> tuple[np.ndarray, list[str]]:

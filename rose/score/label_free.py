@@ -217,7 +217,9 @@ def load_seed_model(seed_run_id: str):
     try:
         return mlflow.pyfunc.load_model(f"runs:/{seed_run_id}/model")
     except Exception as exc:  # noqa: BLE001 - no model logged, or a base model missing here
-        raise RoseError(f"the model of seed run {seed_run_id} cannot be loaded ({str(exc).splitlines()[0][:160]})") from None
+        raise RoseError(
+            f"the model of seed run {seed_run_id} cannot be loaded ({str(exc).splitlines()[0][:160]})"
+        ) from None
 
 
 def seed_dev_split(seed_run_id: str) -> tuple[list[str], list[str]]:
