@@ -128,3 +128,49 @@ def test_label_free_compute_within_a_group_replays_the_round_robin():
     assert set(free.reasons) == set(TARGET_TEXT)
     pair = free.within(["a", "c"])
     assert pair.loc["a", "rose_probe"] == pytest.approx(free.probe.loc["a", "c"])
+
+
+@pytest.mark.slow
+def test_a_study_with_a_human_train_pool_logs_every_selector_by_pipeline_and_by_hand(tmp_path, monkeypatch):
+    """A real study (fake generator, tiny classifier, two seeds) with ``score: {unlabelled: human-train}``: its
+    score run logs every selector (ATC from the seeds' rebuilt dev splits, agreement from their models); then
+    ``rose score --unlabelled human-train`` by hand on the same runs logs them too."""
+    from rose.cli import main
+    from rose.pipeline.run import run_pipeline
+    from rose.tracking import search_runs
+    from tests.fakes import tracking_db
+    from tests.test_pipeline import study_yaml
+
+    uri = tracking_db(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    monkeypatch.chdir(tmp_path)
+    tiny = make_tiny_classifier(tmp_path / "tiny")
+    path = study_yaml(tmp_path, tiny, seeds=(1, 2), epochs=1)
+    path.write_text(
+        path.read_text().replace('  embedding_model: ""', f"  embedding_model: {tiny}\n  unlabelled: human-train")
+    )
+    run_pipeline(path)
+    (piped,) = search_runs("study", stage="score")
+
+    def check(run) -> None:
+        tags = {k[len("rose.selector.") :]: v for k, v in run.data.tags.items() if k.startswith("rose.selector.")}
+        assert set(tags) == set(DIRECTION)
+        for name in DIRECTION:
+            if name == "mauve_target":  # 36 texts per candidate here, under MAUVE's 50
+                assert tags[name].startswith("not available") and "50 or more texts" in tags[name]
+                continue
+            assert tags[name] == "available", (name, tags[name])
+            assert {f"selector/{name}/{c}" for c in ("fake-a__zero_shot", "fake-b__target_demos")} <= set(
+                run.data.metrics
+            )
+        assert run.data.metrics["pool/removed_demonstrations"] > 0  # target_demos showed human train texts
+        assert run.data.metrics["pool/texts"] >= 2 and "selector_time/atc_target_s" in run.data.metrics
+
+    check(piped)
+    assert main(["score", "--experiment", "study", "--task", "topic", "--language", piped.data.tags["rose.language"],
+                 "--unlabelled", "human-train", "--embedding-model", str(tiny), "--reference-lm", "",
+                 "--tokenizer", "", "--bootstrap", "20", "--register-champion", "false"]) == 0  # fmt: skip
+    by_hand = [r for r in search_runs("study", stage="score") if r.info.run_id != piped.info.run_id]
+    assert len(by_hand) == 1
+    check(by_hand[0])

@@ -4,11 +4,13 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from rose.score import report
+from rose.score import label_free, report
 from rose.score.collect import Tracked
+from rose.score.pool import clean
 from rose.score.tables import build_case, summary
 
 EVIL = "<script>alert('x')</script>"
@@ -55,7 +57,24 @@ def case():
             "human_f1": [0.7, 0.6, 0.7, 0.6],
         }
     )
-    return build_case(Tracked(generate, seeds, evals), "topic", "th", names, bootstrap=50)
+    free = selectors(names)
+    c = build_case(Tracked(generate, seeds, evals), "topic", "th", names, bootstrap=50, selectors=free.within)
+    c.label_free = free
+    return c
+
+
+def selectors(names: list[str]) -> label_free.LabelFree:
+    """Every label-free selector on two small candidates and a pool named with markup (no models: ATC and agreement
+    are not available)."""
+    rng = np.random.default_rng(0)
+    vectors: dict[str, np.ndarray] = {}
+
+    def embed(texts):
+        return np.stack([vectors.setdefault(t, rng.normal(size=8)) for t in texts])
+
+    data = {n: label_free.CandidateData([f"{n} text {k}" for k in range(6)], ["sports", "travel"] * 3) for n in names}
+    pool = clean([f"pool {k}" for k in range(10)], f"{EVIL}.jsonl")
+    return label_free.compute(data, ["sports", "travel"], embed=embed, pool=pool)
 
 
 def test_markdown_table():
@@ -75,7 +94,11 @@ def test_html_escapes_everything_from_data(tmp_path):
     assert parser.tags.count("img") == 2  # heatmap and scatter, inlined
     assert "data:image/png;base64," in page.read_text() and 'src="http' not in page.read_text()
     assert {"matrix_topic_th.csv", "leaderboard_topic_th.csv", "heatmap_topic_th.png", "scatter_topic_th.png",
-            "selection_topic_th.csv", "report.md"} <= {p.name for p in tmp_path.iterdir()}  # fmt: skip
+            "selection_topic_th.csv", "selectors_topic_th.csv", "report.md"} <= {p.name for p in tmp_path.iterdir()}  # fmt: skip
+    assert "Label-free selectors" in text and f"unlabelled pool {EVIL}.jsonl: 10 texts of 10 read" in text
+    table = pd.read_csv(tmp_path / "selectors_topic_th.csv").set_index("selector")
+    assert table.loc["atc_target", "status"].startswith("not available: the trained seeds' models cannot be loaded")
+    assert table.loc["mmd_target", "status"] == "available" and table.loc["mmd_target", "better"] == "lower"
 
 
 def test_terminal_leaderboard():
@@ -102,6 +125,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + str(tmp_path / "profile")]
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert "<table>" in dom and "&lt;script&gt;alert" in dom and "<script>" not in dom
+    assert "Label-free selectors" in dom and "mmd_target" in dom and "rose_probe" in dom
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()], capture_output=True,
                    timeout=120)  # fmt: skip

@@ -29,6 +29,7 @@ from rose.generated_data import HUMAN_NAME, load_ref
 from rose.human_data import split_digest
 from rose.languages import get_language
 from rose.naming import metric_key
+from rose.pipeline import prerace
 from rose.pipeline.study import Candidate, Study, generate_settings, score_settings, train_settings
 from rose.tasks import get_task
 from rose.train.cells import EVAL_SETTINGS
@@ -178,15 +179,17 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
             settings = generate_settings(study, task, lang, cand)
             digest = tracking.digest({"generate": identity(by_content(settings))})  # files by their content
             gens[cand.name] = Unit("generate", task, lang, settings, digest, cand)
-        settings = train_settings(study, task, lang, per_label=_cut(study, task, lang, gens, facts, notes))
+        racing = _racing(study, task, lang, gens, facts, notes)  # all, or the pre-race's pick
+        cut = _cut(study, task, lang, {c.name: gens[c.name] for c in racing}, facts, notes)
+        settings = train_settings(study, task, lang, per_label=cut)
         trains: dict[str, Unit] = {}
-        for cand in study.candidates:
+        for cand in racing:
             gen = gens[cand.name]
             trains[cand.name] = Unit("train", task, lang, settings, tracking.digest({"train": identity(settings),
                                      "data": gen.digest}), cand, settings["seeds"], [gen.digest])  # fmt: skip
         cells: list[Unit] = []
-        for cand in study.candidates:
-            for other in study.candidates:
+        for cand in racing:
+            for other in racing:
                 if other.name != cand.name:
                     cells.append(_cell(trains[cand.name], gens[other.name].digest, other.name, [gens[other.name]]))
         if study.human_test:
@@ -201,7 +204,7 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
                              "split (only the human test set is used)")  # fmt: skip
             for train in trains.values():
                 cells.append(_cell(train, test_key, HUMAN_NAME, [], data=study.human_test_ref))
-        score_set = score_settings(study, task, lang)
+        score_set = {**score_settings(study, task, lang), "candidates": [c.name for c in racing]}
         needs = [u.digest for u in (*trains.values(), *cells)]
         score = Unit("score", task, lang, score_set, tracking.digest({"score": identity(score_set), "needs": sorted(needs)}),
                      needs=needs)  # fmt: skip
@@ -225,6 +228,16 @@ def identity(settings: dict) -> dict:
     language by code and name (docs/CONTRACTS.md, "Identities", rules 2 and 3)."""
     language = get_language(settings["language"], settings.get("language_name") or None)
     return {**settings, "task": get_task(settings["task"]).digest, "language": language.to_dict()}
+
+
+def _racing(study: Study, task: str, language: str, gens: dict[str, Unit], facts: Facts,
+            notes: list[str]) -> list[Candidate]:  # fmt: skip
+    """The candidates to fine-tune: every one, or with ``pre_race`` the best by rose_probe once all are generated."""
+    run_ids = {c.name: facts.done.get(gens[c.name].digest) for c in study.candidates}
+    encoder = str(study.score.get("embedding_model") or "multilingual-e5-small")
+    seeds = train_settings(study, task, language)["seeds"]
+    keep = prerace.kept(study.pre_race, task, language, run_ids, encoder=encoder, seeds=seeds, notes=notes)
+    return [c for c in study.candidates if c.name in keep]
 
 
 def _cell(train: Unit, data_key: str, on: str, data_units: list[Unit], data: str = "") -> Unit:

@@ -14,6 +14,7 @@ score: {}
 human_test: true                # evaluate every classifier on the human test set (or: a data folder of its own)
 equal_per_label: true           # train every candidate on the same number of examples per label (the smallest)
 min_per_label: 6                # ... but never cut below this (default: half the training per_label)
+pre_race: {keep: 3}             # fine-tune only the best 3 by rose_probe (off by default; rose.pipeline.prerace)
 ```
 Every key is checked before anything runs; a mistake is reported with its line and the fix. With a human test set,
 the study also trains the human-data baseline (same settings, same number of human examples per label).
@@ -39,13 +40,15 @@ from rose.importing import ImportConfig
 from rose.languages import get_language
 from rose.locations import SHARED_DATA, is_hub_id, project_dir
 from rose.naming import candidate_name, slug
+from rose.pipeline.prerace import PreRace
+from rose.pipeline.prerace import parse as parse_pre_race
 from rose.score.config import ScoreConfig
 from rose.tasks import BUILTIN, from_dict, get_task
 from rose.train.config import TrainConfig
 
 TOP_KEYS = {
     "experiment", "tasks", "languages", "source", "candidates", "generators", "strategies", "generate", "train",
-    "score", "human_test", "equal_per_label", "min_per_label", "description",
+    "score", "human_test", "equal_per_label", "min_per_label", "description", "pre_race",
 }  # fmt: skip
 
 # Settings the study itself decides; a stage section may not set them.
@@ -89,6 +92,7 @@ class Study:
     human_test_source: str = ""  # the folder of the human test set (default: ``source``)
     equal_per_label: bool = True
     min_per_label: int = 0  # the cut's floor (0: half the training per_label, rounded up)
+    pre_race: PreRace | None = None  # fine-tune only the best candidates by rose_probe (None: every candidate)
     description: str = ""
 
     def cases(self) -> list[tuple[str, str]]:
@@ -136,6 +140,7 @@ def load_study(path: str | Path) -> Study:
         study.human_test = _bool(human_test, where("human_test"), "human_test")
     study.equal_per_label = _bool(raw.get("equal_per_label", True), where("equal_per_label"), "equal_per_label")
     study.min_per_label = _count(raw.get("min_per_label", 0), where("min_per_label"), "min_per_label")
+    study.pre_race = parse_pre_race(raw.get("pre_race"), where("pre_race"))
     study.description = str(raw.get("description", ""))
     for stage in ("generate", "train", "score"):
         value = raw.get(stage) or {}
