@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from rose.errors import RoseError
+from rose.locations import SHARED_DATA
 from rose.score.intrinsic import normalise
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def read_pool(spec: str, task: str, language: str, *, column: str = "text", huma
     if is_human_train(spec):
         from rose.human_data import load_split
 
-        source = spec[len(HUMAN_TRAIN) + 1 :] or human_source or "../shared/data"
+        source = spec[len(HUMAN_TRAIN) + 1 :] or human_source or SHARED_DATA
         texts = load_split(task, language, "train", source).texts
         where = f"the human train split of {task}/{language} at {source}"
     else:

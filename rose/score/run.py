@@ -20,7 +20,9 @@ from rose import language_id, tracking
 from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generated_data import download_dataset, read_jsonl
+from rose.human_data import load_split
 from rose.languages import get_language
+from rose.locations import SHARED_DATA
 from rose.naming import metric_key
 from rose.score import champion as champ
 from rose.score import label_free, report, tools
@@ -231,9 +233,7 @@ def read_pool(config: ScoreConfig, case: Tracked, task: str, language: str, data
     oracle: list[str] = []
     if case.human_ref:
         try:
-            from rose.human_data import load_split
-
-            oracle = load_split(task, language, "test", pools.human_source(case.human_ref) or "../shared/data").texts
+            oracle = load_split(task, language, "test", pools.human_source(case.human_ref) or SHARED_DATA).texts
         except RoseError as exc:
             notes.append(f"the human test set ({case.human_ref}) cannot be read, so its texts could not be removed "
                          f"from the unlabelled pool: {exc}")  # fmt: skip
