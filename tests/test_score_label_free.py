@@ -39,6 +39,10 @@ def test_pool_reads_csv_jsonl_and_the_human_train_split(tmp_path):
         read_pool(str(tmp_path / "p.jsonl"), "topic", "en")
     with pytest.raises(RoseError, match="no such file"):
         read_pool(str(tmp_path / "missing.csv"), "topic", "en")
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["from", "a folder"]}).save_to_disk(str(tmp_path / "ds"))
+    assert read_pool(str(tmp_path / "ds"), "topic", "en") == ["from", "a folder"]
     human = read_pool(f"human-train:{BUNDLED}", "topic", "en")
     assert len(human) > 20 and all(isinstance(t, str) and t for t in human)
     assert read_pool("human-train", "topic", "en", human_source=str(BUNDLED)) == human

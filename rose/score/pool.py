@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from rose.errors import RoseError
 from rose.locations import SHARED_DATA
@@ -66,9 +67,7 @@ def read_pool(spec: str, task: str, language: str, *, column: str = "text", huma
         texts = load_split(task, language, "train", source).texts
         where = f"the human train split of {task}/{language} at {source}"
     else:
-        from rose.importing import read_source
-
-        rows, where, _, _ = read_source(spec)
+        rows, where = _rows(spec)
         if rows and column not in rows[0][1]:
             known = ", ".join(sorted(map(str, rows[0][1])))
             raise RoseError(f"{where}: no column {column!r} for the unlabelled texts (columns: {known}): pass "
@@ -78,6 +77,29 @@ def read_pool(spec: str, task: str, language: str, *, column: str = "text", huma
     if not texts:
         raise RoseError(f"{where}: no unlabelled texts (the {column!r} column is empty): fix --unlabelled")
     return texts
+
+
+def _rows(spec: str) -> tuple[list[tuple[int, dict]], str]:
+    """Rows of a file (:func:`rose.human_data.read_rows`), a datasets ``save_to_disk`` folder or a hub dataset (its
+    train split), with where they came from."""
+    from rose.human_data import read_rows
+    from rose.locations import is_hub_id
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return read_rows(path), str(path)
+    if not path.is_dir() and not is_hub_id(spec):
+        raise RoseError(f"no such file: {spec}: --unlabelled takes a .csv/.jsonl/.parquet file, a datasets folder, "
+                        "a hub id (org/name) or human-train")  # fmt: skip
+    try:
+        import datasets
+
+        ds = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(spec, split="train")
+        if hasattr(ds, "keys") and not hasattr(ds, "features"):  # a DatasetDict: its train split, else its first
+            ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+    except Exception as exc:  # noqa: BLE001 - no network, no such dataset, an unreadable folder
+        raise RoseError(f"cannot read the unlabelled texts {spec}: {str(exc).splitlines()[0]}") from None
+    return list(enumerate(ds.to_list(), 1)), spec
 
 
 def clean(texts: list[str], source: str, *, demonstrations: list[str] = (), oracle: list[str] = (),
