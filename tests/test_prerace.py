@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rose.catalog import get_task
 from rose.errors import RoseError
 from rose.pipeline import prerace
+from rose.tasks import get_task
 from tests.fakes import LANGUAGE, SOURCE, tracking_db
 from tests.tiny import make_tiny_classifier
 

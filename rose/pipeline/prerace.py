@@ -75,10 +75,10 @@ def rank(encoder: str, task: str, language: str, run_ids: dict[str, str], seeds:
     """``rose_probe`` of each candidate (name -> generate run id), once per set of datasets in this process."""
     import time
 
-    from rose.catalog import get_task
     from rose.generated_data import load_ref
     from rose.score import selectors
     from rose.score.embeddings import cached, embedder
+    from rose.tasks import get_task
 
     key = (encoder, task, language, tuple(sorted(run_ids.items())), tuple(seeds))
     if key not in _RANKED:

@@ -227,14 +227,16 @@ def seed_dev_split(seed_run_id: str) -> tuple[list[str], list[str]]:
     training data, :func:`rose.train.fit.split_index` with the run's seed and dev fraction)."""
     import mlflow
 
+    from rose.tasks import from_run
     from rose.train.config import TrainConfig
     from rose.train.fit import load_training_data, split_index
 
-    params = mlflow.MlflowClient().get_run(seed_run_id).data.params
-    needed = ("task", "language", "data", "per_label", "dev_fraction", "seed")
+    run = mlflow.MlflowClient().get_run(seed_run_id)
+    params = run.data.params
+    needed = ("language", "data", "per_label", "dev_fraction", "seed")
     if any(k not in params for k in needed):
         raise RoseError(f"seed run {seed_run_id} does not record how its dev split was drawn")
-    config = TrainConfig(task=params["task"], language=params["language"], data=params["data"],
+    config = TrainConfig(task=from_run(run), language=params["language"], data=params["data"],  # type: ignore[arg-type]
                          per_label=int(params["per_label"]), dev_fraction=float(params["dev_fraction"]),
                          text_column=params.get("text_column", ""), label_column=params.get("label_column", ""),
                          label_map=params.get("label_map", ""), encoding=params.get("encoding", "") or "utf-8")  # fmt: skip

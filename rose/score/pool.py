@@ -56,7 +56,7 @@ def is_human_train(spec: str) -> bool:
     return spec == HUMAN_TRAIN or spec.startswith(HUMAN_TRAIN + ":")
 
 
-def read_pool(spec: str, task: str, language: str, *, column: str = "text", human_source: str = "") -> list[str]:
+def read_pool(spec: str, task, language: str, *, column: str = "text", human_source: str = "") -> list[str]:
     """The texts ``spec`` names (see the module docstring); empty texts are dropped. RoseError when there are none,
     or the text column is missing."""
     spec = spec.strip()
@@ -65,7 +65,7 @@ def read_pool(spec: str, task: str, language: str, *, column: str = "text", huma
 
         source = spec[len(HUMAN_TRAIN) + 1 :] or human_source or SHARED_DATA
         texts = load_split(task, language, "train", source).texts
-        where = f"the human train split of {task}/{language} at {source}"
+        where = f"the human train split of {getattr(task, 'name', task)}/{language} at {source}"
     else:
         rows, where = _rows(spec)
         if rows and column not in rows[0][1]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rose import language_id, tracking
+from rose import language_id, tasks, tracking
 from rose.config import to_params, validate
 from rose.errors import RoseError
 from rose.generated_data import download_dataset, read_jsonl
@@ -36,7 +36,7 @@ from rose.score.models import generator_parameters, load_reference_lm, reference
 from rose.score.report import terminal
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
 from rose.score.tools import measure_dataset
-from rose.tasks import get_task, is_task_file
+from rose.tasks import Task, get_task, is_task_file
 
 log = logging.getLogger(__name__)
 SAMPLES_PER_CANDIDATE = 3
@@ -226,6 +226,7 @@ def read_pool(config: ScoreConfig, case: Tracked, task: str, language: str, data
     if not config.unlabelled:
         return None, []
     notes = []
+    task = case_task(case, task)
     texts = pools.read_pool(config.unlabelled, task, language, column=config.unlabelled_column,
                             human_source=pools.human_source(case.human_ref or config.human_test))  # fmt: skip
     runs = case.generate.set_index("candidate")["run_id"].reindex(candidates).dropna()
@@ -245,6 +246,19 @@ def read_pool(config: ScoreConfig, case: Tracked, task: str, language: str, data
     return pool, notes
 
 
+def case_task(case: Tracked, name: str) -> Task:
+    """The task a case's runs were made for (rebuilt from its first generate run's ``task.yaml``)."""
+    import mlflow
+
+    digest = next((d for d in case.generate.get("task_digest", []) if isinstance(d, str) and d), "")
+    known = tasks.by_digest(digest) if digest else None
+    if known is not None:
+        return known
+    if len(case.generate):
+        return tasks.from_run(mlflow.MlflowClient().get_run(case.generate["run_id"].iloc[0]))
+    return get_task(name)
+
+
 def measure_label_free(config: ScoreConfig, case: Tracked, task: str, language: str, candidates: list[str],
                        datasets: _Datasets, state: dict) -> label_free.LabelFree:  # fmt: skip
     """The label-free selectors of a case (:mod:`rose.score.label_free`), with the tools loaded once into
@@ -260,7 +274,7 @@ def measure_label_free(config: ScoreConfig, case: Tracked, task: str, language: 
         data[name] = label_free.CandidateData([str(r.get("text", "")) for r in rows],
                                               [str(r.get("label", "")) for r in rows],
                                               dict(zip(seeds["seed"].astype(int), seeds["run_id"], strict=True)))  # fmt: skip
-    free = label_free.compute(data, list(get_task(task).labels), embed=state["tools"].embed, pool=pool,
+    free = label_free.compute(data, list(case_task(case, task).labels), embed=state["tools"].embed, pool=pool,
                               load_model=label_free.load_seed_model, dev_split=label_free.seed_dev_split,
                               seed=config.seed)  # fmt: skip
     free.pool_notes = notes
@@ -351,8 +365,10 @@ def score(config: ScoreConfig) -> ScoreResult:
         ",".join(config.language),
         task_digest=next(iter(scored.values())) if len(scored) == 1 else None,
         champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(pools) > 1 else pools[0].champion,
-        digest=tracking.digest({**to_params(config), "task_digests": scored}
-                               | ({"unlabelled_content": pool_digests} if config.unlabelled else {})),  # fmt: skip
+        digest=tracking.digest(
+            {**to_params(config), "task_digests": scored}
+            | ({"unlabelled_content": pool_digests} if config.unlabelled else {})
+        ),  # fmt: skip
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
     name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")
