@@ -9,6 +9,8 @@ floating-point noise from padding).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from pathlib import Path
 
@@ -136,12 +138,14 @@ class HFBackend(Backend):
     def generate(self, requests: list[Request]) -> list[Completion]:
         self.load()
         out: list[Completion | None] = [None] * len(requests)
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), len(self.render(requests[i]))))
+        # the stop criteria (stop_lines, line_tokens) are not implemented here: they do not split a batch
+        params_of = [dataclasses.replace(r.params, stop_lines=0, line_tokens=0) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (repr(params_of[i]), len(self.render(requests[i]))))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             groups: dict[SamplingParams, list[int]] = {}
             for i in chunk:
-                groups.setdefault(requests[i].params, []).append(i)
+                groups.setdefault(params_of[i], []).append(i)
             for params, index in groups.items():
                 for i, completion in zip(index, self._batch([requests[i] for i in index], params), strict=True):
                     out[i] = completion
