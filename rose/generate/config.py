@@ -87,9 +87,10 @@ class GenerateConfig:
     top_p: float = field(0.9, help="nucleus sampling top-p", gt=0, max=1)
     repetition_penalty: float = field(1.2, help="repetition penalty", gt=0)
     max_new_tokens: int = field(512, help="new tokens per generation request", min=1)
-    fit_answers: bool = field(True, help="stop an answer once it holds the examples its label still needs (one line "
-                                         "more, for a preamble) or when no more example of the task's typical "
-                                         "length fits in its tokens (backends with stop criteria: llamacpp)")  # fmt: skip
+    fit_answers: bool = field(False, help="stop an answer once it holds the examples its label still needs (one "
+                                          "line more, for a preamble) or when no more example of the task's typical "
+                                          "length fits in its tokens (backends with stop criteria: llamacpp); off: "
+                                          "on the demo it cost kept examples (README)")  # fmt: skip
     revision_max_tokens: int = field(64, help="new tokens per revision answer", min=1)
     context_length: int = field(4096, help="model context; demonstrations are dropped until a prompt fits", min=1)
     seed: int = field(0, help="seed of demonstrations, summaries and sampling", min=0)
