@@ -74,6 +74,9 @@ def is_live(run: Any, now: float | None = None) -> bool:
     return (now or time.time()) - beat <= timeout_s()
 
 
+_HELD: set[Lease] = set()  # the leases this process holds now (see :func:`fail_held`)
+
+
 class Lease:
     """The heartbeat of one run, refreshed from a daemon thread until :meth:`release`."""
 
@@ -87,6 +90,7 @@ class Lease:
 
     def start(self) -> Lease:
         self._thread.start()
+        _HELD.add(self)
         return self
 
     def _beat(self) -> None:
@@ -106,8 +110,30 @@ class Lease:
 
     def release(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
+        _HELD.discard(self)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
+
+
+def fail_held(reason: str) -> list[str]:
+    """End every run this process holds FAILED with ``reason`` and free its lease (a unit past its time limit,
+    just before its worker exits); returns the run ids. A later claim of the digest takes the run over."""
+    import mlflow
+
+    from rose.tracking import ERROR_TAG
+
+    client = mlflow.MlflowClient()
+    failed = []
+    for lease in list(_HELD):
+        lease._stop.set()
+        _HELD.discard(lease)
+        try:
+            client.set_tag(lease.run_id, ERROR_TAG, reason[:4000])
+            client.set_terminated(lease.run_id, "FAILED")
+            failed.append(lease.run_id)
+        except Exception as exc:  # noqa: BLE001 - the store may be what hangs: the stale heartbeat frees it then
+            log.warning("could not end run %s: %s", lease.run_id, str(exc).splitlines()[0])
+    return failed
 
 
 @dataclass

@@ -291,6 +291,61 @@ def test_the_cut_never_goes_below_its_floor(tmp_path, tiny):
         load_study(path)
 
 
+def test_a_run_serving_two_units_records_both_and_the_plans_never_flip(store, tiny):
+    """Two studies whose generate units differ only in a setting outside the run's digest (the cache folder) share
+    one generate run; each unit is recorded on it as its own tag (``rose.unit.<digest>``), so neither plan flips."""
+    from rose.pipeline import plan, stages
+    from rose.pipeline.study import load_study
+    from rose.tracking import search_runs
+
+    one = study_yaml(store, tiny)
+    other = store / "other" / "study.yaml"
+    other.parent.mkdir()
+    other.write_text(one.read_text().replace(str(store / "cache"), str(store / "other-cache")))
+
+    def generations(path: Path) -> list:
+        return [u for u in plan.build(load_study(path), plan.Facts.load("study")).units if u.stage == "generate"]
+
+    first, second = generations(one), generations(other)
+    assert not {u.digest for u in first} & {u.digest for u in second}
+    ran = dict(stages.run_units("study", first))
+    assert dict(stages.run_units("study", generations(other))) == {
+        b.digest: ran[a.digest] for a, b in zip(first, second, strict=True)}  # fmt: skip
+    for path in (one, other, one):
+        assert all(u.run_id for u in generations(path)), f"{path}: a generation flipped back to RUN"
+    runs = [r for r in search_runs("study") if r.data.tags["rose.stage"] == "generate"]
+    assert len(runs) == 2
+    for run in runs:
+        assert len(plan.served_units(run.data.tags)) == 2
+
+
+def test_a_score_unit_is_claimed_once_per_digest(store, monkeypatch):
+    """A score unit run twice (a retry, a second driver) finds the first finished score run: one run per digest."""
+    import mlflow
+
+    from rose import tracking
+    from rose.score import run as score_run
+    from rose.score.config import ScoreConfig
+
+    tracking.setup("scored")
+    calls = []
+
+    def fake_body(config, digests, digest, claim):  # the scoring itself is tested elsewhere: count how often it runs
+        calls.append(digest)
+        with tracking.run("score", tracking.tags("score", "topic", "en", digest=digest), run_id=claim.run_id,
+                          lease=claim.lease) as active:  # fmt: skip
+            return score_run.ScoreResult(active.info.run_id, [], None, Path())
+
+    monkeypatch.setattr(score_run, "_score", fake_body)
+    config = ScoreConfig(task=["topic"], language=["en"], experiment="scored")
+    first = score_run.score(config, digest="unit-1")
+    again = score_run.score(config, digest="unit-1")
+    assert again.run_id == first.run_id and calls == ["unit-1"]
+    assert score_run.score(config, digest="unit-2").run_id != first.run_id
+    runs = mlflow.MlflowClient().search_runs([tracking.setup("scored")], "tags.`rose.stage` = 'score'")
+    assert sorted(r.data.tags["rose.digest"] for r in runs) == ["unit-1", "unit-2"]
+
+
 @pytest.mark.slow
 @needs_shared
 def test_study_grows_shrinks_and_changes_its_human_test_set_running_only_new_units(store, tiny):

@@ -60,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(result.plan)
         return 0
-    print(leaderboards(result.score_runs))
+    if result.score_runs:
+        print(leaderboards(result.score_runs))
     for note in result.notes:
         print(f"note: {note}")
     print(f"\nstudy finished in {result.wall_s:.0f} s ({result.ran} unit(s) run, {result.skipped} already done)")
     if result.stage_s:
         print(f"time per stage: {result.time_split()}")
     print(where_to_look(result.experiment))
-    return 0
+    if result.ok:
+        return 0
+    for task, reason in result.failed:
+        print(f"FAILED {task}: {reason}")
+    print(f"{len(result.left)} unit(s) not run. Resume the study (what is done is kept): {result.resume}")
+    return 1

@@ -1,120 +1,317 @@
-"""Running a plan: stage by stage, in this process's worker pool (fresh processes) or as Ray tasks.
+"""Running a plan as a graph: every task starts when what it reads is done, locally or as Ray tasks.
 
-Before each stage the plan is built again from the tracking store, so a unit reads the runs the stages before
-it made (and the per-label cut, known once generation is done, is the real one). Evaluate units of one train unit
-run together (each seed model is loaded once), and the local executor deals the cells into ``max_parallel``
-workers (a worker process costs seconds to start). Workers write to the same tracking store
-(``MLFLOW_TRACKING_URI``); with several writers, use a tracking server rather than a SQLite file.
+The driver holds the graph (:mod:`rose.pipeline.graph`). Generations of every case start at once; when the last
+generation of a case is done, the plan of that case is built again from the tracking store (its per-label cut is
+then the real one) and its trainings, cells and score join the graph: a case's trainings wait for that case's
+generations only, a train unit's cells for that training, a score for its case's trainings and cells.
+
+- Ray (:class:`RayPool`): a task is submitted as soon as the tasks it waits for are submitted, with their object
+  references as arguments, so Ray starts it when they are done; ``ray.wait`` reports progress. Each task asks for
+  the resources of its kind of unit (:mod:`rose.pipeline.resources`); GPU generation tasks run in a fresh worker
+  (``max_calls=1``). File inputs travel by content (:mod:`rose.pipeline.shipping`); the environment a worker needs
+  travels in its payload (:mod:`rose.pipeline.worker`).
+- Local (:class:`LocalPool`): up to ``max_parallel`` tasks at once, each in a fresh process that ends with it (the
+  memory a generator or a classifier took is given back; a crash cannot corrupt the driver); a task is started when
+  the tasks it waits for are done.
+
+Faults: a task whose worker dies (or that passes its time limit) is retried up to ``max_retries`` times; a task that
+fails for good leaves every task that does not depend on it running to its end, and the study ends listing what
+failed (:class:`Outcome`). Workers write to the same tracking store; with several nodes it must be a server.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import Any
 
 from rose import tracking
 from rose.errors import RoseError
-from rose.pipeline import stages
-from rose.pipeline.plan import STAGES, Plan, Unit
+from rose.pipeline import graph as graphs
+from rose.pipeline import resources as unit_resources
+from rose.pipeline import worker
+from rose.pipeline.plan import Plan
+from rose.pipeline.study import Study
 
 log = logging.getLogger(__name__)
 
 
-def _work(payload: tuple) -> list[tuple[str, str]]:
-    """Run a batch of units (in any process); returns (unit digest, run id) pairs."""
-    study_path, units, env = payload
-    os.environ.update(env)
-    if not logging.getLogger().handlers:  # a fresh worker process: log like the driver
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return stages.run_units(study_path, units)
-    except RoseError as exc:  # subclasses may not survive pickling back to the driver
-        raise RoseError(str(exc)) from None
+class UnitFailed(RoseError):
+    """A task that failed for good (after its retries)."""
 
 
-def _env() -> dict[str, str]:
-    return {"MLFLOW_TRACKING_URI": tracking.tracking_uri()}
+@dataclass
+class Outcome:
+    """What a run of the graph did: run ids of the units that ran, what failed (and why), what was left out."""
+
+    ran: dict[str, str] = field(default_factory=dict)  # unit digest -> run id
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (task label, reason)
+    skipped: list[str] = field(default_factory=list)  # labels of units not run because what they need failed
+    spans: dict[str, list[float]] = field(default_factory=dict)  # kind -> [first start, last end] (driver clock)
+
+    def seconds(self) -> dict[str, float]:
+        return {kind: end - start for kind, (start, end) in self.spans.items()}
 
 
-def batches(plan: Plan, stage: str, workers: int = 0) -> list[list[Unit]]:
-    """The stage's units still to run, grouped: the cells of one train unit together (with ``workers``, the
-    cells are dealt into that many batches, so a worker process starts once per batch, not per classifier);
-    other units alone."""
-    todo = [u for u in plan.units if u.stage == stage and not u.run_id]
-    missing = [u.label for u in todo if u.needs and not u.inputs]
-    if missing:
-        raise RoseError(f"cannot run {missing[0]}: a unit it reads did not finish")
-    if stage != "evaluate":
-        return [[u] for u in todo]
-    groups: dict[str, list[Unit]] = {}
-    for unit in todo:
-        groups.setdefault(unit.inputs["train"], []).append(unit)
-    if not workers:
-        return list(groups.values())
-    dealt: list[list[Unit]] = [[] for _ in range(min(workers, len(groups)))]
-    for i, group in enumerate(groups.values()):
-        dealt[i % len(dealt)].extend(group)
-    return dealt
+# --- where tasks run ------------------------------------------------------------------------------------------
+class LocalPool:
+    """Tasks in fresh processes, ``max_parallel`` at once; a task is submitted once its needs are done."""
+
+    eager = False
+
+    def __init__(self, max_parallel: int = 1):
+        self._threads = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rose-unit")
+
+    def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Future:
+        return self._threads.submit(_in_process, payload, res)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        done, _ = wait_futures(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Future) -> list[tuple[str, str]]:
+        return handle.result()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
 
 
-def run_local(study_path: str, replan: Callable[[], Plan], max_parallel: int = 1) -> dict[str, float]:
-    """Run the units that are not done, stage after stage; up to ``max_parallel`` batches at once within a stage.
-
-    Each batch runs in a fresh worker process that ends with it, so the memory a generator or a classifier took is
-    given back before the next one starts (and a crash in one unit cannot corrupt the driver). Returns the seconds
-    each stage took.
-    """
+def _in_process(payload: worker.Payload, res: unit_resources.Resources) -> list[tuple[str, str]]:
+    """Run a task in a fresh process; a process that dies (or passes its time limit) is started again."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
-    seconds: dict[str, float] = {}
-    for stage in STAGES:
-        todo = batches(replan(), stage, workers=max_parallel)
-        if not todo:
-            continue
-        start = time.perf_counter()
-        log.info("%s: %d unit(s) to run", stage, sum(map(len, todo)))
-        with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, max_tasks_per_child=1) as pool:
-            futures = {}
-            for batch in todo:
-                for unit in batch:
-                    log.info("queued %s", unit.label)
-                futures[pool.submit(_work, (study_path, batch, _env()))] = batch
-            for future in as_completed(futures):
-                for unit, (_, run_id) in zip(futures[future], future.result(), strict=True):
-                    unit.run_id = run_id
-                    log.info("finished %s -> run %s", unit.label, run_id)
-        seconds[stage] = time.perf_counter() - start
-    return seconds
+    reason = ""
+    for attempt in range(res.max_retries + 1):
+        receive, send = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=worker.child, args=(payload, send), daemon=False)
+        process.start()
+        send.close()
+        answer = None
+        try:
+            answer = receive.recv()  # EOFError: the process ended without answering (killed, crashed)
+        except EOFError:
+            pass
+        process.join()
+        receive.close()
+        if answer is not None:
+            status, value = answer
+            if status == "ok":
+                return value
+            raise UnitFailed(value)  # an error of the unit itself: the same inputs fail the same way
+        code = process.exitcode
+        reason = (f"past its time limit of {res.timeout_s:g} s" if code == worker.TIMEOUT_EXIT
+                  else f"its worker process died (exit code {code})")  # fmt: skip
+        if attempt < res.max_retries:
+            log.warning("%s: %s; trying again (%d of %d retries)", _labels(payload), reason, attempt + 1,
+                        res.max_retries)  # fmt: skip
+    raise UnitFailed(f"{reason}, {res.max_retries} retr{'y' if res.max_retries == 1 else 'ies'} used")
 
 
-def run_ray(study_path: str, replan: Callable[[], Plan], address: str | None = None,
-            gpus_per_generator: float = 0) -> dict[str, float]:  # fmt: skip
-    """Run the same plan as Ray tasks: generation per candidate (with the GPUs it asks for), training per
-    candidate, the cells per train unit, scoring last. All tasks log to the tracking URI of the driver, which must
-    be reachable from the workers (a tracking server for a real cluster)."""
-    try:
-        import ray
-    except ImportError:
-        raise RoseError("ray is not installed: run `pip install 'rose[ray]'` or use --executor local") from None
-    env = _env()
-    if not ray.is_initialized():
-        ray.init(address=address, runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=True)
-    remote = ray.remote(_work)
-    seconds: dict[str, float] = {}
-    for stage in STAGES:
-        todo = batches(replan(), stage)
-        if not todo:
-            continue
-        start = time.perf_counter()
-        gpus = gpus_per_generator if stage == "generate" else 0
-        refs = {remote.options(num_gpus=gpus, max_retries=1).remote((study_path, b, env)): b for b in todo}
-        for ref, batch in refs.items():
-            for unit, (_, run_id) in zip(batch, ray.get(ref), strict=True):
-                unit.run_id = run_id
-                log.info("finished %s -> run %s", unit.label, run_id)
-        seconds[stage] = time.perf_counter() - start
-    return seconds
+class RayPool:
+    """Tasks on a Ray cluster; a task is submitted with the object references of the tasks it waits for."""
+
+    eager = True
+
+    def __init__(self, address: str | None, uri: str):
+        try:
+            import ray
+        except ImportError:
+            raise RoseError("ray is not installed: run `pip install 'rose[ray]'` or use --executor local") from None
+        self.ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        local_store = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+        if len(alive) > 1 and local_store:
+            self.close()
+            raise RoseError(f"the tracking store {uri} is a file on this machine and the Ray cluster has "
+                            f"{len(alive)} nodes: start a tracking server (`mlflow server ...`) and set "
+                            "MLFLOW_TRACKING_URI to it")  # fmt: skip
+        self.gpus = float(ray.cluster_resources().get("GPU", 0))
+        self._remote = ray.remote(worker.ray_task)
+
+    def put(self, blob: bytes) -> Any:
+        return self.ray.put(blob)
+
+    def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Any:
+        kind = payload.units[0].stage
+        return self._remote.options(**res.ray_options(kind)).remote(payload, *deps)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        ready, _ = self.ray.wait(handles, num_returns=len(handles), timeout=timeout, fetch_local=False)
+        if not ready:  # ray.wait returns what is ready when the timeout passes, at least one when it can
+            ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout, fetch_local=False)
+        return ready
+
+    def result(self, handle: Any) -> list[tuple[str, str]]:
+        try:
+            return self.ray.get(handle)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+            raise UnitFailed(_first_line(getattr(exc, "cause", None) or cause)) from None
+        except (self.ray.exceptions.WorkerCrashedError, self.ray.exceptions.RayError) as exc:
+            raise UnitFailed(f"its worker died ({_first_line(exc)}), retries used") from None
+
+    def close(self) -> None:
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if "Traceback" in text else lines[0]
+
+
+def _labels(payload: worker.Payload) -> str:
+    return "; ".join(u.label for u in payload.units)
+
+
+# --- the graph ------------------------------------------------------------------------------------------------
+class Runner:
+    """Builds each task's payload (resources, environment, file inputs) and runs the graph on a pool."""
+
+    def __init__(self, study: Study, pool, *, gpus_per_generator: float = 0.0, on_ray: bool = False):
+        self.study, self.pool, self.on_ray = study, pool, on_ray
+        self.gpus_per_generator = gpus_per_generator or None
+        keys = {str(s.get("api_key_env")) for s in [study.generate] if s.get("api_key_env")}
+        self.env = worker.environment(tuple(keys))
+        self.shipped: dict[str, Any] = {}
+
+    def resources(self, node: graphs.Node) -> unit_resources.Resources:
+        unit = node.units[0]
+        backend = None if unit.candidate is not None and unit.candidate.imported else unit.settings.get("backend")
+        return unit_resources.for_unit(node.kind, backend, self.study.resources,
+                                       cluster_gpus=getattr(self.pool, "gpus", 0.0),
+                                       gpus_per_generator=self.gpus_per_generator)  # fmt: skip
+
+    def payload(self, node: graphs.Node, known: dict[str, str]) -> worker.Payload:
+        res = self.resources(node)
+        threads = res.threads if self.on_ray or "cpus" in self.study.resources.get(node.kind, {}) else None
+        if self.on_ray:
+            self._ship(node)
+        shipped = {p: s for p, s in self.shipped.items() if p in _named(node)} if self.on_ray else {}
+        wanted = {d for u in node.units for d in u.needs}
+        return worker.Payload(self.study.experiment, node.units, self.env, {d: known[d] for d in wanted if d in known},
+                              threads, res.gpus, res.timeout_s, shipped)  # fmt: skip
+
+    def _ship(self, node: graphs.Node) -> None:
+        from rose.pipeline import shipping
+
+        new = [u for u in node.units if shipping.named_paths([u]) - set(self.shipped)]
+        if new:
+            self.shipped.update(shipping.ship(new, self.study.cases(), self.pool.put))
+
+    def run(self, replan: Callable[[], Plan]) -> Outcome:
+        plan = replan()
+        names: Counter = Counter()
+        known = {u.digest: u.run_id for u in plan.units if u.run_id}
+        graph = graphs.nodes(plan, names=names)
+        log.info("%s", graphs.describe(graph, lambda n: self.resources(n).describe()))
+        pending_gens: dict[tuple[str, str], set[str]] = {}
+        for node in graph:
+            if node.kind == "generate":
+                pending_gens.setdefault(node.case, set()).add(node.key)
+        queue = [n for n in graph if n.kind == "generate" or n.case not in pending_gens]
+        return self._loop(queue, pending_gens, known, replan, names)
+
+    def _loop(self, queue, pending_gens, known, replan, names) -> Outcome:
+        out = Outcome()
+        state: dict[str, str] = {}  # node key -> submitted / ok / failed / skipped
+        handles: dict[str, Any] = {}  # node key -> its pool handle
+        node_of: dict[Any, graphs.Node] = {}  # pool handle -> node
+        order: dict[str, int] = {}  # node key -> position (needs come first)
+        by_key: dict[str, graphs.Node] = {}
+        waiting: list[graphs.Node] = []
+        total = finished = 0
+
+        def enqueue(new: list[graphs.Node]) -> None:
+            nonlocal total
+            for node in new:
+                by_key[node.key], order[node.key] = node, len(order)
+                waiting.append(node)
+                total += len(node.units)
+
+        enqueue(queue)
+        while True:
+            for node in list(waiting):
+                needs = [state.get(k) for k in node.needs]
+                if any(s in ("failed", "skipped") for s in needs):
+                    waiting.remove(node)
+                    state[node.key] = "skipped"
+                    out.skipped += [u.label for u in node.units]
+                    log.warning("not running %s %s: a task it waits for failed", node.name, node.label)
+                    continue
+                if not (all(s == "ok" for s in needs) or (self.pool.eager and None not in needs)):
+                    continue
+                waiting.remove(node)
+                deps = [handles[k] for k in node.needs] if self.pool.eager else []
+                handle = self.pool.submit(self.payload(node, known), self.resources(node), deps)
+                handles[node.key], node_of[handle], state[node.key] = handle, node, "submitted"
+                now = time.perf_counter()
+                out.spans.setdefault(node.kind, [now, now])
+                log.info("queued %s %s%s", node.name, node.label,
+                         f"  <- {' '.join(by_key[k].name for k in node.needs)}" if node.needs else "")  # fmt: skip
+            running = [h for h, n in node_of.items() if state[n.key] == "submitted"]
+            if not running:
+                break
+            for handle in sorted(self.pool.wait(running, 30.0), key=lambda h: order[node_of[h].key]):
+                node = node_of[handle]
+                try:
+                    pairs = self.pool.result(handle)
+                except Exception as exc:  # noqa: BLE001 - a unit's failure must not stop the others
+                    if any(state.get(k) in ("failed", "skipped") for k in node.needs):
+                        state[node.key] = "skipped"
+                        out.skipped += [u.label for u in node.units]
+                        continue
+                    state[node.key] = "failed"
+                    reason = str(exc) if isinstance(exc, RoseError) else _first_line(exc)
+                    out.failed.append((f"{node.name} {node.label}", reason))
+                    log.error("FAILED %s %s: %s", node.name, node.label, reason)
+                    continue
+                state[node.key] = "ok"
+                finished += len(node.units)
+                out.spans[node.kind][1] = time.perf_counter()
+                for digest, run_id in pairs:
+                    known[digest] = out.ran[digest] = run_id
+                log.info("finished %s %s -> run%s %s [%d/%d units]", node.name, node.label,
+                         "s" if len(pairs) > 1 else "", ", ".join(r for _, r in pairs), finished, total)  # fmt: skip
+                if node.kind == "generate":
+                    enqueue(self._expand(node, pending_gens, state, known, replan, names))
+        return out
+
+    def _expand(self, node, pending_gens, state, known, replan, names) -> list[graphs.Node]:
+        """When a case's last generation is done: that case's plan again (its cut), its other tasks."""
+        waiting = pending_gens.get(node.case, set())
+        if any(state.get(k) != "ok" for k in waiting):
+            return []
+        plan = replan()
+        known.update({u.digest: u.run_id for u in plan.units if u.run_id})
+        new = graphs.nodes(plan, {node.case}, names=names)
+        cut = next((u.settings.get("per_label") for u in plan.units if u.stage == "train"
+                    and (u.task, u.language) == node.case), None)  # fmt: skip
+        log.info("%s/%s: every generation is done (per-label cut %s); its tasks:\n%s", *node.case, cut,
+                 graphs.describe(new, lambda n: self.resources(n).describe()))  # fmt: skip
+        pending_gens.pop(node.case, None)
+        return new
+
+
+def _named(node: graphs.Node) -> set[str]:
+    from rose.pipeline import shipping
+
+    return shipping.named_paths(node.units)
+
+
+def pool_for(executor: str, *, max_parallel: int = 1, address: str | None = None):
+    """The pool that runs tasks: ``local`` (processes here) or ``ray`` (a cluster; refused with a file store and
+    several nodes, before anything runs)."""
+    if executor == "ray":
+        return RayPool(address, tracking.tracking_uri())
+    return LocalPool(max_parallel)

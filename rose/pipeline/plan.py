@@ -10,7 +10,9 @@ Units per case (task and language):
   (a generate unit, or the content of the human test split) and the evaluation settings.
 - ``score``: one per case; its digest covers its settings and every unit it reads.
 
-A unit is done when a finished top-level run tagged ``rose.unit=<digest>`` exists in the study's experiment. So
+A unit is done when a finished top-level run records it: the tag ``rose.unit.<digest>`` (one tag per unit a run
+serves, never overwritten, so two unit digests that map to one run never flip each other; design rule 5 of
+docs/CONTRACTS.md). So
 adding a candidate runs its generation, its training, its cells and the score; removing one runs only the score;
 changing the human test set runs its cells and the score, never a training.
 """
@@ -49,7 +51,21 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNIT_TAG = "rose.unit"
+UNIT_TAG = "rose.unit"  # rose.unit.<digest>: the units a run serves (older runs: rose.unit=<digest>, one unit)
+
+
+def unit_tag(digest: str) -> str:
+    """The tag that records a run serves the unit ``digest``."""
+    return f"{UNIT_TAG}.{digest}"
+
+
+def served_units(tags: dict[str, str]) -> list[str]:
+    """The unit digests a run's tags record (``rose.unit.<digest>`` keys, and the older single ``rose.unit``)."""
+    prefix = UNIT_TAG + "."
+    units = [key[len(prefix) :] for key in tags if key.startswith(prefix)]
+    if tags.get(UNIT_TAG):
+        units.append(tags[UNIT_TAG])
+    return units
 STAGES = ("generate", "train", "evaluate", "score")
 
 
@@ -66,7 +82,8 @@ class Unit:
     data: str = ""  # train: training data ref; evaluate: the dataset ref (``human:`` refs; run ids filled later)
     on: str = ""  # evaluate: the dataset's name (a candidate, or ``human``)
     run_id: str | None = None  # the finished run, once known
-    inputs: dict[str, Any] = field(default_factory=dict)  # run ids of what it reads, filled by :func:`resolve`
+    inputs: dict[str, Any] = field(default_factory=dict)  # run ids of what it reads, filled by :func:`fill`
+    n_train: int = 0  # score: its first ``n_train`` needs are the train units it reads (the rest are cells)
 
     @property
     def who(self) -> str:
@@ -98,9 +115,9 @@ class Facts:
         self.done: dict[str, str] = {}
         self.metrics: dict[str, dict[str, float]] = {}
         for run in runs or []:
-            unit = run.data.tags.get(UNIT_TAG)
-            if unit and run.data.tags.get("mlflow.parentRunId") is None:
-                self.done.setdefault(unit, run.info.run_id)
+            if run.data.tags.get("mlflow.parentRunId") is None:
+                for unit in served_units(run.data.tags):
+                    self.done.setdefault(unit, run.info.run_id)
             if run.data.tags.get("rose.stage") == "generate":
                 self.metrics[run.info.run_id] = dict(run.data.metrics)
         self._counts: dict[str, Counter] = {}
@@ -207,7 +224,8 @@ def build(study: Study, facts: Facts | None = None) -> Plan:
         score_set = {**score_settings(study, task, lang), "candidates": [c.name for c in racing]}
         needs = [u.digest for u in (*trains.values(), *cells)]
         score = Unit("score", task, lang, score_set, tracking.digest({"score": identity(score_set), "needs": sorted(needs)}),
-                     needs=needs)  # fmt: skip
+                     needs=needs, data=study.human_test_ref if study.human_test else "",
+                     n_train=len(trains))  # fmt: skip
         units += [*gens.values(), *trains.values(), *cells, score]
     for unit in units:
         unit.run_id = facts.done.get(unit.digest)
@@ -253,18 +271,26 @@ def _human_digest(study: Study, task: str, language: str, split: str) -> str:
 
 def resolve(plan: Plan) -> None:
     """Fill each unit's ``inputs`` (the run ids it reads) from the units it needs that are done."""
-    by_digest = plan.by_digest()
+    run_of = {u.digest: u.run_id for u in plan.units if u.run_id}
     for unit in plan.units:
-        needs = [by_digest[d] for d in unit.needs]
-        if any(not n.run_id for n in needs):
-            continue
-        if unit.stage == "train":
-            unit.inputs = {"data": needs[0].run_id if needs else unit.data}
-        elif unit.stage == "evaluate":
-            unit.inputs = {"train": needs[0].run_id, "data": needs[1].run_id if len(needs) > 1 else unit.data}
-        elif unit.stage == "score":
-            human = next((u.data for u in needs if u.stage == "evaluate" and u.on == HUMAN_NAME), "")
-            unit.inputs = {"train_runs": [u.run_id for u in needs if u.stage == "train"], "human_test": human}
+        fill(unit, run_of)
+
+
+def fill(unit: Unit, run_of: dict[str, str]) -> bool:
+    """Fill ``unit.inputs`` from ``run_of`` (unit digest -> finished run id); False while a need is not done.
+
+    The one place that knows what each kind of unit reads, used by the driver and by a worker (which learns the
+    run ids of what it needs from the tasks it waited for)."""
+    ids = [run_of.get(d) for d in unit.needs]
+    if any(i is None for i in ids):
+        return False
+    if unit.stage == "train":
+        unit.inputs = {"data": ids[0] if ids else unit.data}
+    elif unit.stage == "evaluate":
+        unit.inputs = {"train": ids[0], "data": ids[1] if len(ids) > 1 else unit.data}
+    elif unit.stage == "score":
+        unit.inputs = {"train_runs": ids[: unit.n_train], "human_test": unit.data}
+    return True
 
 
 def describe(plan: Plan) -> str:

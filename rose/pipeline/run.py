@@ -14,6 +14,7 @@ from pathlib import Path
 from rose import tracking
 from rose.errors import RoseError
 from rose.pipeline import execute, plan
+from rose.pipeline import graph as graphs
 from rose.pipeline.study import load_study
 from rose.tasks import get_task
 
@@ -30,11 +31,18 @@ class PipelineResult:
     ran: int = 0
     skipped: int = 0
     wall_s: float = 0.0
-    stage_s: dict[str, float] = field(default_factory=dict)  # seconds each stage took (stages that ran)
+    stage_s: dict[str, float] = field(default_factory=dict)  # per kind: first start to last end (they overlap)
     notes: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (task, reason) of the tasks that failed for good
+    left: list[str] = field(default_factory=list)  # units still to run when the study ended
+    resume: str = ""  # the command that resumes the study
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.left
 
     def time_split(self) -> str:
-        """``generate 12 s, train 30 s, evaluate 8 s, score 3 s`` (the stages that ran)."""
+        """``generate 12 s, train 30 s, evaluate 8 s, score 3 s`` (kinds that ran; first start to last end)."""
         return ", ".join(f"{stage} {self.stage_s[stage]:.0f} s" for stage in plan.STAGES if stage in self.stage_s)
 
 
@@ -60,25 +68,27 @@ def run_pipeline(
     text = plan.describe(first)
     skipped = sum(bool(u.run_id) for u in first.units)
     if dry_run:
-        return PipelineResult(None, text, study.experiment, skipped=skipped, notes=first.notes)
+        runner = execute.Runner(study, None, gpus_per_generator=gpus_per_generator)
+        graph = graphs.describe(graphs.nodes(first), lambda n: runner.resources(n).describe())
+        return PipelineResult(None, f"{text}\n{graph}", study.experiment, skipped=skipped, notes=first.notes)
     log.info("plan of %s:\n%s", config, text)
     for note in first.notes:
         log.warning("%s", note)
     current = {"plan": first}
 
-    def replan() -> plan.Plan:  # before each stage: what the stages before it made
+    def replan() -> plan.Plan:  # when a case's generations are done: its real per-label cut
         current["plan"] = plan.build(study, plan.Facts.load(study.experiment))
         return current["plan"]
 
+    pool = execute.pool_for(executor, max_parallel=max_parallel, address=ray_address)  # refusals come here
     started = time.perf_counter()
     run_id = _open_pipeline_run(study, text)
-    status, seconds = "FAILED", {}
+    status, outcome = "FAILED", execute.Outcome()
     try:
-        if executor == "ray":
-            seconds = execute.run_ray(str(config), replan, address=ray_address, gpus_per_generator=gpus_per_generator)
-        else:
-            seconds = execute.run_local(str(config), replan, max_parallel=max_parallel)
-        status = "FINISHED"
+        runner = execute.Runner(study, pool, gpus_per_generator=gpus_per_generator, on_ray=executor == "ray")
+        outcome = runner.run(replan)
+        final = replan()
+        status = "FINISHED" if not outcome.failed and all(u.run_id for u in final.units) else "FAILED"
     except KeyboardInterrupt as exc:
         status = "KILLED"
         tracking.record_error(run_id, exc, "interrupted (Ctrl-C or SIGINT)")
@@ -87,16 +97,33 @@ def run_pipeline(
         tracking.record_error(run_id, exc)
         raise
     finally:
+        pool.close()
         final = current["plan"]
-        _close_pipeline_run(run_id, status, final.units, skipped, time.perf_counter() - started, seconds, final)
-    final = current["plan"]
-    scores = [u.run_id for u in final.units if u.stage == "score"]
+        _close_pipeline_run(run_id, status, final.units, skipped, time.perf_counter() - started, outcome.seconds(),
+                            final)  # fmt: skip
+    scores = [u.run_id for u in final.units if u.stage == "score" and u.run_id]
     done_before = {u.digest for u in first.units if u.run_id}
     ran = sum(1 for u in final.units if u.run_id and u.digest not in done_before)
+    left = [u.label for u in final.units if not u.run_id]
     result = PipelineResult(run_id, text, study.experiment, scores, ran, skipped, time.perf_counter() - started,
-                            seconds, final.notes)  # fmt: skip
-    log.info("time per stage: %s", result.time_split() or "nothing ran")
+                            outcome.seconds(), final.notes, outcome.failed, left)  # fmt: skip
+    if not result.ok:
+        result.resume = resume_command(config, executor, max_parallel, ray_address)
+        tracking.record_error(run_id, RoseError(f"{len(outcome.failed)} task(s) failed, {len(left)} unit(s) not run"))
+    log.info("time per kind of unit (first start to last end): %s", result.time_split() or "nothing ran")
     return result
+
+
+def resume_command(config: str | Path, executor: str, max_parallel: int, ray_address: str | None) -> str:
+    """The command that resumes a study (what is done is kept; the rest runs)."""
+    parts = ["rose pipeline --config", str(config)]
+    if executor != "local":
+        parts += ["--executor", executor]
+    if ray_address:
+        parts += ["--ray-address", ray_address]
+    if max_parallel != 1:
+        parts += ["--max-parallel", str(max_parallel)]
+    return " ".join(parts)
 
 
 def _open_pipeline_run(study, plan_text: str) -> str:

@@ -15,6 +15,7 @@ human_test: true                # evaluate every classifier on the human test se
 equal_per_label: true           # train every candidate on the same number of examples per label (the smallest)
 min_per_label: 6                # ... but never cut below this (default: half the training per_label)
 pre_race: {keep: 3}             # fine-tune only the best 3 by rose_probe (off by default; rose.pipeline.prerace)
+resources: {train: {gpus: 0.5, cpus: 2}}   # what each kind of unit asks of a worker (rose.pipeline.resources)
 ```
 Every key is checked before anything runs; a mistake is reported with its line and the fix. With a human test set,
 the study also trains the human-data baseline (same settings, same number of human examples per label).
@@ -40,6 +41,7 @@ from rose.importing import ImportConfig
 from rose.languages import get_language
 from rose.locations import SHARED_DATA, is_hub_id, project_dir
 from rose.naming import candidate_name, slug
+from rose.pipeline import resources as unit_resources
 from rose.pipeline.prerace import PreRace
 from rose.pipeline.prerace import parse as parse_pre_race
 from rose.score.config import ScoreConfig
@@ -48,7 +50,7 @@ from rose.train.config import TrainConfig
 
 TOP_KEYS = {
     "experiment", "tasks", "languages", "source", "candidates", "generators", "strategies", "generate", "train",
-    "score", "human_test", "equal_per_label", "min_per_label", "description", "pre_race",
+    "score", "human_test", "equal_per_label", "min_per_label", "description", "pre_race", "resources",
 }  # fmt: skip
 
 # Settings the study itself decides; a stage section may not set them.
@@ -94,6 +96,7 @@ class Study:
     min_per_label: int = 0  # the cut's floor (0: half the training per_label, rounded up)
     pre_race: PreRace | None = None  # fine-tune only the best candidates by rose_probe (None: every candidate)
     description: str = ""
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per kind of unit: gpus, cpus, ...
 
     def cases(self) -> list[tuple[str, str]]:
         return list(itertools.product(self.tasks, self.languages))
@@ -142,6 +145,7 @@ def load_study(path: str | Path) -> Study:
     study.min_per_label = _count(raw.get("min_per_label", 0), where("min_per_label"), "min_per_label")
     study.pre_race = parse_pre_race(raw.get("pre_race"), where("pre_race"))
     study.description = str(raw.get("description", ""))
+    study.resources = unit_resources.parse(raw.get("resources"), where)
     for stage in ("generate", "train", "score"):
         value = raw.get(stage) or {}
         if not isinstance(value, dict):

@@ -295,18 +295,55 @@ def _known() -> set[str]:
     return set(DIRECTION)
 
 
-def score(config: ScoreConfig) -> ScoreResult:
+def score(config: ScoreConfig, *, digest: str | None = None) -> ScoreResult:
     """Score the query's cases and log a score run; see the module docstring.
 
-    Raises RoseError naming what is missing (generate runs, train runs) and the command that produces it.
+    With ``digest`` (a pipeline's score unit, which covers every run it reads), the score run is claimed through
+    the lease like generate runs and train parents: a finished score run with that digest is returned as it is,
+    and a live one is waited for, so one score run exists per digest. Raises RoseError naming what is missing
+    (generate runs, train runs) and the command that produces it.
     """
-    import mlflow
-
     validate(config)
     tracking.setup(config.experiment, create=False)  # an unknown experiment is a mistake, not a new study
     given = {t: get_task(t) for t in config.task if t != "all" and is_task_file(t)}  # task files: by content
     digests = {task.name: task.digest for task in given.values()}
     config = replace(config, task=[given[t].name if t in given else t for t in config.task])
+    if digest is None:
+        return _score(config, digests, None, None)
+    name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")
+    run_tags = tracking.tags("score", ",".join(config.task), ",".join(config.language), digest=digest)
+    claim = tracking.claim(config.experiment, "score", digest, run_tags, name)
+    if claim.finished is not None:
+        log.info("an identical finished score run exists (%s); not scoring again", claim.finished.info.run_id)
+        return _reused(claim.finished)
+    try:
+        return _score(config, digests, digest, claim)
+    except BaseException as exc:
+        _give_up(claim, exc)
+        raise
+
+
+def _reused(run) -> ScoreResult:
+    return ScoreResult(run.info.run_id, [], pd.DataFrame(), Path())
+
+
+def _give_up(claim, exc: BaseException) -> None:
+    """A claimed score run that failed before it was opened ends FAILED (KILLED on Ctrl-C), its lease freed."""
+    import mlflow
+
+    try:
+        if mlflow.MlflowClient().get_run(claim.run_id).info.status == "RUNNING":
+            tracking.record_error(claim.run_id, exc)
+            mlflow.MlflowClient().set_terminated(claim.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                                                 else "FAILED")  # fmt: skip
+    finally:
+        claim.lease.release()
+
+
+def _score(config: ScoreConfig, digests: dict[str, str], digest: str | None, claim) -> ScoreResult:
+    """The scoring itself, into the claimed run (``claim``) or a new one (``digest`` None: the config's)."""
+    import mlflow
+
     store = collect(config.experiment, config.task, config.language, config.candidates, digests)
     cases, messages, state, datasets = [], [], {}, _Datasets()
     pool_digests: dict[str, str] = {}
@@ -365,15 +402,18 @@ def score(config: ScoreConfig) -> ScoreResult:
         ",".join(config.language),
         task_digest=next(iter(scored.values())) if len(scored) == 1 else None,
         champion=";".join(f"{k}={v}" for k, v in champions.items()) if len(pools) > 1 else pools[0].champion,
-        digest=tracking.digest(
+        digest=digest
+        or tracking.digest(
             {**to_params(config), "task_digests": scored}
             | ({"unlabelled_content": pool_digests} if config.unlabelled else {})
         ),  # fmt: skip
     )
     result = ScoreResult("", cases, judged, page, messages=messages)
     name = tracking.run_name("score", f"{','.join(config.task)}/{','.join(config.language)}")
-    with tracking.run(name, run_tags, params=to_params(config)) as active:
+    with tracking.run(name, run_tags, params=to_params(config), run_id=claim and claim.run_id,
+                      lease=claim and claim.lease) as active:  # fmt: skip
         result.run_id = active.info.run_id
+        mlflow.set_tags(run_tags)  # a claimed run was opened with the claim's tags only
         _log_metrics(cases, judged, grouped)
         mlflow.set_tags(selector_tags(pools))
         mlflow.log_artifacts(str(folder), artifact_path="report")
