@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -451,3 +452,85 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
                 assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
                     a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
+
+
+# --- the graph, resources, file inputs by content -------------------------------------------------------------
+def test_dry_run_shows_the_graph_with_what_each_task_waits_for(store, tiny, capsys):
+    from rose.cli import main
+
+    path = study_yaml(store, tiny, extra="resources: {train: {gpus: 0.25, cpus: 2}, generate: {timeout_s: 60}}\n")
+    assert main(["pipeline", "--config", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    graph = out.split("graph (")[1].splitlines()[1:]
+    assert len(graph) == 2 + 3 + 3 + 1  # two generations, three trainings, cells per training, the score
+    lines = {line.split()[0]: line for line in graph}
+    assert lines["g1"].endswith("[1 CPU, limit 60 s]") and "<-" not in lines["g1"]  # fake: no GPU
+    assert "<- g1 g2" in lines["t1"] and lines["t1"].endswith("[0.25 GPU, 2 CPU]")  # the cut waits for both
+    assert "<- g1 g2" in lines["t3"]  # the human baseline too
+    assert lines["e1"].split("<- ")[1].split()[:2] == ["t1", "g2"]  # a's cells: its training and b's data
+    assert lines["s1"].split("<- ")[1].split("  [")[0].split() == ["t1", "t2", "t3", "e1", "e2", "e3"]
+
+
+def test_resources_follow_the_backend_and_the_study():
+    from rose.pipeline import resources as res
+
+    assert res.for_unit("generate", "hf", {}).gpus == 1 and res.for_unit("generate", "vllm", {}).gpus == 1
+    for backend in ("llamacpp", "openai", "fake", None):  # None: an imported candidate
+        assert res.for_unit("generate", backend, {}).gpus == 0
+    study = {"generate": {"gpus": 2, "cpus": 4}, "train": {"gpus": 0.5}}
+    assert res.for_unit("generate", "llamacpp", study).gpus == 2  # asked for: llama.cpp can offload
+    assert res.for_unit("generate", None, study).gpus == 0 and res.for_unit("generate", None, study).cpus == 4
+    assert res.for_unit("train", None, {}).gpus == 0 and res.for_unit("train", None, {}, cluster_gpus=8).gpus == 1
+    assert res.for_unit("train", None, study, cluster_gpus=8).gpus == 0.5
+    assert res.for_unit("generate", "hf", {}).ray_options("generate")["max_calls"] == 1  # fresh worker per unit
+    assert "max_calls" not in res.for_unit("train", None, study).ray_options("train")
+    assert res.for_unit("score", None, {"score": {"memory_gb": 2}}).ray_options("score")["memory"] == 2 * 1024**3
+
+
+@pytest.mark.parametrize("section, message", [
+    ("{train: {gpu: 1}}", r"study.yaml:\d+: resources: train: unknown key 'gpu'"),
+    ("{training: {gpus: 1}}", r"study.yaml:\d+: resources: unknown kind of unit 'training'"),
+    ("{train: {gpus: -1}}", r"study.yaml:\d+: resources: train: gpus must be a number, 0 or more"),
+    ("{train: {gpus: 1.5}}", r"gpus above 1 must be whole"),
+    ("{score: {max_retries: 1.5}}", r"max_retries must be a whole number"),
+])  # fmt: skip
+def test_bad_resources_are_refused_with_their_line(tmp_path, tiny, section, message):
+    from rose.pipeline.study import load_study
+
+    path = study_yaml(tmp_path, tiny, extra=f"resources: {section}\n")
+    with pytest.raises(RoseError, match=message):
+        load_study(path)
+
+
+def test_file_inputs_travel_by_content(tmp_path, tiny):
+    """The driver packs the files a study names (of the data folder only what its cases read); a worker unpacks
+    them once per node and runs its units on the copies."""
+    from rose.pipeline import plan, shipping
+    from rose.pipeline.study import load_study
+
+    data = tmp_path / "data"
+    shutil.copytree(SOURCE / "sib200" / LANGUAGE if (SOURCE / "sib200").exists() else SOURCE / LANGUAGE,
+                    data / "sib200" / LANGUAGE)  # fmt: skip
+    (data / "unrelated.bin").write_bytes(b"\0" * 1000)
+    path = study_yaml(tmp_path, tiny)
+    path.write_text(path.read_text().replace(str(SOURCE), str(data)))
+    units = plan.build(load_study(path)).units
+    store: dict[int, bytes] = {}
+
+    def put(blob: bytes) -> int:
+        store[len(store)] = blob
+        return len(store) - 1
+
+    shipped = shipping.ship(units, [("topic", LANGUAGE)], put)
+    assert set(shipped) == {str(data)} and len(store) == 1
+    home = tmp_path / "worker-home"
+    local = shipping.unpack(shipped, home, store.__getitem__)
+    copy = Path(local[str(data)])
+    assert home in copy.parents and not (copy / "unrelated.bin").exists()
+    for split in ("train", "test"):
+        assert (copy / "sib200" / LANGUAGE / f"{split}.jsonl").read_bytes() == (
+            data / "sib200" / LANGUAGE / f"{split}.jsonl").read_bytes()  # fmt: skip
+    assert shipping.unpack(shipped, home, lambda ref: pytest.fail("unpacked twice")) == local
+    shipping.rewrite(units, local)
+    assert {u.settings["source"] for u in units if u.stage == "generate"} == {str(copy)}
+    assert {u.data for u in units if u.stage == "evaluate" and u.on == "human"} == {f"human:{copy}"}

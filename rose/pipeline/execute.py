@@ -178,8 +178,10 @@ def _labels(payload: worker.Payload) -> str:
 class Runner:
     """Builds each task's payload (resources, environment, file inputs) and runs the graph on a pool."""
 
-    def __init__(self, study: Study, pool, *, gpus_per_generator: float = 0.0, on_ray: bool = False):
+    def __init__(self, study: Study, pool, *, gpus_per_generator: float = 0.0, on_ray: bool = False,
+                 cluster_gpus: float | None = None):  # fmt: skip
         self.study, self.pool, self.on_ray = study, pool, on_ray
+        self.cluster_gpus = getattr(pool, "gpus", 0.0) if cluster_gpus is None else cluster_gpus
         self.gpus_per_generator = gpus_per_generator or None
         keys = {str(s.get("api_key_env")) for s in [study.generate] if s.get("api_key_env")}
         self.env = worker.environment(tuple(keys))
@@ -189,28 +191,23 @@ class Runner:
         unit = node.units[0]
         backend = None if unit.candidate is not None and unit.candidate.imported else unit.settings.get("backend")
         return unit_resources.for_unit(node.kind, backend, self.study.resources,
-                                       cluster_gpus=getattr(self.pool, "gpus", 0.0),
+                                       cluster_gpus=self.cluster_gpus,
                                        gpus_per_generator=self.gpus_per_generator)  # fmt: skip
 
     def payload(self, node: graphs.Node, known: dict[str, str]) -> worker.Payload:
         res = self.resources(node)
         threads = res.threads if self.on_ray or "cpus" in self.study.resources.get(node.kind, {}) else None
-        if self.on_ray:
-            self._ship(node)
         shipped = {p: s for p, s in self.shipped.items() if p in _named(node)} if self.on_ray else {}
         wanted = {d for u in node.units for d in u.needs}
         return worker.Payload(self.study.experiment, node.units, self.env, {d: known[d] for d in wanted if d in known},
                               threads, res.gpus, res.timeout_s, shipped)  # fmt: skip
 
-    def _ship(self, node: graphs.Node) -> None:
-        from rose.pipeline import shipping
-
-        new = [u for u in node.units if shipping.named_paths([u]) - set(self.shipped)]
-        if new:
-            self.shipped.update(shipping.ship(new, self.study.cases(), self.pool.put))
-
     def run(self, replan: Callable[[], Plan]) -> Outcome:
         plan = replan()
+        if self.on_ray:  # every file input the study names, packed once now: nothing is read from here later
+            from rose.pipeline import shipping
+
+            self.shipped = shipping.ship(plan.units, self.study.cases(), self.pool.put)
         names: Counter = Counter()
         known = {u.digest: u.run_id for u in plan.units if u.run_id}
         graph = graphs.nodes(plan, names=names)
@@ -273,6 +270,9 @@ class Runner:
                         continue
                     state[node.key] = "failed"
                     reason = str(exc) if isinstance(exc, RoseError) else _first_line(exc)
+                    limit = self.resources(node).timeout_s
+                    if "worker died" in reason and limit:
+                        reason += f" (a crash, lost memory, or past its time limit of {limit:g} s)"
                     out.failed.append((f"{node.name} {node.label}", reason))
                     log.error("FAILED %s %s: %s", node.name, node.label, reason)
                     continue

@@ -30,7 +30,9 @@ class Node:
         if len(self.units) == 1:
             return self.units[0].label
         first = self.units[0]
-        return f"{first.stage:<8} {first.task}/{first.language} {first.who} on {', '.join(u.on for u in self.units)}"
+        on = [u.on for u in self.units]
+        shown = ", ".join(on) if len(on) <= 4 else f"{', '.join(on[:3])} and {len(on) - 3} more"
+        return f"{first.stage:<8} {first.task}/{first.language} {first.who} on {shown}"
 
 
 def nodes(plan: Plan, cases: set[tuple[str, str]] | None = None, *, names: Counter | None = None) -> list[Node]:
@@ -70,7 +72,8 @@ def describe(graph: list[Node], what=None) -> str:
     by_key = {n.key: n for n in graph}
     lines = ["graph (each task starts when the tasks after '<-' are done):"]
     for node in graph:
-        waits = " ".join(by_key[k].name for k in node.needs if k in by_key)
+        names = [by_key[k].name for k in node.needs if k in by_key]
+        waits = " ".join(names) if len(names) <= 8 else f"{' '.join(names[:6])} ... {names[-1]} ({len(names)})"
         extra = f"  [{what(node)}]" if what else ""
         lines.append(f"  {node.name:>4} {node.label}{'  <- ' + waits if waits else ''}{extra}")
     return "\n".join(lines)

@@ -54,8 +54,13 @@ def run_pipeline(
     dry_run: bool = False,
     ray_address: str | None = None,
     gpus_per_generator: float = 0.0,
+    estimate: bool = False,
+    unit_seconds: str = "",
+    workers: int = 8,
+    gpus: float = 0.0,
 ) -> PipelineResult:
-    """Run the study in ``config``; with ``dry_run`` only build and return the plan."""
+    """Run the study in ``config``; with ``dry_run`` only build and return the plan (and its graph); with
+    ``estimate`` too, its cost on ``workers`` CPU slots and ``gpus`` GPUs (:mod:`rose.pipeline.estimate`)."""
     if executor not in EXECUTORS:
         raise RoseError(f"unknown executor {executor!r}: use local or ray")
     if max_parallel < 1:
@@ -68,8 +73,15 @@ def run_pipeline(
     text = plan.describe(first)
     skipped = sum(bool(u.run_id) for u in first.units)
     if dry_run:
-        runner = execute.Runner(study, None, gpus_per_generator=gpus_per_generator)
+        runner = execute.Runner(study, None, gpus_per_generator=gpus_per_generator, cluster_gpus=gpus)
         graph = graphs.describe(graphs.nodes(first), lambda n: runner.resources(n).describe())
+        if estimate:
+            from rose.pipeline import estimate as cost
+
+            figures = cost.estimate(first, runner.resources, workers=workers, gpus=gpus,
+                                    given=cost.parse_seconds(unit_seconds),
+                                    measured=cost.store_seconds(tracking.search_runs(study.experiment)))  # fmt: skip
+            graph = f"{graph}\n{figures.text()}"
         return PipelineResult(None, f"{text}\n{graph}", study.experiment, skipped=skipped, notes=first.notes)
     log.info("plan of %s:\n%s", config, text)
     for note in first.notes:

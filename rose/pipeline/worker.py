@@ -125,7 +125,8 @@ def _tag_worker(run_ids: list[str], threads: int | None, node: str) -> None:
     import mlflow
 
     client = mlflow.MlflowClient()
-    values = (socket.gethostname(), node, os.environ.get("CUDA_VISIBLE_DEVICES", "(all)"), str(threads or "default"))
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    values = (socket.gethostname(), node, "(all)" if gpus is None else gpus or "none", str(threads or "default"))
     for run_id in run_ids:
         for key, value in zip(WORKER_TAGS, values, strict=True):
             client.set_tag(run_id, key, value)

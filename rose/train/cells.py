@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import statistics
+import time
 from dataclasses import dataclass
 
 from rose import tasks, tracking
@@ -71,8 +72,9 @@ def command(experiment: str, train_run_id: str, data_ref: str) -> str:
 
 
 def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], trunk: bool = True) -> list[str]:
-    """The cells of the train setting ``train_run_id`` on each dataset (an existing finished cell is reused);
-    each seed model is loaded once for all the datasets. Returns the evaluate run ids, in order.
+    """The cells of the train setting ``train_run_id`` on each dataset (an existing finished cell is reused, or
+    grown by the seeds the setting gained since: only those are scored); each seed model is loaded once for all
+    the datasets. Returns the evaluate run ids, in order.
 
     With ``trunk`` (the default), seed models trained above a frozen trunk are scored through
     :mod:`rose.train.seed_models` (the base loaded once per worker, the frozen layers' output once per dataset);
@@ -81,22 +83,27 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
     parent = _train_parent(train_run_id)
     tags = parent.data.tags
     task, language = tasks.from_run(parent), tags["rose.language"]
-    todo, out = [], {}
-    for ref in data_refs:
-        data = dataset(ref, task, language)
-        digest = cell_digest(tags.get("rose.digest", train_run_id), data.key)
-        if done := tracking.find_finished(experiment, "evaluate", digest):
-            out[ref] = done.info.run_id
-        else:
-            todo.append((ref, data, digest))
-    if not todo:
-        return [out[r] for r in data_refs]
     seeds = sorted(
         (r for r in tracking.child_runs(train_run_id) if r.info.status == "FINISHED" and "rose.seed" in r.data.tags),
         key=lambda r: int(r.data.tags["rose.seed"]),
     )
     if not seeds:
         raise RoseError(f"train run {train_run_id} has no finished seed runs: train it again with `rose train`")
+    all_seeds = {int(r.data.tags["rose.seed"]) for r in seeds}
+    todo, grow, out = [], {}, {}
+    for ref in data_refs:
+        data = dataset(ref, task, language)
+        digest = cell_digest(tags.get("rose.digest", train_run_id), data.key)
+        if done := tracking.find_finished(experiment, "evaluate", digest):
+            missing = all_seeds - set(seed_scores(done.data.metrics))
+            if missing:  # the setting grew by seeds: score those only, on the same cell run
+                grow[ref] = done
+                todo.append((ref, data, digest))
+            out[ref] = done.info.run_id
+        else:
+            todo.append((ref, data, digest))
+    if not todo:
+        return [out[r] for r in data_refs]
     labels = list(task.labels)
     loaded = {(ref, data.name): load_ref(ref, task, language, split="test", strict_labels=False, name=data.name)
               for ref, data, _ in todo}  # fmt: skip
@@ -106,6 +113,8 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
     claims = {}
     try:
         for ref, data, digest in sorted(todo, key=lambda item: item[2]):
+            if ref in grow:
+                continue
             claim = tracking.claim(
                 experiment, "evaluate", digest, _cell_tags(parent, data, digest), _cell_name(parent, data)
             )
@@ -113,18 +122,25 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
                 out[ref] = claim.finished.info.run_id
             else:
                 claims[ref] = claim
-        todo = [item for item in todo if item[0] in claims]
+        todo = [item for item in todo if item[0] in claims or item[0] in grow]
         scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
         matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
         for seed_run in seeds if todo else []:
             seed = int(seed_run.data.tags["rose.seed"])
+            wanted = [(ref, data) for ref, data, _ in todo
+                      if ref not in grow or f"seed/{seed}/macro_f1" not in grow[ref].data.metrics]  # fmt: skip
+            if not wanted:
+                continue
             model = _load_model(seed_run.info.run_id, experiment, parent, trunk)
-            for ref, data, _ in todo:
+            for ref, data in wanted:
                 texts = loaded[ref, data.name]
                 scores[ref][seed], matrices[ref][seed] = _score(model, texts.texts, texts.labels, labels,
                                                                 f"{ref} ({data.name})")  # fmt: skip
             del model
         for ref, data, digest in todo:
+            if ref in grow:
+                out[ref] = _grow_cell(grow[ref], scores[ref], matrices[ref], labels)
+                continue
             out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels, claims.pop(ref))
             log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
                      statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
@@ -132,6 +148,30 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
         _give_up(claims.values(), exc)
         raise
     return [out[r] for r in data_refs]
+
+
+def _grow_cell(run, per_seed: dict[int, dict[str, float]], matrices: dict, labels: list[str]) -> str:
+    """Add the scores of new seeds to a finished cell; its mean and std then cover every seed."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    every = {**seed_scores(run.data.metrics), **per_seed}
+    metrics = {k: v for seed, m in per_seed.items() for k, v in prefixed(f"seed/{seed}", m).items()}
+    f1 = [m["macro_f1"] for m in every.values()]
+    metrics.update(macro_f1_mean=statistics.fmean(f1), macro_f1_std=statistics.stdev(f1) if len(f1) > 1 else 0.0)
+    client = mlflow.MlflowClient()
+    client.log_batch(run.info.run_id, metrics=[mlflow.entities.Metric(k, v, int(time.time() * 1000), 0)
+                                               for k, v in metrics.items()])  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="rose-cell-") as tmp:
+        for seed, matrix in matrices.items():
+            confusion_csv(matrix, labels, Path(tmp) / f"seed{seed}.csv")
+        client.log_artifacts(run.info.run_id, tmp, "confusion")
+    log.info("cell %s on %s: seed(s) %s added; macro-F1 %.4f over %d seed(s)", run.data.tags.get("rose.train_data"),
+             run.data.tags.get("rose.eval_set"), ",".join(map(str, sorted(per_seed))), metrics["macro_f1_mean"],
+             len(every))  # fmt: skip
+    return run.info.run_id
 
 
 def _give_up(claims, exc: BaseException) -> None:

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import statistics
 import tempfile
+import uuid
 import warnings
 from pathlib import Path
 
@@ -65,18 +66,17 @@ def train(config: TrainConfig) -> TrainResult:
     tracking.connect()  # a generate run id as --data is read from the tracking store
     setting = prepare(config)  # every input is read here, before a run exists
     tracking.setup(config.experiment)
-    digest = tracking.digest({**config.setting(), "seeds": config.seeds, "eval": config.eval})
-    if done := tracking.find_finished(config.experiment, "train", digest):
-        log.info("an identical finished training run exists (%s); not training again", done.info.run_id)
-        return _reused(done)
+    digest = parent_digest(config)
     parent_tags = tracking.tags("train", get_task(config.task), config.language, role="setting", **setting.tags,
                                 setting=setting_digest(config), digest=digest)  # fmt: skip
-    params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     name = tracking.run_name("train", setting.train_data.name)
+    if done := tracking.find_finished(config.experiment, "train", digest):
+        return _reuse_or_grow(done, setting, parent_tags, name)
+    params = {k: v for k, v in to_params(config).items() if k not in ("experiment",)}
     claim = tracking.claim(config.experiment, "train", digest, parent_tags, name)  # waits for a live twin
     if claim.finished is not None:
-        log.info("another process trained this setting (%s); reusing it", claim.finished.info.run_id)
-        return _reused(claim.finished)
+        log.info("another process trained this setting (%s)", claim.finished.info.run_id)
+        return _reuse_or_grow(claim.finished, setting, parent_tags, name)
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
             tracking.run(name, parent_tags, params=params, run_id=claim.run_id, lease=claim.lease) as parent:  # fmt: skip
@@ -104,6 +104,37 @@ def train(config: TrainConfig) -> TrainResult:
         if config.register and best_folder is not None and config.log_models:
             registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
         return TrainResult(parent.info.run_id, results, summary, registered)
+
+
+def parent_digest(config: TrainConfig) -> str:
+    """The digest of a train parent: its setting and evaluation sets, not its seeds (a parent grows by seeds)."""
+    return tracking.digest({**config.setting(), "eval": config.eval})
+
+
+def _reuse_or_grow(parent, setting: Setting, parent_tags: dict[str, str], name: str) -> TrainResult:
+    """A finished parent with this setting: reused as it is, or grown by the seeds it lacks (only those are
+    trained, as nested runs of the same parent, whose summary then covers every finished seed)."""
+    from rose.lease import Lease
+
+    have = {r.seed for r in _reused(parent).seeds}
+    missing = [s for s in setting.config.seeds if s not in have]
+    if not missing:
+        log.info("an identical finished training run exists (%s); not training again", parent.info.run_id)
+        return _reused(parent)
+    log.info("training run %s has seeds %s: training seed(s) %s only", parent.info.run_id,
+             ",".join(map(str, sorted(have))), ",".join(map(str, missing)))  # fmt: skip
+    lease = Lease(parent.info.run_id, uuid.uuid4().hex)
+    lease.move(parent.info.run_id)  # RUNNING under this process's lease: a twin waits, then finds the seeds
+    lease.start()
+    with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
+            tracking.run(name, parent_tags, run_id=parent.info.run_id, lease=lease):  # fmt: skip
+        for seed in missing:
+            _, fitted = _run_seed(setting, seed, name, Path(tmp) / f"seed{seed}")
+            del fitted
+        results = _reused(parent).seeds
+        summary = summarise([r.metrics for r in results])
+        mlflow.log_metrics(summary)
+        return TrainResult(parent.info.run_id, results, summary)
 
 
 def setting_digest(config: TrainConfig) -> str:

@@ -66,8 +66,14 @@ def _openai(config, model: str) -> Backend:
 
 def _fake(config, model: str) -> Backend:
     import os
+    import re
 
-    delay = float(os.environ.get("ROSE_FAKE_DELAY", "0"))  # seconds per request: a slow model, for tests
+    # seconds per request, a slow model for tests: ROSE_FAKE_DELAY, or a model named like ``fake-b@2s`` (every
+    # language) or ``fake-b@fr:2s`` (slow in French only)
+    slow = re.search(r"@(?:(?P<lang>[a-z]{2,3}):)?(?P<s>\d+(?:\.\d+)?)s$", model)
+    delay = float(os.environ.get("ROSE_FAKE_DELAY", "0"))
+    if slow and slow["lang"] in (None, config.language):
+        delay = float(slow["s"])
     return FakeBackend(
         model, chat=config.prompt_format != "completion", context_length=config.context_length, delay=delay
     )

@@ -1,0 +1,245 @@
+"""A study on a real two-node Ray cluster with a real ``mlflow server``, where the nodes cannot read the study folder.
+
+The two nodes are started with ``ray start`` (a head with one CPU and no GPU; a second node with its own temporary
+folder, two CPUs and two GPUs Ray is told it has: no CUDA is needed, the GPUs are accounted for and handed out as
+``CUDA_VISIBLE_DEVICES``). Each node runs in its own mount namespace where the study folder is an empty tmpfs, and
+its working directory is another folder: every file input must reach the workers by content. The driver is the
+``rose pipeline`` command, run from the study folder. The cluster is torn down by killing the processes it started
+(found by a marker in their environment), never with ``ray stop``, which would stop every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import mlflow_server
+from tests.tiny import BUNDLED, make_tiny_classifier
+
+ROOT = Path(__file__).resolve().parents[1]
+MARK = "ROSE_TEST_CLUSTER"
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}  # `ray start --head` turns token authentication on by default (Ray 2.5x+)
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _can_hide(folder: Path) -> bool:
+    """Whether a process can be given a mount namespace where ``folder`` is empty (root, or user namespaces)."""
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f'mount -t tmpfs none "{folder}" && test -z "$(ls -A "{folder}")"'],
+                           capture_output=True)  # fmt: skip
+    return probe.returncode == 0
+
+
+def _cluster_processes(marker: str) -> list:
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get(MARK) == marker:
+                out.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return out
+
+
+@contextlib.contextmanager
+def two_nodes(hidden: Path, workdir: Path, log: Path):
+    """A head node (1 CPU) and a second node (2 CPUs, 2 GPUs Ray is told of), each with its own temporary folder;
+    yields (address, whether the study folder is hidden from them)."""
+    import psutil
+
+    marker = uuid.uuid4().hex[:8]
+    temp = Path(f"/tmp/rr{marker}")
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), MARK: marker, "RAY_USAGE_STATS_ENABLED": "0", **NO_TOKEN}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the workers get it from the driver, explicitly
+    ray = str(Path(sys.executable).parent / "ray")
+    hide = _can_hide(hidden)
+
+    def start(name: str, *args: str) -> None:
+        cmd = [ray, "start", *args, f"--temp-dir={temp / name}", "--node-ip-address=127.0.0.1",
+               "--object-store-memory=100000000", "--disable-usage-stats"]  # fmt: skip
+        if hide:
+            cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                   f'mount -t tmpfs none "{hidden}" && exec "$@"', "sh", *cmd]  # fmt: skip
+        done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        with log.open("a") as out:
+            out.write(done.stdout + done.stderr)
+        assert done.returncode == 0, f"ray start {name} failed: {(done.stdout + done.stderr)[-3000:]}"
+
+    try:
+        start("head", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false")
+        start("node", f"--address=127.0.0.1:{port}", "--num-cpus=2", "--num-gpus=2")
+        yield f"127.0.0.1:{port}", hide
+    finally:
+        procs = _cluster_processes(marker)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGTERM)
+        _, alive = psutil.wait_procs(procs, timeout=20)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _study(folder: Path, classifier: Path, generate_limit: float) -> Path:
+    for lang in ("en", "de"):  # two cases; German is the English topic sentences, which the fake model never reads
+        shutil.copytree(BUNDLED / "en", folder / "data" / lang, dirs_exist_ok=True)
+    path = folder / "study.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        experiment: cluster
+        tasks: [topic]
+        languages: [en, de]
+        source: data                    # relative: a worker resolving it from its own folder finds nothing
+        candidates:
+          - {{generator: fake-a, strategy: zero_shot}}
+          - {{generator: "fake-b@de:4s", strategy: zero_shot}}   # 4 s a request in German: past the limit
+        generate: {{backend: fake, per_label: 6, examples_per_request: 6}}
+        train: {{classifier: {classifier}, seeds: [1, 2], per_label: 6, max_epochs: 2, patience: 2,
+                learning_rate: 1.0e-3}}
+        score: {{reference_lm: "", embedding_model: "", tokenizer: "", bootstrap: 20}}
+        resources:
+          generate: {{timeout_s: {generate_limit}, max_retries: 1}}
+          train: {{gpus: 0.5, cpus: 1}}
+        """))
+    return path
+
+
+def _runs(experiment: str, finished: bool = True) -> list:
+    from rose.tracking import search_runs
+
+    return search_runs(experiment, finished_only=finished)
+
+
+def _driver(study: Path, address: str, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "rose.cli", "pipeline", "--config", "study.yaml", "--executor", "ray",
+           "--ray-address", address]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=study.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def _kill_a_training_worker(marker_runs, deadline: float) -> str | None:
+    """Kill -9 the worker process that holds a running training (its lease names the pid); returns the run id."""
+    while time.time() < deadline:
+        for run in marker_runs():
+            tags = run.data.tags
+            if tags.get("rose.stage") == "train" and run.info.status == "RUNNING" and tags.get("rose.lease.pid"):
+                seeds = [r for r in marker_runs() if r.data.tags.get("mlflow.parentRunId") == run.info.run_id]
+                if seeds:  # in the middle of the unit: a seed has started
+                    os.kill(int(tags["rose.lease.pid"]), signal.SIGKILL)
+                    return run.info.run_id
+        time.sleep(0.5)
+    return None
+
+
+def test_a_study_on_two_nodes_runs_every_unit_once_and_survives_faults(tmp_path, monkeypatch):
+    classifier = make_tiny_classifier(tmp_path / "models" / "tiny")
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    path = _study(study_dir, classifier, generate_limit=15)
+    started = time.perf_counter()
+    (tmp_path / "server").mkdir()
+    with mlflow_server(tmp_path / "server", monkeypatch) as uri, \
+            two_nodes(study_dir, workdir, tmp_path / "ray.log") as (address, hidden):  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri, "ROSE_LEASE_TIMEOUT": "20",
+               **NO_TOKEN}  # fmt: skip
+        # 0. a SQLite store with a cluster of two nodes: refused in one line before anything runs
+        refused = _driver(path, address, {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'local.db'}"})
+        out, _ = refused.communicate(timeout=300)
+        assert refused.returncode == 2 and "is a file on this machine and the Ray cluster has 2 nodes" in out, out
+        assert not _runs("cluster", finished=False)
+        # 1. German's slow generation passes its limit twice and fails for good; English runs to its end, and a
+        #    training worker killed in the middle of its unit is retried
+        driver = _driver(path, address, env)
+        try:
+            killed = _kill_a_training_worker(lambda: _runs("cluster", finished=False), time.time() + 400)
+            out, _ = driver.communicate(timeout=900)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+        assert driver.returncode == 1, out[-4000:]
+        assert killed, "no training was seen running"
+        study_text = path.read_text()
+        path.unlink()  # the study file is gone from the driver's folder too: resuming needs it back
+        assert "FAILED g" in out and "past its time limit of 15 s" in out, out[-4000:]
+        assert "Resume the study (what is done is kept): rose pipeline --config study.yaml --executor ray" in out
+        runs = _runs("cluster")
+        english = [r for r in runs if r.data.tags.get("rose.language") == "en"]
+        stages = Counter(r.data.tags["rose.stage"] for r in english if r.data.tags.get("rose.role") != "seed")
+        assert stages == {"generate": 2, "train": 3, "evaluate": 5, "score": 1}  # English: every unit, once
+        german = Counter(r.data.tags["rose.stage"] for r in runs if r.data.tags.get("rose.language") == "de")
+        assert german == {"generate": 1}  # its trainings wait for its cut, which waits for the failed generation
+        failed = [r for r in _runs("cluster", finished=False) if r.info.status == "FAILED"
+                  and r.data.tags.get("rose.stage") == "generate"]  # fmt: skip
+        assert len(failed) == 1 and "past its time limit" in failed[0].data.tags["rose.error"]
+        # a training of one case started before the last generation of the other ended
+        trains = [r for r in english if r.data.tags.get("rose.role") == "setting"]
+        assert min(r.info.start_time for r in trains) < failed[0].info.end_time
+        # GPU accounting: trainings asked for half a GPU and saw the one Ray gave them; the others saw none
+        for run in runs:
+            tags = run.data.tags
+            if tags.get("mlflow.parentRunId") or tags["rose.stage"] == "pipeline":
+                continue
+            seen = tags["rose.worker.cuda_visible_devices"]
+            assert seen in ({"0", "1"} if tags["rose.stage"] == "train" else {"none"}), (tags["rose.stage"], seen)
+        # 2. resumed with a longer limit: only what was left runs, and every unit exists once
+        path.write_text(study_text.replace("timeout_s: 15", "timeout_s: 300"))
+        driver = _driver(path, address, env)
+        out, _ = driver.communicate(timeout=900)
+        assert driver.returncode == 0, out[-4000:]
+        assert "RoSE leaderboard" in out
+        runs = _runs("cluster")
+        top = Counter((r.data.tags["rose.stage"], r.data.tags["rose.language"]) for r in runs
+                      if not r.data.tags.get("mlflow.parentRunId") and r.data.tags["rose.stage"] != "pipeline")  # fmt: skip
+        assert top == {(s, lang): n for lang in ("en", "de")
+                       for s, n in (("generate", 2), ("train", 3), ("evaluate", 5), ("score", 1))}  # fmt: skip
+        seeds = Counter((r.data.tags["rose.language"], r.data.tags["rose.train_data"], r.data.tags["rose.seed"])
+                        for r in runs if r.data.tags.get("rose.role") == "seed")  # fmt: skip
+        assert set(seeds.values()) == {1} and len(seeds) == 2 * 3 * 2  # no duplicate seed run after the kill
+        wall = time.perf_counter() - started
+        # 3. seeds 2 -> 3: only seed 3 is trained, and only its cells are computed, on the same runs
+        grown_at = time.time() * 1000
+        path.write_text(path.read_text().replace("seeds: [1, 2]", "seeds: [1, 2, 3]"))
+        driver = _driver(path, address, env)
+        out, _ = driver.communicate(timeout=900)
+        assert driver.returncode == 0, out[-4000:]
+        after = _runs("cluster")
+        seeds = Counter((r.data.tags["rose.language"], r.data.tags["rose.train_data"], r.data.tags["rose.seed"])
+                        for r in after if r.data.tags.get("rose.role") == "seed")  # fmt: skip
+        assert set(seeds.values()) == {1} and len(seeds) == 2 * 3 * 3
+        new_seeds = [r for r in after if r.data.tags.get("rose.role") == "seed" and r.info.start_time > grown_at]
+        assert {r.data.tags["rose.seed"] for r in new_seeds} == {"3"} and len(new_seeds) == 6
+        cells = [r for r in after if r.data.tags["rose.stage"] == "evaluate"]
+        assert len(cells) == 10 and all("seed/3/macro_f1" in r.data.metrics for r in cells)
+        for parent in (r for r in after if r.data.tags.get("rose.role") == "setting"):
+            own = [r.data.metrics["dev/macro_f1"] for r in after if r.data.tags.get("mlflow.parentRunId")
+                   == parent.info.run_id]  # fmt: skip
+            assert len(own) == 3 and parent.data.metrics["dev/macro_f1_mean"] == pytest.approx(sum(own) / 3)
+        assert Counter(r.data.tags["rose.stage"] for r in after if r.data.tags.get("rose.role") != "seed") == {
+            "generate": 4, "train": 6, "evaluate": 10, "score": 4, "pipeline": 3}  # a new score per case
+    print(f"two-node study: {wall:.0f} s wall for the failing run and its resumption; study folder hidden "
+          f"from the nodes: {hidden}")
