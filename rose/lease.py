@@ -120,15 +120,13 @@ def fail_held(reason: str) -> list[str]:
     just before its worker exits); returns the run ids. A later claim of the digest takes the run over."""
     import mlflow
 
-    from rose.tracking import ERROR_TAG
-
     client = mlflow.MlflowClient()
     failed = []
     for lease in list(_HELD):
         lease._stop.set()
         _HELD.discard(lease)
         try:
-            client.set_tag(lease.run_id, ERROR_TAG, reason[:4000])
+            client.set_tag(lease.run_id, "rose.error", reason[:4000])  # rose.tracking.ERROR_TAG
             client.set_terminated(lease.run_id, "FAILED")
             failed.append(lease.run_id)
         except Exception as exc:  # noqa: BLE001 - the store may be what hangs: the stale heartbeat frees it then

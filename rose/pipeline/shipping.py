@@ -12,7 +12,6 @@ The local executor needs none of this: its workers share the driver's disk.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import tarfile
@@ -75,19 +74,18 @@ def _members(path: Path, cases: list[tuple[str, str]]) -> list[Path]:
 
 
 def pack(path: str, cases: list[tuple[str, str]]) -> tuple[str, bytes, bool]:
-    """(content digest, tar archive, is a folder) of a file or of the files of a folder a study reads."""
+    """(content digest, tar archive, is a folder) of a file or of the files of a folder a study reads; the digest
+    is :mod:`rose.content`'s (a folder's: the relative paths and bytes of the files shipped)."""
+    from rose.content import file_digest, files_digest
+
     root = Path(path).expanduser().resolve()
+    members = _members(root, cases)
     buffer = io.BytesIO()
-    digest = hashlib.sha256()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for file in _members(root, cases):
-            name = file.name if root.is_file() else str(file.relative_to(root))
-            data = file.read_bytes()
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return "sha256:" + digest.hexdigest(), buffer.getvalue(), root.is_dir()
+        for file in members:
+            tar.add(file, arcname=file.name if root.is_file() else str(file.relative_to(root)), recursive=False)
+    digest = files_digest(root, members) if root.is_dir() else file_digest(root)
+    return digest, buffer.getvalue(), root.is_dir()
 
 
 def ship(units: list[Unit], cases: list[tuple[str, str]], put) -> dict[str, Shipped]:
