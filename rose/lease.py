@@ -41,6 +41,12 @@ POLL_S = 2.0  # how often a waiting process looks at the winner
 HOST = socket.gethostname()
 
 
+def wait_s() -> float:
+    """Seconds a claim waits for a live twin before it gives up (``ROSE_CLAIM_WAIT``, default 6 hours): a twin
+    whose process hangs while its heartbeat thread still beats must not hold every other claimer for ever."""
+    return float(os.environ.get("ROSE_CLAIM_WAIT", str(6 * 3600)))
+
+
 def timeout_s() -> float:
     """Seconds without a heartbeat after which a RUNNING run counts as crashed (``ROSE_LEASE_TIMEOUT``)."""
     return float(os.environ.get("ROSE_LEASE_TIMEOUT", "60"))
@@ -182,7 +188,7 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
     import mlflow
 
     client = mlflow.MlflowClient()
-    waiting_on = None
+    waiting_on, since = None, time.monotonic()
     while True:
         runs = _search(experiment_id, stage, digest)
         if done := _finished(runs):
@@ -190,10 +196,17 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
         live = sorted((r for r in runs if is_live(r)), key=_order)
         if live:
             if waiting_on != live[0].info.run_id:
-                waiting_on = live[0].info.run_id
+                waiting_on, since = live[0].info.run_id, time.monotonic()
                 t = live[0].data.tags
                 log.info("run %s (%s, pid %s) is working on the same configuration: waiting for it to finish",
                          waiting_on, t.get(HOST_TAG), t.get(PID_TAG))  # fmt: skip
+            if time.monotonic() - since > wait_s():
+                from rose.errors import RoseError
+
+                t = live[0].data.tags
+                raise RoseError(f"run {waiting_on} ({t.get(HOST_TAG)}, pid {t.get(PID_TAG)}) has worked on the same "
+                                f"configuration for over {wait_s():.0f} s (ROSE_CLAIM_WAIT) while this one waited: "
+                                "stop it if it hangs, or wait longer")  # fmt: skip
             time.sleep(POLL_S)
             continue
         owner = uuid.uuid4().hex

@@ -108,7 +108,8 @@ def _study(folder: Path, classifier: Path, generate_limit: float) -> Path:
     for lang in ("en", "de"):  # two cases; German is the English topic sentences, which the fake model never reads
         shutil.copytree(BUNDLED / "en", folder / "data" / lang, dirs_exist_ok=True)
     path = folder / "study.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         experiment: cluster
         tasks: [topic]
         languages: [en, de]
@@ -123,7 +124,8 @@ def _study(folder: Path, classifier: Path, generate_limit: float) -> Path:
         resources:
           generate: {{timeout_s: {generate_limit}, max_retries: 1}}
           train: {{gpus: 0.5, cpus: 1}}
-        """))
+        """)
+    )
     return path
 
 
@@ -240,6 +242,13 @@ def test_a_study_on_two_nodes_runs_every_unit_once_and_survives_faults(tmp_path,
                    == parent.info.run_id]  # fmt: skip
             assert len(own) == 3 and parent.data.metrics["dev/macro_f1_mean"] == pytest.approx(sum(own) / 3)
         assert Counter(r.data.tags["rose.stage"] for r in after if r.data.tags.get("rose.role") != "seed") == {
-            "generate": 4, "train": 6, "evaluate": 10, "score": 4, "pipeline": 2}  # a new score per case
-    print(f"two-node study: {wall:.0f} s wall for the failing run and its resumption; study folder hidden "
-          f"from the nodes: {hidden}")
+            "generate": 4,
+            "train": 6,
+            "evaluate": 10,
+            "score": 4,
+            "pipeline": 2,
+        }  # a new score per case
+    print(
+        f"two-node study: {wall:.0f} s wall for the failing run and its resumption; study folder hidden "
+        f"from the nodes: {hidden}"
+    )

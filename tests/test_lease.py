@@ -199,3 +199,22 @@ def _race_cells(uri: str, folder: Path) -> None:
 @pytest.mark.parametrize("tracking", ["store", "server"])  # SQLite, and a real mlflow server on 127.0.0.1
 def test_two_evaluations_of_one_cell_end_with_one_run(tracking, tmp_path, request):
     _race_cells(request.getfixturevalue(tracking), tmp_path)
+
+
+def test_a_claim_waits_for_a_live_twin_only_so_long(store, monkeypatch):
+    """A twin whose heartbeat still beats (its process may hang) holds a claimer at most ROSE_CLAIM_WAIT s."""
+    from rose import lease, tracking
+    from rose.errors import RoseError
+
+    monkeypatch.setattr(lease, "POLL_S", 0.2)
+    monkeypatch.setenv("ROSE_CLAIM_WAIT", "1")
+    tracking.setup("lease")
+    tags = tracking.tags("generate", "topic", "cy", digest="d9")
+    first = tracking.claim("lease", "generate", "d9", tags, "first")
+    started = time.perf_counter()
+    try:
+        with pytest.raises(RoseError, match=r"has worked on the same configuration for over 1 s \(ROSE_CLAIM_WAIT\)"):
+            tracking.claim("lease", "generate", "d9", tags, "second")
+    finally:
+        first.lease.release()
+    assert 1.0 <= time.perf_counter() - started < 30

@@ -534,3 +534,25 @@ def test_file_inputs_travel_by_content(tmp_path, tiny):
     shipping.rewrite(units, local)
     assert {u.settings["source"] for u in units if u.stage == "generate"} == {str(copy)}
     assert {u.data for u in units if u.stage == "evaluate" and u.on == "human"} == {f"human:{copy}"}
+
+
+@pytest.mark.slow
+def test_a_unit_past_its_time_limit_is_failed_and_retried_then_given_up(store, tiny):
+    """The local executor: the unit's process ends its run FAILED when the limit passes, it is started again
+    (which takes the failed run over), and after its retries the unit fails for good with the reason."""
+    from rose.pipeline import execute, plan, worker
+    from rose.pipeline.resources import Resources
+    from rose.pipeline.study import load_study
+    from rose.tracking import search_runs
+
+    path = study_yaml(store, tiny)
+    path.write_text(path.read_text().replace("generator: fake-a,", 'generator: "fake-a@4s",'))
+    unit = next(u for u in plan.build(load_study(path)).units if u.stage == "generate")
+    payload = worker.Payload("study", [unit], worker.environment(), timeout_s=3.0)
+    started = time.perf_counter()
+    with pytest.raises(execute.UnitFailed, match=r"past its time limit of 3 s, 1 retry used"):
+        execute._in_process(payload, Resources(timeout_s=3.0, max_retries=1))
+    runs = search_runs("study", finished_only=False, stage="generate")
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"  # the retry took the first attempt's run over
+    assert "past its time limit of 3 s" in runs[0].data.tags["rose.error"]
+    assert time.perf_counter() - started < 600

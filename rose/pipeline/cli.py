@@ -41,12 +41,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="gpus_per_generator",
         help="GPUs each generation task asks Ray for",
     )
-    parser.add_argument("--estimate", action="store_true",
-                        help="with --dry-run: the work per kind of unit and the expected wall time on --workers and "
-                             "--gpus (seconds per unit from the tracking store, or --unit-seconds)")
-    parser.add_argument("--unit-seconds", "--unit_seconds", default="", dest="unit_seconds", metavar="KIND=S,...",
-                        help="seconds per unit for --estimate, e.g. generate=1800,train=600,evaluate=15,score=120 "
-                             "(a train unit is all its seeds)")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="with --dry-run: the work per kind of unit and the expected wall time on --workers and "
+        "--gpus (seconds per unit from the tracking store, or --unit-seconds)",
+    )
+    parser.add_argument(
+        "--unit-seconds",
+        "--unit_seconds",
+        default="",
+        dest="unit_seconds",
+        metavar="KIND=S,...",
+        help="seconds per unit for --estimate, e.g. generate=1800,train=600,evaluate=15,score=120 "
+        "(a train unit is all its seeds)",
+    )
     parser.add_argument("--workers", type=int, default=8, help="CPU slots for --estimate (default: 8)")
     parser.add_argument("--gpus", type=float, default=0.0, help="GPUs for --estimate (default: 0)")
     parser.set_defaults(func=run)

@@ -66,6 +66,8 @@ def served_units(tags: dict[str, str]) -> list[str]:
     if tags.get(UNIT_TAG):
         units.append(tags[UNIT_TAG])
     return units
+
+
 STAGES = ("generate", "train", "evaluate", "score")
 
 
