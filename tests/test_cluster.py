@@ -106,7 +106,7 @@ def two_nodes(hidden: Path, workdir: Path, log: Path):
 
 def _study(folder: Path, classifier: Path, generate_limit: float) -> Path:
     for lang in ("en", "de"):  # two cases; German is the English topic sentences, which the fake model never reads
-        shutil.copytree(BUNDLED / "en", folder / "data" / lang, dirs_exist_ok=True)
+        shutil.copytree(BUNDLED / "sib200" / "en", folder / "data" / "sib200" / lang, dirs_exist_ok=True)
     path = folder / "study.yaml"
     path.write_text(
         textwrap.dedent(f"""\

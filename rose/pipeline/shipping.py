@@ -3,8 +3,8 @@
 A study names files and folders on the driver's disk: imported datasets (``data:``), descriptions files, the human
 data folder (``source:``, demonstrations and the human splits), a separate human test folder. A worker on another
 node cannot read them. Before anything runs, the driver packs each input it names (a folder: only the files a case
-reads, i.e. the human splits of the study's languages and English) into a tar archive, puts it once into Ray's object
-store and sends the workers its content digest and object reference. A worker unpacks an archive once per node into
+reads, i.e. the human splits of the study's languages and its pivot languages) into a tar archive, puts it once into
+Ray's object store and sends the workers its content digest and object reference. A worker unpacks an archive once per node into
 ``$ROSE_HOME/shipped/<digest>/`` and runs its units on the unpacked copy (:func:`unpack`, :func:`rewrite`).
 
 The local executor needs none of this: its workers share the driver's disk.
@@ -55,16 +55,18 @@ def named_paths(units: list[Unit]) -> set[str]:
     return paths
 
 
-def _members(path: Path, cases: list[tuple[str, str]]) -> list[Path]:
-    """The files of ``path`` to ship: a file itself; of a folder, the human splits the study's cases read."""
+def _members(path: Path, cases: list[tuple[str, str]], pivots: set[str]) -> list[Path]:
+    """The files of ``path`` to ship: a file itself; of a folder, the human splits the study's cases read (in
+    their language and the pivot languages)."""
     if path.is_file():
         return [path]
-    from rose.catalog import get_language, get_task
     from rose.human_data import SPLITS, _folder_file
+    from rose.languages import get_language
+    from rose.tasks import get_task
 
     files: set[Path] = set()
     for task, language in cases:
-        for code in {language, "en"}:
+        for code in {language, *pivots}:
             for split in SPLITS:
                 try:
                     files.add(_folder_file(path, get_task(task), get_language(code), split))
@@ -73,13 +75,13 @@ def _members(path: Path, cases: list[tuple[str, str]]) -> list[Path]:
     return sorted(files) or sorted(p for p in path.rglob("*") if p.is_file())
 
 
-def pack(path: str, cases: list[tuple[str, str]]) -> tuple[str, bytes, bool]:
+def pack(path: str, cases: list[tuple[str, str]], pivots: set[str] = frozenset({"en"})) -> tuple[str, bytes, bool]:
     """(content digest, tar archive, is a folder) of a file or of the files of a folder a study reads; the digest
     is :mod:`rose.content`'s (a folder's: the relative paths and bytes of the files shipped)."""
     from rose.content import file_digest, files_digest
 
     root = Path(path).expanduser().resolve()
-    members = _members(root, cases)
+    members = _members(root, cases, set(pivots))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for file in members:
@@ -91,8 +93,9 @@ def pack(path: str, cases: list[tuple[str, str]]) -> tuple[str, bytes, bool]:
 def ship(units: list[Unit], cases: list[tuple[str, str]], put) -> dict[str, Shipped]:
     """Pack every path the units name and ``put`` each archive once (``ray.put``); ``{driver path: Shipped}``."""
     out = {}
+    pivots = {"en", *(str(u.settings.get("pivot_language") or "en") for u in units if u.stage == "generate")}
     for path in sorted(named_paths(units)):
-        digest, blob, is_dir = pack(path, cases)
+        digest, blob, is_dir = pack(path, cases, pivots)
         out[path] = Shipped(path, digest, put(blob), is_dir)
         log.info("shipping %s by content (%s, %.1f MB)", path, digest[:19], len(blob) / 1e6)
     return out
