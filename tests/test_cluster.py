@@ -116,7 +116,7 @@ def _study(folder: Path, classifier: Path, generate_limit: float) -> Path:
         source: data                    # relative: a worker resolving it from its own folder finds nothing
         candidates:
           - {{generator: fake-a, strategy: zero_shot}}
-          - {{generator: "fake-b@de:4s", strategy: zero_shot}}   # 4 s a request in German: past the limit
+          - {{generator: "fake-b@de:40s", strategy: zero_shot}}   # 40 s a request in German: past the limit
         generate: {{backend: fake, per_label: 6, examples_per_request: 6}}
         train: {{classifier: {classifier}, seeds: [1, 2], per_label: 6, max_epochs: 2, patience: 2,
                 learning_rate: 1.0e-3}}
@@ -160,7 +160,7 @@ def test_a_study_on_two_nodes_runs_every_unit_once_and_survives_faults(tmp_path,
     study_dir.mkdir()
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    path = _study(study_dir, classifier, generate_limit=15)
+    path = _study(study_dir, classifier, generate_limit=120)
     started = time.perf_counter()
     (tmp_path / "server").mkdir()
     migrated = tracking_db(tmp_path / "server").removeprefix("sqlite:///")  # the server starts without migrating
@@ -187,7 +187,7 @@ def test_a_study_on_two_nodes_runs_every_unit_once_and_survives_faults(tmp_path,
         assert killed, f"no training was seen running: {out[-4000:]}"
         study_text = path.read_text()
         path.unlink()  # the study file is gone from the driver's folder too: resuming needs it back
-        assert "FAILED g" in out and "past its time limit of 15 s" in out, out[-4000:]
+        assert "FAILED g" in out and "past its time limit of 120 s" in out, out[-4000:]
         assert "Resume the study (what is done is kept): rose pipeline --config study.yaml --executor ray" in out
         runs = _runs("cluster")
         english = [r for r in runs if r.data.tags.get("rose.language") == "en"]
@@ -209,7 +209,7 @@ def test_a_study_on_two_nodes_runs_every_unit_once_and_survives_faults(tmp_path,
             seen = tags["rose.worker.cuda_visible_devices"]
             assert seen in ({"0", "1"} if tags["rose.stage"] == "train" else {"none"}), (tags["rose.stage"], seen)
         # 2. resumed with a longer limit: only what was left runs, and every unit exists once
-        path.write_text(study_text.replace("timeout_s: 15", "timeout_s: 300"))
+        path.write_text(study_text.replace("timeout_s: 120", "timeout_s: 900"))
         driver = _driver(path, address, env)
         out, _ = driver.communicate(timeout=900)
         assert driver.returncode == 0, out[-4000:]
