@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from rose.config import field
 from rose.languages import known_language
-from rose.tasks import known_task
+from rose.tasks import tracked_task
 
 
 @dataclass
@@ -16,8 +16,9 @@ class ScoreConfig:
     Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
     """
 
-    task: list[str] = field(help="task(s) to score, comma-separated (topic, intent, intent_all, sentiment; 'all')",
-                            nonempty=True, check=lambda t: None if t == "all" else known_task(t))  # fmt: skip
+    task: list[str] = field(help="task(s) to score, comma-separated: names of tracked tasks (topic, ...; 'all') or "
+                                 "task files (.yaml: only runs of that content are scored)",
+                            nonempty=True, check=lambda t: None if t == "all" else tracked_task(t))  # fmt: skip
     language: list[str] = field(help="language code(s), comma-separated (e.g. th,cy; 'all' for every one tracked)",
                                 nonempty=True, check=lambda c: None if c == "all" else known_language(c))  # fmt: skip
     experiment: str = field("rose", help="MLflow experiment holding the generate and train runs")

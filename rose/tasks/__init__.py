@@ -346,6 +346,13 @@ def known_task(name: str) -> str | None:
     return None
 
 
+def tracked_task(value: str) -> str | None:
+    """A config ``check`` of a task named in a query over tracked runs: a task file (valid) or any task's name."""
+    if value in BUILTIN or _NAME.match(value) and not is_task_file(value) and not Path(value).is_file():
+        return None
+    return known_task(value)
+
+
 def builtin_tasks() -> dict[str, Task]:
     return {name: get_task(name) for name in BUILTIN}
 
