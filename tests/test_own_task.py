@@ -96,7 +96,8 @@ def test_own_task_in_amharic_by_hand(own, capsys):
     for generator, strategy in (("fake-a", "target_demos"), ("fake-b", "zero_shot")):
         printed = rose(capsys, "generate", "--task", task_file, "--language", "am", "--generator", generator,
                        "--backend", "fake", "--strategy", strategy, "--per-label", 3, "--source", folder / "data",
-                       "--cache-dir", folder / "cache", "--language-filter", "true")  # fmt: skip
+                       "--cache-dir", folder / "cache", "--language-filter", "true",
+                       "--min-chars", 1, "--max-chars", 400)  # fake answers are longer than the human sentences  # fmt: skip
         generated[f"{generator}__{strategy}"] = run_id(printed)
     client = mlflow.MlflowClient()
     for rid in generated.values():
@@ -141,7 +142,8 @@ def test_own_task_through_the_pipeline(own, capsys):
         candidates:
           - {{generator: fake-a, strategy: zero_shot}}
           - {{generator: fake-b, strategy: target_demos}}
-        generate: {{backend: fake, per_label: 4, examples_per_request: 4, cache_dir: {folder / "cache"}}}
+        generate: {{backend: fake, per_label: 4, examples_per_request: 4, cache_dir: {folder / "cache"},
+                   min_chars: 1, max_chars: 400}}
         train: {{classifier: {tiny}, seeds: [1], per_label: 4, max_epochs: 1}}
         score: {{reference_lm: "", embedding_model: "", tokenizer: "", bootstrap: 50}}
         """), encoding="utf-8")  # fmt: skip
@@ -169,7 +171,10 @@ def test_a_third_party_file_imports_into_the_custom_task(own, capsys):
                    "--text-column", "sentence", "--label-column", "class", "--candidate", "theirs",
                    "--intrinsic", "false")  # fmt: skip
     run = tracking.search_runs("rose", stage="generate")[0]
-    assert run.info.run_id == run_id(printed) and run.data.tags["rose.task_digest"] == tasks.get_task(str(task_file)).digest
+    assert (
+        run.info.run_id == run_id(printed)
+        and run.data.tags["rose.task_digest"] == tasks.get_task(str(task_file)).digest
+    )
     assert {run.data.metrics[f"kept/{label_key(lab)}"] for lab in LABELS} == {8.0}
 
 
@@ -205,7 +210,8 @@ def test_two_tasks_with_one_name_are_never_mixed_in_a_score(own, capsys):
         + (folder / "data" / "am_news" / "am" / "train.jsonl").read_text("utf-8"), "utf-8")  # fmt: skip
     for path, generator in ((task_file, "fake-a"), (other, "fake-b")):
         rose(capsys, "generate", "--task", path, "--language", "am", "--generator", generator, "--backend", "fake",
-             "--strategy", "zero_shot", "--per-label", 2, "--source", folder / "data", "--cache-dir", folder / "c")  # fmt: skip
+             "--strategy", "zero_shot", "--per-label", 2, "--source", folder / "data", "--cache-dir", folder / "c",
+             "--min-chars", 1, "--max-chars", 400)  # fmt: skip
     from rose.score.config import ScoreConfig
     from rose.score.run import score
 

@@ -97,7 +97,7 @@ class Unit:
     def label(self) -> str:
         seeds = f" seeds {','.join(map(str, self.seeds))}" if self.seeds else ""
         on = f" on {self.on}" if self.on else ""
-        return f"{self.stage:<8} {self.task}/{self.language} {self.who}{on}{seeds}"
+        return f"{self.stage:<8} {get_task(self.task).name}/{self.language} {self.who}{on}{seeds}"
 
 
 @dataclass
@@ -146,6 +146,7 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
     """The examples per label every candidate of the case is trained on (with ``equal_per_label``)."""
     asked = int(train_settings(study, task, language).get("per_label", TrainConfig.per_label))
     labels = get_task(task).labels
+    case = f"{get_task(task).name}/{language}"  # a task file's task by its name
     pending: list[str] = []
     lowest: dict[str, int] = {}  # per generated candidate: its smallest positive count of a label
     for name, unit in gens.items():
@@ -156,11 +157,11 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
         counts = facts.counts(run_id, task, language)
         short = {lab: counts.get(lab, 0) for lab in labels if counts.get(lab, 0) < asked}
         if short:
-            notes.append(f"{task}/{language}: {name} fell short of {asked} examples per label: "
+            notes.append(f"{case}: {name} fell short of {asked} examples per label: "
                          + ", ".join(f"{lab} {n}" for lab, n in sorted(short.items())))  # fmt: skip
         missing = [lab for lab, n in short.items() if n == 0]
         if missing:
-            notes.append(f"{task}/{language}: {name} has no example of {', '.join(sorted(missing))}: the cut "
+            notes.append(f"{case}: {name} has no example of {', '.join(sorted(missing))}: the cut "
                          "ignores those labels (its classifier never saw them)")  # fmt: skip
         positive = [n for n in short.values() if n > 0]
         if positive:
@@ -168,21 +169,21 @@ def _cut(study: Study, task: str, language: str, gens: dict[str, Unit], facts: F
     cut = min([asked, *lowest.values()])
     if not study.equal_per_label:
         if cut < asked:
-            notes.append(f"{task}/{language}: equal_per_label is off: candidates are trained on up to {asked} "
+            notes.append(f"{case}: equal_per_label is off: candidates are trained on up to {asked} "
                          "examples per label each, so their counts differ")  # fmt: skip
         return asked
     floor = min(asked, study.min_per_label or math.ceil(asked / 2))
     if cut < floor:  # one weak label of one candidate must not starve every classifier of the study
         below = sorted(name for name, n in lowest.items() if n < floor)
-        notes.append(f"{task}/{language}: the common count stays at {floor} per label (min_per_label): "
+        notes.append(f"{case}: the common count stays at {floor} per label (min_per_label): "
                      f"{', '.join(below)} {'is' if len(below) == 1 else 'are'} trained on fewer examples of the "
                      "labels they fell short on")  # fmt: skip
         cut = floor
     if cut < asked:
-        notes.append(f"{task}/{language}: every candidate (and the human baseline) is cut to {cut} examples "
+        notes.append(f"{case}: every candidate (and the human baseline) is cut to {cut} examples "
                      "per label, the smallest count (equal_per_label)")  # fmt: skip
     if pending:
-        notes.append(f"{task}/{language}: the per-label count ({cut}) is provisional until "
+        notes.append(f"{case}: the per-label count ({cut}) is provisional until "
                      f"{', '.join(pending)} {'is' if len(pending) == 1 else 'are'} generated")  # fmt: skip
     return cut
 

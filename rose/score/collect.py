@@ -350,10 +350,20 @@ def _check_counts(trains: pd.DataFrame, chosen: dict[str, str], baseline: str | 
                         + "); `equal_per_label: true` in a study cuts every candidate to the smallest count")  # fmt: skip
 
 
+def _task_of(runs: list[str], name: str):
+    """The task the train runs ``runs`` were made for (rebuilt from a run's ``task.yaml``), else the task ``name``."""
+    import mlflow
+
+    from rose.tasks import from_run, get_task
+
+    return from_run(mlflow.MlflowClient().get_run(runs[0])) if len(runs) else get_task(name)
+
+
 def _human_set(store: Store, runs: list[str], human_test: str, task: str, language: str) -> tuple[str, str]:
     """(dataset key, ref) of the human test set the case is judged on, or ("", ""): ``human_test``, else the one
     most of the classifiers' cells were computed on, else (no human cell yet: a study run by hand) the one most of
     them were evaluated on when trained (``rose train --eval human:<source>``)."""
+    task = _task_of(runs, task)
     if human_test:
         return cells_lib.dataset(human_test, task, language).key, human_test
     cells = store.cells
