@@ -152,7 +152,10 @@ def _data_import(args: argparse.Namespace) -> None:
     from rose.config import from_args
     from rose.importing import ImportConfig, import_dataset
 
-    result = import_dataset(from_args(ImportConfig, args))
+    config = from_args(ImportConfig, args)
+    print(f"importing {config.data}: every row is checked, then the dataset and its counts per label are logged; "
+          "`rose score` measures its intrinsic metrics, with the tools it is given", flush=True)  # fmt: skip
+    result = import_dataset(config, progress=lambda step: print(f"  {step} ...", flush=True))
     print(f"run id: {result.run_id}{' (identical finished import reused)' if result.reused else ''}")
     print(f"candidate: {result.candidate} ({sum(result.kept.values())} examples)")
     for label, kept in result.kept.items():

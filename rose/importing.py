@@ -4,9 +4,10 @@ The dataset (a ``.csv``/``.jsonl``/``.parquet`` file, a Hugging Face ``datasets`
 ``save_to_disk``, or a hub id) is checked in full before anything is tracked, then logged as a run of its own
 tagged like a generate run (``rose.stage=generate``, ``rose.origin=imported``, ``rose.candidate``,
 ``rose.generator``, ``rose.strategy``), with the artifact layout of a generate run
-(``dataset/data.jsonl``, ``dataset/data.parquet``, ``dataset/rejected.jsonl``), an MLflow dataset input, the
-label counts (``kept/<label>``) and the intrinsic metrics. Training, cross-evaluation, ``rose score`` and the
-champion then treat it exactly like a generated candidate. The same data and settings reuse the finished run.
+(``dataset/data.jsonl``, ``dataset/data.parquet``, ``dataset/rejected.jsonl``), an MLflow dataset input and the
+label counts (``kept/<label>``). Training, cross-evaluation, ``rose score`` and the champion then treat it exactly
+like a generated candidate; ``rose score`` measures its intrinsic metrics, as a generated candidate's, with the
+tools it is given. The same data and settings reuse the finished run.
 
 Bad input is a one-line error and leaves no run behind: no text column, an empty file, a label outside the task,
 a label of the task with no examples. Empty texts, repeated texts (the same words and spacing up to whitespace) and labels the task drops (``neutral`` for
@@ -15,11 +16,11 @@ sentiment) are dropped, counted (``empty_dropped``, ``duplicates_dropped``, ``la
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,6 @@ from rose.human_data import check_label_map, default_columns, parse_label_map, r
 from rose.languages import get_language
 from rose.locations import is_hub_id, project_dir
 from rose.naming import metric_key, slug
-from rose.score.config import ScoreConfig
 from rose.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,7 @@ log = logging.getLogger(__name__)
 ORIGIN = "imported"
 STEP = "import"
 # Settings that do not change what is imported: left out of the digest.
-NOT_IN_DIGEST = ("experiment", "resume", "intrinsic", "reference_lm", "reference_lm_languages", "embedding_model",
-                 "tokenizer", "intrinsic_sample", "data")  # fmt: skip
-
-
-def _score_default(name: str):
-    """The default of a ``rose score`` setting, so an import measures its data with the same tools as score."""
-    f = next(f for f in dataclasses.fields(ScoreConfig) if f.name == name)
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+NOT_IN_DIGEST = ("experiment", "resume", "data")
 
 
 @dataclass
@@ -68,16 +61,6 @@ class ImportConfig:
     label_map: str = option("", help="map label values to the task's labels: 0=science/technology,1=travel,... "
                                      "or a .json/.csv/.txt file (default: the task file's label_map)")  # fmt: skip
     split: str = option("train", help="split of a datasets folder or hub dataset")
-    intrinsic: bool = option(True, help="compute the intrinsic metrics now (as rose score would)")
-    reference_lm: str = option(_score_default("reference_lm"), help="causal LM for perplexity ('' skips)")
-    reference_lm_languages: list[str] = option(
-        _score_default("reference_lm_languages"), help="languages the reference LM reads (default: rose's table)"
-    )
-    embedding_model: str = option(_score_default("embedding_model"), help="embedding model for diversity ('' skips)")
-    tokenizer: str = option(_score_default("tokenizer"), help="subword tokenizer for distinct-n, self-BLEU, lengths")
-    intrinsic_sample: int = option(
-        _score_default("intrinsic_sample"), help="texts for the costly intrinsic metrics (embeddings, perplexity)"
-    )
     experiment: str = option("rose", help="MLflow experiment")
     resume: bool = option(True, help="return an identical finished import instead of importing again")
 
@@ -93,10 +76,14 @@ class ImportResult:
     reused: bool = False
 
 
-def import_dataset(config: ImportConfig) -> ImportResult:
-    """Check, then track, a dataset made elsewhere; see the module docstring."""
+def import_dataset(config: ImportConfig, progress: Callable[[str], None] | None = None) -> ImportResult:
+    """Check, then track, a dataset made elsewhere; see the module docstring. ``progress`` is told each step as it
+    starts (default: the log)."""
     task, language = get_task(config.task), get_language(config.language)
+    say = progress or log.info
+    say(f"reading {config.data}")
     rows, where, default_name, class_names = read_source(config.data, config.split)
+    say(f"checking {len(rows)} rows against task {task.name} (labels, empty and repeated texts)")
     candidate = slug(config.candidate or default_name)
     generator = config.generator or candidate
     examples, dropped, rejected = check_rows(rows, task, config, where, class_names)
@@ -114,8 +101,7 @@ def import_dataset(config: ImportConfig) -> ImportResult:
         return _reused(done, candidate, task)
     kept = Counter(row["label"] for row in examples)
     metrics = _metrics(task, kept, dropped, len(rows))
-    if config.intrinsic:
-        metrics.update(_intrinsic(examples, language.code, generator, config))
+    say(f"writing the dataset ({len(examples)} examples) and logging it to MLflow")
     folder = project_dir() / ".rose" / "import" / candidate / f"{task.name}-{language.code}-{digest[:8]}"
     path = _write(folder, examples, rejected)
     run_tags = tracking.tags("generate", task, language.code, candidate=candidate, generator=generator,
@@ -236,18 +222,6 @@ def _metrics(task: Task, kept: Counter, dropped: Counter, rows_read: int) -> dic
     m.update(kept_total=float(sum(kept.values())), rows_read=float(rows_read))
     m.update({k: float(dropped.get(k, 0)) for k in ("empty_dropped", "label_dropped", "duplicates_dropped")})
     return m
-
-
-def _intrinsic(examples: list[dict], language: str, generator: str, config: ImportConfig) -> dict[str, float]:
-    from rose.score.collect import INTRINSIC
-    from rose.score.run import dataset_intrinsic
-
-    score_config = ScoreConfig(task=[config.task], language=[language], reference_lm=config.reference_lm,
-                               reference_lm_languages=config.reference_lm_languages,
-                               embedding_model=config.embedding_model, tokenizer=config.tokenizer,
-                               intrinsic_sample=config.intrinsic_sample)  # fmt: skip
-    values = dataset_intrinsic([row["text"] for row in examples], language, generator, score_config, {})
-    return {INTRINSIC + k: float(v) for k, v in values.items()}
 
 
 def _write(folder: Path, examples: list[dict], rejected: list[dict]) -> Path:

@@ -20,7 +20,6 @@ from tests.tiny import BUNDLED, SHARED_DATA, TOPIC_EN, make_tiny_classifier, nee
 LLAMA = SHARED_DATA / "synthetic" / "llama3-70b"
 TOPIC = get_task("topic").labels
 IDS = ",".join(f"{i}={label}" for i, label in enumerate(TOPIC))
-FAST = dict(reference_lm="", embedding_model="", tokenizer="", intrinsic_sample=20)  # no models, few hypotheses
 
 
 def bundled_rows(split: str = "train") -> list[dict]:
@@ -49,7 +48,7 @@ def store(tmp_path, monkeypatch) -> Path:
 def import_config(data, **kw):
     from rose.importing import ImportConfig
 
-    values = dict(task="topic", language="en", data=str(data), experiment="byod", **FAST)
+    values = dict(task="topic", language="en", data=str(data), experiment="byod")
     values.update(kw)
     return ImportConfig(**values)
 
@@ -165,8 +164,7 @@ def test_llama3_70b_files_import_with_their_label_counts(store, task, rows, kept
     from rose.naming import metric_key
 
     assert {lab: metrics[metric_key("kept", label=lab)] for lab in result.kept} == result.kept
-    assert metrics["intrinsic/generator_parameters"] == pytest.approx(7.06e10)
-    assert 0 < metrics["intrinsic/distinct_2"] <= 1 and "intrinsic/self_bleu" in metrics
+    assert not [k for k in metrics if k.startswith("intrinsic/")]  # measured by score, with its tools
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "dataset")}
     assert {"dataset/data.jsonl", "dataset/data.parquet"} <= files
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["llama3-70b"]
@@ -180,7 +178,7 @@ def test_import_cli_error_is_one_line_and_leaves_no_run(store, tmp_path, capsys)
 
     path = third_party_csv(tmp_path / "topic.csv")
     argv = ["data", "import", "--task", "topic", "--language", "en", "--data", str(path), "--candidate", "vendor",
-            "--experiment", "byod", "--reference-lm", "", "--embedding-model", "", "--tokenizer", ""]  # fmt: skip
+            "--experiment", "byod"]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "use --label-column intent" in err

@@ -204,6 +204,41 @@ def test_score_fills_missing_cells_logs_intrinsic_and_registers_champion(built):
     assert len(mlflow.MlflowClient().get_metric_history(ids["generate"]["a__simple"], "intrinsic/distinct_1")) == 1
 
 
+def test_intrinsic_metrics_are_keyed_by_the_tools_that_measured_them(store, monkeypatch):
+    """Each group of intrinsic metrics carries what measured it (``rose.intrinsic.<group>``); a score with other
+    tools or settings measures that group again, never reusing another tool's values, and leaves the rest."""
+    import numpy as np
+
+    from rose.score import run as score_run
+
+    ids = build_store(store)
+    a = ids["generate"]["a__simple"]
+    client = mlflow.MlflowClient()
+    models = {"eye": lambda texts: np.eye(len(texts)), "ones": lambda texts: np.ones((len(texts), 4))}
+    monkeypatch.setattr(score_run, "embedder", lambda name: models[name])
+
+    def scored(**kw):
+        result = score_run.score(config(store, register_champion=False, **kw))
+        return result.cases[0].generate.set_index("candidate").loc["a__simple"], client.get_run(a).data
+
+    row, data = scored(embedding_model="eye")
+    assert data.tags["rose.intrinsic.embedding_model"] == "eye sample=1000 seed=0"
+    assert data.tags["rose.intrinsic.tokenizer"] == "words sample=1000 seed=0"
+    assert data.tags["rose.intrinsic.reference_lm"] == ""
+    assert row["embedding_distance"] == pytest.approx(1.0)  # orthogonal stand-in embeddings
+    row, data = scored(embedding_model="ones")  # another embedding model: measured again, with it
+    assert row["embedding_distance"] == pytest.approx(0.0) and data.metrics["intrinsic/embedding_distance"] == 0
+    assert data.tags["rose.intrinsic.embedding_model"] == "ones sample=1000 seed=0"
+    assert len(client.get_metric_history(a, "intrinsic/distinct_1")) == 1  # the tokenizer's group was left alone
+    row, data = scored(embedding_model="")  # none: the other model's values are not shown, nor kept on the run
+    assert pd.isna(row["embedding_distance"]) and np.isnan(data.metrics["intrinsic/embedding_distance"])
+    row, data = scored(embedding_model="", intrinsic_sample=3)  # the sample decides self-BLEU's hypotheses
+    assert data.tags["rose.intrinsic.tokenizer"] == "words sample=3 seed=0"
+    assert len(client.get_metric_history(a, "intrinsic/distinct_1")) == 2
+    row, data = scored(embedding_model="ones", intrinsic=False)  # not measuring: other tools' values are left out
+    assert pd.isna(row["embedding_distance"]) and "rose.intrinsic.embedding_model" in data.tags
+
+
 def test_score_refuses_to_mix_classifiers_and_names_what_it_leaves_out(built):
     from rose.score.run import score
 

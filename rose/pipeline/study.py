@@ -324,8 +324,6 @@ def check_model(name: str) -> None:
 
 
 # --- the settings of each stage (the plan builds its units from these) ---------------------------------------
-# Score settings an imported candidate's intrinsic metrics follow, so they match the generated candidates'.
-IMPORT_FROM_SCORE = ("reference_lm", "reference_lm_languages", "embedding_model", "tokenizer", "intrinsic_sample")
 
 
 def import_settings(study: Study, task: str, language: str, cand: Candidate) -> dict[str, Any]:
@@ -340,7 +338,6 @@ def import_settings(study: Study, task: str, language: str, cand: Candidate) -> 
         "strategy": cand.strategy,
         "experiment": study.experiment,
     }
-    settings.update({k: study.score[k] for k in IMPORT_FROM_SCORE if k in study.score})
     return settings
 
 

@@ -27,6 +27,7 @@ from rose.train import cells as cells_lib
 log = logging.getLogger(__name__)
 
 INTRINSIC = "intrinsic/"
+TOOL_TAG = "rose.intrinsic."  # on a generate run: rose.intrinsic.<group> = what measured that group of metrics
 HUMAN = HUMAN_NAME
 CASE = ["task", "language"]
 COUNT = "data/count/"
@@ -152,6 +153,7 @@ def collect(experiment: str, tasks: list[str], languages: list[str], candidates:
             "task": t.get("rose.task"), "language": t.get("rose.language"), "candidate": t.get("rose.candidate"),
             "task_digest": t.get("rose.task_digest", ""), "run_id": run.info.run_id, "generator": t.get("rose.generator", ""), "strategy": t.get("rose.strategy", ""),
             "start_time": run.info.start_time, "revision_acceptance_logged": m.get("revision_acceptance"),
+            "intrinsic_tools": {k[len(TOOL_TAG):]: v for k, v in t.items() if k.startswith(TOOL_TAG)},
             **{k[len(INTRINSIC):]: v for k, v in m.items() if k.startswith(INTRINSIC)},
         })  # fmt: skip
     generate = pd.DataFrame(gen_rows, columns=None if gen_rows else GEN_COLS)

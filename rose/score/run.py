@@ -28,14 +28,14 @@ from rose.score import champion as champ
 from rose.score import label_free, report, tools
 from rose.score import pool as pools
 from rose.score import selectors as sel
-from rose.score.collect import INTRINSIC, Selection, Store, Tracked, collect, fill, missing_message, select
+from rose.score.collect import INTRINSIC, TOOL_TAG, Selection, Store, Tracked, collect, fill, missing_message, select
 from rose.score.config import ScoreConfig
 from rose.score.embeddings import cached, embedder
 from rose.score.intrinsic import DIRECTION
 from rose.score.models import generator_parameters, load_reference_lm, reference_lm_languages
 from rose.score.report import terminal
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
-from rose.score.tools import measure_dataset
+from rose.score.tools import MEASURED_WITH, measure_dataset
 from rose.tasks import Task, get_task, is_task_file
 
 log = logging.getLogger(__name__)
@@ -72,18 +72,35 @@ def _cases(config: ScoreConfig, tracked: Store) -> list[tuple[str, str]]:
     return cases
 
 
+def tool_keys(config: ScoreConfig) -> dict[str, str]:
+    """What each group of intrinsic metrics (:data:`rose.score.tools.MEASURED_WITH`) is measured with under
+    ``config``: a generate run whose ``rose.intrinsic.<group>`` tag differs is measured again."""
+    at = {"sample": config.intrinsic_sample, "seed": config.seed}
+    return {
+        "tokenizer": tools.tool_key(config.tokenizer or tools.WORDS, **at),
+        "embedding_model": tools.tool_key(config.embedding_model, **at),
+        "reference_lm": tools.tool_key(config.reference_lm, languages=config.reference_lm_languages, **at),
+    }
+
+
 def _tools(config: ScoreConfig):
+    keys = tool_keys(config)
     lm = None
     if config.reference_lm:
         try:
             lm = load_reference_lm(config.reference_lm, config.reference_lm_languages)
         except Exception as exc:  # an LM that cannot be loaded offline: perplexity is skipped, said loudly
             log.warning("perplexity skipped: cannot load %s (%s)", config.reference_lm, str(exc).splitlines()[0])
+            keys["reference_lm"] = ""
+    tokenize = tools.subword_tokenizer(config.tokenizer) if config.tokenizer else tools.intrinsic.simple_tokens
+    if tokenize is tools.intrinsic.simple_tokens:  # asked for none, or it could not be loaded: words, said so
+        keys["tokenizer"] = tools.tool_key(tools.WORDS, sample=config.intrinsic_sample, seed=config.seed)
     return tools.Tools(
-        tokenize=tools.subword_tokenizer(config.tokenizer) if config.tokenizer else tools.intrinsic.simple_tokens,
+        tokenize=tokenize,
         embed=cached(embedder(config.embedding_model)) if config.embedding_model else None,
         detect=language_id.detect,
         reference_lm=lm,
+        keys=keys,
     )
 
 
@@ -138,9 +155,10 @@ def dataset_intrinsic(
     *,
     demonstrations: list[str] = (),
     verdicts: list[str | None] = (),
+    groups: list[str] | None = None,
 ) -> dict[str, float]:
     """The ``intrinsic/*`` values of one dataset (without the prefix), with the tools ``config`` names (loaded
-    once into ``state``). Used by score for generate runs and by ``rose data import`` for imported data."""
+    once into ``state``); ``groups`` limits the tool-dependent ones (:data:`rose.score.tools.MEASURED_WITH`)."""
 
     if "tools" not in state:
         state["tools"] = _tools(config)
@@ -153,6 +171,7 @@ def dataset_intrinsic(
         tools=state["tools"],
         sample=config.intrinsic_sample,
         seed=config.seed,
+        groups=groups,
     )
     params = generator_parameters(generator) if generator else None
     if params:
@@ -161,18 +180,32 @@ def dataset_intrinsic(
 
 
 def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, datasets: _Datasets, state: dict) -> None:
-    """Compute and log ``intrinsic/*`` metrics on generate runs that lack them (or all, with ``recompute``)."""
-    import mlflow
-    from mlflow.entities import Metric
+    """Give every generate run of the case intrinsic metrics measured with ``config``'s tools.
 
-    has = [c for c in case.generate.columns if c not in ("revision_acceptance_logged",) and c in _known()]
+    A group of metrics (:data:`rose.score.tools.MEASURED_WITH`) counts only when the run's ``rose.intrinsic.<group>``
+    tag says it was measured with the tools and settings ``config`` names (:func:`tool_keys`); the groups that do
+    not match (another reference LM, embedding model, tokenizer, sample or seed; never measured; all of them with
+    ``recompute``) are measured again and logged with their tags, or, with ``intrinsic`` off, left out of the case.
+    A metric its group's tool could not give this time is logged as NaN, so no value of another tool stays behind.
+    """
+    import mlflow
+    from mlflow.entities import Metric, RunTag
+
+    wanted = tool_keys(config)
     client = mlflow.MlflowClient()
     for i, row in case.generate.iterrows():
-        if not config.recompute and has and pd.notna(case.generate.loc[i, has]).any():
+        measured = row.get("intrinsic_tools") if isinstance(row.get("intrinsic_tools"), dict) else {}
+        stale = [g for g in MEASURED_WITH if config.recompute or measured.get(g) != wanted[g]]
+        plain = [k for k in _known() if not any(k in names for names in MEASURED_WITH.values())]
+        if not stale and pd.notna(case.generate.loc[i, [k for k in plain if k in case.generate]]).any():
+            continue
+        if not config.intrinsic:
+            _forget(case, i, stale)
             continue
         rows = datasets.rows(row["run_id"])
         verdicts = [r.get("verdict") for r in rows + datasets.rows(row["run_id"], "rejected.jsonl")]
-        log.info("intrinsic metrics of %s (%d examples)", row["candidate"], len(rows))
+        log.info("intrinsic metrics of %s (%d examples): %s", row["candidate"], len(rows),
+                 ", ".join(f"{g} {wanted[g] or 'none'}" for g in stale) or "the tool-free ones")  # fmt: skip
         values = dataset_intrinsic(
             [str(r.get("text", "")) for r in rows],
             language,
@@ -181,13 +214,26 @@ def measure_intrinsic(case: Tracked, language: str, config: ScoreConfig, dataset
             state,
             demonstrations=datasets.demonstrations(row["run_id"]),
             verdicts=verdicts,
+            groups=stale,
         )
         if "revision_acceptance" not in values and pd.notna(row.get("revision_acceptance_logged")):
             values["revision_acceptance"] = float(row["revision_acceptance_logged"])
+        keys = state["tools"].keys
+        for group in stale:  # what the group's tool did not give this time is NaN, not another tool's value
+            values.update({k: float("nan") for k in MEASURED_WITH[group] if k not in values})
         now = int(pd.Timestamp.now().timestamp() * 1000)
-        client.log_batch(row["run_id"], metrics=[Metric(INTRINSIC + k, float(v), now, 0) for k, v in values.items()])
+        client.log_batch(row["run_id"], metrics=[Metric(INTRINSIC + k, float(v), now, 0) for k, v in values.items()],
+                         tags=[RunTag(TOOL_TAG + g, keys[g]) for g in stale])  # fmt: skip
         for k, v in values.items():
             case.generate.loc[i, k] = float(v)
+
+
+def _forget(case: Tracked, i, groups: list[str]) -> None:
+    """Leave a run's metrics of ``groups`` (measured with other tools) out of the case."""
+    for group in groups:
+        for k in MEASURED_WITH[group]:
+            if k in case.generate:
+                case.generate.loc[i, k] = float("nan")
 
 
 def _task_digests(store: Store, given: dict[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from rose.score.collect import Tracked, collect, select
 DIMENSIONS = ("strategy", "generator")
 
 GENERATE_COLUMNS = {"task", "language", "candidate", "run_id", "generator", "strategy", "start_time", "task_digest",
-                    "revision_acceptance_logged"}  # fmt: skip
+                    "revision_acceptance_logged", "intrinsic_tools"}  # fmt: skip
 
 
 @dataclass

@@ -8,8 +8,8 @@ the languages it reads), :mod:`rose.language_id` (language identification), :mod
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,16 @@ from rose.score.models import ReferenceLM, resolve
 log = logging.getLogger(__name__)
 
 E5 = "multilingual-e5-small"
+WORDS = "words"  # the tokens of intrinsic.simple_tokens, where no subword tokenizer is used
+
+# The metrics each chosen tool decides. The others (compression ratio, duplicate rate, target-language share,
+# revision acceptance, parameter count) need no tool a score chooses: they are measured whenever one is.
+MEASURED_WITH: dict[str, tuple[str, ...]] = {
+    "tokenizer": ("distinct_1", "distinct_2", "distinct_3", "token_entropy", "self_bleu", "length_mean", "length_std",
+                  "ngram_copy_rate"),
+    "embedding_model": ("embedding_distance", "vendi"),
+    "reference_lm": ("perplexity",),
+}  # fmt: skip
 
 
 @dataclass
@@ -29,6 +39,16 @@ class Tools:
     embed: Callable[[list[str]], np.ndarray] | None = None
     detect: Callable[[str], str | None] | None = None
     reference_lm: ReferenceLM | None = None
+    keys: dict[str, str] = field(default_factory=dict)  # what measured each group of MEASURED_WITH (tool_key)
+
+
+def tool_key(name: str, *, sample: int, seed: int, languages: Collection[str] = ()) -> str:
+    """What a group of intrinsic metrics was measured with: the tool and the settings its values depend on
+    (``""``: no tool, the group is not measured)."""
+    if not name:
+        return ""
+    declared = f" languages={','.join(sorted(languages))}" if languages else ""
+    return f"{name}{declared} sample={sample} seed={seed}"
 
 
 def subword_tokenizer(name: str = E5) -> Callable[[str], list[str]]:
@@ -54,36 +74,41 @@ def measure_dataset(
     tools: Tools | None = None,
     sample: int = 1000,
     seed: int = 0,
+    groups: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Every intrinsic metric of one dataset in ``language`` (ISO 639-1) that the given tools allow.
 
     Corpus statistics use all texts; the costly ones (self-BLEU hypotheses, embeddings, perplexity) use a seeded
     sample of at most ``sample`` texts. Perplexity is left out (not available) unless the reference LM reads
-    ``language``. Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
+    ``language``. ``groups`` (keys of :data:`MEASURED_WITH`) limits the tool-dependent metrics to those groups
+    (default: all). Reference: Cegin et al. 2025, RoSE (arXiv 2510.06143).
     """
     tools = tools or Tools()
+    groups = set(MEASURED_WITH) if groups is None else set(groups)
     rng = np.random.default_rng(seed)
     subset = [texts[i] for i in sorted(rng.permutation(len(texts))[:sample])] if len(texts) > sample else texts
-    tokens = [tools.tokenize(t) for t in texts]
-    out: dict[str, float] = {f"distinct_{n}": intrinsic.distinct_n(tokens, n) for n in (1, 2, 3)}
-    out["token_entropy"] = intrinsic.token_entropy(tokens)
-    out["self_bleu"] = intrinsic.self_bleu(tokens, max_hypotheses=min(sample, 200), seed=seed)
+    out: dict[str, float] = {}
+    if "tokenizer" in groups:
+        tokens = [tools.tokenize(t) for t in texts]
+        out.update({f"distinct_{n}": intrinsic.distinct_n(tokens, n) for n in (1, 2, 3)})
+        out["token_entropy"] = intrinsic.token_entropy(tokens)
+        out["self_bleu"] = intrinsic.self_bleu(tokens, max_hypotheses=min(sample, 200), seed=seed)
+        out["length_mean"], out["length_std"] = intrinsic.length_stats(tokens)
+        if demonstrations:
+            out["ngram_copy_rate"] = intrinsic.ngram_copy_rate(tokens, [tools.tokenize(d) for d in demonstrations])
     out["compression_ratio"] = intrinsic.compression_ratio(texts)
     out["duplicate_rate"] = intrinsic.duplicate_rate(texts)
-    out["length_mean"], out["length_std"] = intrinsic.length_stats(tokens)
-    if demonstrations:
-        out["ngram_copy_rate"] = intrinsic.ngram_copy_rate(tokens, [tools.tokenize(d) for d in demonstrations])
     accepted = intrinsic.revision_acceptance(verdicts)
     if accepted is not None:
         out["revision_acceptance"] = accepted
     if tools.detect and language_lingua:
         out["target_language_share"] = intrinsic.target_language_share(texts, language_lingua, tools.detect)
-    if tools.embed and subset:
+    if tools.embed and subset and "embedding_model" in groups:
         emb = tools.embed(subset)
         out["embedding_distance"] = intrinsic.mean_pairwise_cosine_distance(emb)
         out["vendi"] = intrinsic.vendi_score(emb)
     lm = tools.reference_lm
-    if lm is not None and subset:
+    if lm is not None and subset and "reference_lm" in groups:
         if lm.reads(language):
             out["perplexity"] = intrinsic.perplexity(*lm.nll(subset))
         else:
