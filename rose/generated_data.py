@@ -26,6 +26,7 @@ from rose.human_data import (
     rows_to_data,
 )
 from rose.locations import SHARED_DATA
+from rose.naming import metric_key
 from rose.tasks import Task, get_task
 
 ARTIFACT_DIR = "dataset"
@@ -99,6 +100,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def human_source(ref: str) -> str:
     """The data folder or file of a ``human:<source>`` reference (``human:`` alone: the shared data folder)."""
     return ref.strip()[len(HUMAN_PREFIX) :] or SHARED_DATA
+
+
+def reused_dataset(run, labels) -> tuple[Path, dict[str, dict[str, int]]]:
+    """What a finished generate or import run that is reused gives back: its dataset (downloaded) and its counts
+    per label, ``{"kept": {label: n}, "shortfall": {label: n}}`` from its ``kept/<label>`` and
+    ``shortfall/<label>`` metrics (0 where absent)."""
+    m = run.data.metrics
+    counts = {name: {lab: int(m.get(metric_key(name, label=lab), 0)) for lab in labels}
+              for name in ("kept", "shortfall")}  # fmt: skip
+    return download_dataset(run.info.run_id), counts
 
 
 def is_run_id(ref: str) -> bool:

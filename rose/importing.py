@@ -262,7 +262,6 @@ def _track(name: str, run_tags: dict, config: ImportConfig, metrics: dict, folde
 
 def _reused(run, candidate: str, task: Task) -> ImportResult:
     m = run.data.metrics
-    kept = {label: int(m.get(metric_key("kept", label=label), 0)) for label in task.labels}
+    path, counts = generated_data.reused_dataset(run, task.labels)
     dropped = {k: int(m.get(k, 0)) for k in ("empty_dropped", "label_dropped", "duplicates_dropped")}
-    path = generated_data.download_dataset(run.info.run_id)
-    return ImportResult(run.info.run_id, candidate, kept, dropped, path, dict(m), reused=True)
+    return ImportResult(run.info.run_id, candidate, counts["kept"], dropped, path, dict(m), reused=True)

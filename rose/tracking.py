@@ -29,7 +29,7 @@ from rose import lease as leases
 from rose.errors import RoseError
 from rose.locations import project_dir
 
-STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")
+STAGES = ("generate", "train", "evaluate", "score", "tune", "pipeline")  # a study runs the first four, in order
 TAG = "rose."
 
 DB_NAME = "mlflow.db"
@@ -365,7 +365,4 @@ def log_params(params: dict[str, Any]) -> None:
     import mlflow
 
     clean = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v) for k, v in params.items()}
-    clean = {k: str(v)[:6000] for k, v in clean.items() if v is not None}
-    items = list(clean.items())
-    for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i : i + 100]))
+    mlflow.log_params({k: str(v)[:6000] for k, v in clean.items() if v is not None})  # log_batch chunks by 100

@@ -131,7 +131,9 @@ def test_stop_criteria_end_answers_at_a_line(smollm2):
     import dataclasses
 
     ask = _ask("sport", 2, tokens=120)
-    ask.messages[0]["content"] = "Write 8 example news headlines about sport. Answer with a numbered list, one per line."
+    ask.messages[0]["content"] = (
+        "Write 8 example news headlines about sport. Answer with a numbered list, one per line."
+    )
     free = smollm2.generate([ask])[0]
     assert len([line for line in free.text.splitlines() if line.strip()]) > 2
     two = dataclasses.replace(ask, params=dataclasses.replace(ask.params, stop_lines=2))

@@ -243,12 +243,9 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
 
 
 def _reused(run, candidate: str) -> GenerateResult:
-    labels = tasks.from_run(run).labels
-    m = run.data.metrics
-    kept = {lab: int(m.get(metric_key("kept", label=lab), 0)) for lab in labels}
-    shortfall = {lab: int(m.get(metric_key("shortfall", label=lab), 0)) for lab in labels}
-    path = generated_data.download_dataset(run.info.run_id)
-    return GenerateResult(run.info.run_id, path, candidate, kept, shortfall, dict(m), reused=True)
+    path, counts = generated_data.reused_dataset(run, tasks.from_run(run).labels)
+    return GenerateResult(run.info.run_id, path, candidate, counts["kept"], counts["shortfall"],
+                          dict(run.data.metrics), reused=True)  # fmt: skip
 
 
 def _log_params(config: GenerateConfig, strategy: Strategy) -> None:

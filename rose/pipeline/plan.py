@@ -68,7 +68,7 @@ def served_units(tags: dict[str, str]) -> list[str]:
     return units
 
 
-STAGES = ("generate", "train", "evaluate", "score")
+STAGES = tracking.STAGES[:4]  # the stages of a study's units in the order they run: the run schema's first four
 
 
 @dataclass

@@ -20,7 +20,7 @@ from rose.generate.run import generate
 from rose.pipeline.plan import Unit, unit_tag
 from rose.score.config import ScoreConfig
 from rose.score.run import score
-from rose.train.cells import evaluate_cells
+from rose.train.cells import by_train, evaluate_cells
 from rose.train.config import TrainConfig
 from rose.train.run import train
 
@@ -73,11 +73,8 @@ def _train(unit: Unit) -> str:
 
 def _evaluate(experiment: str, units: list[Unit]) -> list[str]:
     """The cells of the units, computed per train unit (each seed model loaded once for all its datasets)."""
-    by_train: dict[str, list[Unit]] = {}
-    for unit in units:
-        by_train.setdefault(unit.inputs["train"], []).append(unit)
     run_ids: dict[str, str] = {}
-    for train_run_id, group in by_train.items():
+    for train_run_id, group in by_train(units, lambda unit: unit.inputs["train"]).items():
         ids = evaluate_cells(experiment, train_run_id, [u.inputs["data"] for u in group])
         run_ids.update({u.digest: r for u, r in zip(group, ids, strict=True)})
     return [run_ids[u.digest] for u in units]

@@ -408,11 +408,8 @@ def _name_stale(cells, have, wanted, current, chosen, human_key, messages: list[
 def fill(todo: list[Todo], experiment: str, messages: list[str]) -> int:
     """Compute the missing cells with :func:`rose.train.cells.evaluate_cells` (the pipeline's evaluate units run
     the same function), grouped by classifier so each seed model is loaded once. Returns the cells computed."""
-    by_train: dict[str, list[Todo]] = {}
-    for item in todo:
-        by_train.setdefault(item.train_run_id, []).append(item)
     done = 0
-    for train_run_id, items in by_train.items():
+    for train_run_id, items in cells_lib.by_train(todo, lambda item: item.train_run_id).items():
         log.info("computing %d missing cell(s) of train run %s", len(items), train_run_id)
         try:
             cells_lib.evaluate_cells(experiment, train_run_id, [i.data_ref for i in items])

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rose.score.models import resolve
+from rose.assets import resolve_model
 
 E5 = "multilingual-e5-small"
 
@@ -25,7 +25,7 @@ def embedder(name: str = E5) -> Callable[[list[str]], np.ndarray]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve(name)
+    path = resolve_model(name)
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
 
     def embed(texts: list[str], batch: int = 32) -> np.ndarray:

@@ -50,17 +50,6 @@ REFERENCE_LM_LANGUAGES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def resolve(name: str) -> str:
-    """A model short name or path -> a local path via :func:`rose.assets.resolve_model` when it exists."""
-    try:
-        from rose.assets import resolve_model
-    except ImportError:
-        if "/" not in name and not Path(name).exists():
-            raise FileNotFoundError(f"{name} is a rose asset short name but rose.assets is not installed") from None
-        return name
-    return resolve_model(name)
-
-
 def _base_name(model: str) -> str:
     name = model.rstrip("/").split("/")[-1].lower()
     return name.removesuffix(".gguf")
@@ -171,7 +160,9 @@ def load_reference_lm(name: str, languages: Collection[str] = (), batch: int = 8
     """Load ``name`` (short name, hub id, folder or .gguf file) as a :class:`ReferenceLM`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(resolve(name))
+    from rose.assets import resolve_model
+
+    path = Path(resolve_model(name))
     kwargs = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
     where = str(path.parent) if kwargs else str(path)
     tok = AutoTokenizer.from_pretrained(where, **kwargs)

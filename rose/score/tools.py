@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rose.score import intrinsic
-from rose.score.models import ReferenceLM, resolve
+from rose.score.models import ReferenceLM
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def subword_tokenizer(name: str = E5) -> Callable[[str], list[str]]:
     try:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(resolve(name))
+        from rose.assets import resolve_model
+
+        tok = AutoTokenizer.from_pretrained(resolve_model(name))
     except Exception as exc:  # missing asset, no network: the fallback still works for every script
         log.warning("tokenizer %s unavailable (%s); using word/grapheme tokens", name, str(exc).splitlines()[0])
         return intrinsic.simple_tokens

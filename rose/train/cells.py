@@ -20,7 +20,9 @@ import logging
 import re
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from rose import tasks, tracking
 from rose.errors import RoseError
@@ -30,6 +32,7 @@ from rose.metrics import classification_metrics, confusion
 from rose.train.evaluate import confusion_csv, label_indices, prefixed, pyfunc_labels
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # What decides a cell's value besides the model and the data: bump when the metric or the split changes.
 EVAL_SETTINGS = {"metric": "macro-F1 over the task's labels, 0 for a label absent from truth and predictions",
@@ -60,6 +63,15 @@ def dataset(ref: str, task: str | tasks.Task, language: str, name: str | None = 
             name = mlflow.MlflowClient().get_run(run_id).data.tags.get("rose.candidate", run_id)
         return Dataset(run_id, run_id, name)
     raise RoseError(f"a cell's dataset is a generate run id or human:<data folder>, not {ref!r}")
+
+
+def by_train(items: Iterable[T], train_run_id: Callable[[T], str]) -> dict[str, list[T]]:
+    """Cells to compute grouped by the train run whose seed models score them, in first-seen order: each group is
+    one :func:`evaluate_cells` call, so a classifier's seed models are loaded once for all its datasets."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(train_run_id(item), []).append(item)
+    return groups
 
 
 def cell_digest(train_digest: str, dataset_key: str) -> str:

@@ -68,21 +68,17 @@ class FitResult:
 
 
 def resolve_classifier(name: str) -> Path | str:
-    """A local folder for the classifier, or a hub id left for transformers; a missing path is an error."""
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise RoseError(f"classifier folder {name} has no config.json: pass a transformers model folder")
-        return path
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        raise RoseError(f"classifier path {name} does not exist: pass a model folder, a hub id or a short name "
-                        "such as multilingual-e5-small")  # fmt: skip
-    try:
-        from rose.assets import resolve_model
-    except ImportError:
-        return name
+    """A local folder for the classifier (:func:`rose.assets.resolve_model`, rose's one resolver), or a hub id
+    left for transformers; a missing path, or a folder that is no transformers model, is an error."""
+    from rose.assets import resolve_model
+
     resolved = resolve_model(name)
-    return Path(resolved) if Path(resolved).is_dir() else resolved
+    path = Path(resolved)
+    if not path.is_dir():
+        return resolved  # a hub id
+    if not (path / "config.json").exists():
+        raise RoseError(f"classifier folder {name} has no config.json: pass a transformers model folder")
+    return path
 
 
 def use_bf16(setting: str) -> bool:

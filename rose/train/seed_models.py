@@ -84,8 +84,9 @@ def load(folder: str | Path) -> SeedModel | None:
     if meta.get("layout") != "delta":
         return None
     base = json.loads((folder / "base.json").read_text())
-    path = pyfunc.resolve_base(base["id"]) or (Path(base["path"]) if Path(base["path"]).is_dir() else None)
-    if path is None or pyfunc.base_digest(path) != base["digest"]:
+    try:
+        path = pyfunc.resolve_base(base["id"], base.get("path", ""), base["digest"])
+    except pyfunc.BaseModelError:
         return None  # the pyfunc path says what is wrong
     config = json.loads((folder / "config.json").read_text())
     key = (str(Path(path).resolve()), base["digest"], json.dumps(config, sort_keys=True))

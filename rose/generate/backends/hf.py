@@ -10,7 +10,6 @@ floating-point noise from padding).
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from pathlib import Path
 
@@ -22,13 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def resolve(model: str) -> tuple[str, str | None]:
-    """(folder or hub id, GGUF file name or None) for a short name, hub id, folder or ``.gguf`` path."""
-    try:
-        from rose.assets import resolve_model
-    except ImportError:  # the assets module is optional for paths and hub ids
-
-        def resolve_model(name: str) -> str:
-            return name
+    """(folder or hub id, GGUF file name or None) for a short name, hub id, folder or ``.gguf`` path
+    (:func:`rose.assets.resolve_model`, then the GGUF file a folder holds)."""
+    from rose.assets import resolve_model
 
     path = Path(resolve_model(model)).expanduser()
     if path.is_file() and path.suffix == ".gguf":
