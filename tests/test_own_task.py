@@ -156,7 +156,7 @@ def test_own_task_through_the_pipeline(own, capsys):
     assert {r.data.tags.get("rose.task_digest") for r in runs if r.data.tags["rose.stage"] != "pipeline"} == {
         task.digest
     }
-    assert "amharic_news/am" in printed
+    assert "RoSE leaderboard: task amharic_news, language am (champion: fake-" in printed
 
 
 def test_a_third_party_file_imports_into_the_custom_task(own, capsys):
