@@ -1,14 +1,12 @@
 """``mlflow run . -e generate``: the generate stage with the MLproject's parameters (the same names as ``rose generate``).
 
-``mlflow run`` starts a launcher run; rose writes its own run (one per candidate, task and language) into the
-study's experiment, so the launcher run is detached first.
+The generate run is the run ``mlflow run`` started (when it is in the study's experiment; see
+``rose.tracking.adopt_launcher_run``).
 """
 
 import sys
 
-from rose.cli import main
-from rose.tracking import adopt_launcher_run
+from rose.cli import launched
 
 if __name__ == "__main__":
-    adopt_launcher_run()
-    sys.exit(main(["generate", *sys.argv[1:]]))
+    sys.exit(launched("generate", ["generate", *sys.argv[1:]]))

@@ -1,10 +1,12 @@
-"""``mlflow run . -e pipeline -P config=...``: a whole study (the same flags as ``rose pipeline``)."""
+"""``mlflow run . -e pipeline -P config=...``: a whole study (the same flags as ``rose pipeline``).
+
+The run ``mlflow run`` started is the study's pipeline run and the parent of the runs the study starts (when it is
+in the study's experiment).
+"""
 
 import sys
 
-from rose.cli import main
-from rose.tracking import adopt_launcher_run
+from rose.cli import launched
 
 if __name__ == "__main__":
-    adopt_launcher_run()
-    sys.exit(main(["pipeline", *sys.argv[1:]]))
+    sys.exit(launched("pipeline", ["pipeline", *sys.argv[1:]]))

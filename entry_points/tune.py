@@ -2,9 +2,7 @@
 
 import sys
 
-from rose.cli import main
-from rose.tracking import adopt_launcher_run
+from rose.cli import launched
 
 if __name__ == "__main__":
-    adopt_launcher_run()
-    sys.exit(main(["tune", *sys.argv[1:]]))
+    sys.exit(launched("tune", ["tune", *sys.argv[1:]]))

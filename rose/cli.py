@@ -220,5 +220,24 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def launched(stage: str, *commands: list[str]) -> int:
+    """An MLflow entry point: ``rose <command>`` for each command in turn (until one fails), working in the run
+    ``mlflow run`` started (see :func:`rose.tracking.adopt_launcher_run`); that run is removed if rose did not
+    need it."""
+    from rose import tracking
+
+    code = 1
+    launcher = tracking.adopt_launcher_run(stage)
+    try:
+        for argv in commands:
+            code = main(argv)
+            if code:
+                break
+        return code
+    finally:
+        if launcher:
+            tracking.close_launcher(failed=code != 0)
+
+
 if __name__ == "__main__":
     sys.exit(main())

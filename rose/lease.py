@@ -185,9 +185,8 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
     Blocks while another live process works on the digest. The returned lease (when working) must be released
     when the run ends (``rose.tracking.run(..., lease=claim.lease)`` does it).
     """
-    import mlflow
+    from rose.tracking import new_run
 
-    client = mlflow.MlflowClient()
     waiting_on, since = None, time.monotonic()
     while True:
         runs = _search(experiment_id, stage, digest)
@@ -210,31 +209,41 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
             time.sleep(POLL_S)
             continue
         owner = uuid.uuid4().hex
-        mine = client.create_run(experiment_id, tags={**tags, **lease_tags(owner), "mlflow.runName": name})
+        mine = new_run(experiment_id, {**tags, **lease_tags(owner)}, name)
         lease = Lease(mine.info.run_id, owner).start()
         try:
             won = _won(experiment_id, stage, digest, mine.info.run_id)
         except BaseException:
             lease.release()
-            client.delete_run(mine.info.run_id)
+            _drop(mine)
             raise
         if not won:
             lease.release()
-            client.delete_run(mine.info.run_id)
+            _drop(mine)
             continue
         crashed = [r for r in runs if r.info.status != "FINISHED" and not is_live(r)]
         if not crashed:
             return Claim(run_id=mine.info.run_id, lease=lease)
         stopped = max(crashed, key=_order)
         lease.move(stopped.info.run_id)
-        client.delete_run(mine.info.run_id)
+        _drop(mine)
         return Claim(run_id=stopped.info.run_id, adopted=True, lease=lease)
+
+
+def _drop(run: Any) -> None:
+    """Delete a claim run that lost, or give it back when it is the run ``mlflow run`` started."""
+    import mlflow
+
+    from rose.tracking import give_back_launcher
+
+    if not give_back_launcher(run.info.run_id, run.data.tags):
+        mlflow.MlflowClient().delete_run(run.info.run_id)
 
 
 def hold_new(experiment_id: str, tags: dict[str, str], name: str) -> Claim:
     """A new run under a lease, with no contest (the caller wants a fresh run whatever exists)."""
-    import mlflow
+    from rose.tracking import new_run
 
     owner = uuid.uuid4().hex
-    run = mlflow.MlflowClient().create_run(experiment_id, tags={**tags, **lease_tags(owner), "mlflow.runName": name})
+    run = new_run(experiment_id, {**tags, **lease_tags(owner)}, name)
     return Claim(run_id=run.info.run_id, lease=Lease(run.info.run_id, owner).start())

@@ -434,6 +434,7 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
     import mlflow
 
     from rose.pipeline.run import run_pipeline
+    from rose.train.pyfunc import model_uri
 
     with mlflow_server(tmp_path, monkeypatch):
         path = study_yaml(tmp_path, tiny, experiment="server-study")
@@ -447,7 +448,7 @@ def test_study_against_a_tracking_server_from_several_workers(tmp_path, tiny, mo
                 assert "dataset" in names
             if run.data.tags.get("rose.role") == "seed":
                 assert len(client.get_metric_history(run.info.run_id, "val/macro_f1")) >= 1
-                assert len(mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(["Y tywydd"])) == 1
+                assert len(mlflow.pyfunc.load_model(model_uri(run.info.run_id)).predict(["Y tywydd"])) == 1
             if run.data.tags["rose.stage"] == "evaluate":
                 assert {"confusion/seed1.csv", "confusion/seed2.csv"} <= {
                     a.path for a in client.list_artifacts(run.info.run_id, "confusion")}  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 from rose.errors import RoseError
 from rose.human_data import LabelledData
 from rose.naming import metric_key
+from rose.train import pyfunc
 from tests.tiny import TOPIC_EN, human_rows, make_tiny_classifier, write_dataset
 
 HUMAN = f"human:{TOPIC_EN}"  # the shared data, else rose's bundled English topic sentences
@@ -349,7 +350,7 @@ def test_pyfunc_round_trip_matches_logged_metrics(trained):
 
     result, _ = trained
     seed = result.seeds[0]
-    model = mlflow.pyfunc.load_model(f"runs:/{seed.run_id}/model")
+    model = mlflow.pyfunc.load_model(pyfunc.model_uri(seed.run_id))
     out = model.predict(["The team won the final.", "A new vaccine was approved."])
     assert list(out.columns[:2]) == ["label", "prob_science/technology"] and len(out) == 2
     assert np.allclose(out.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
@@ -369,7 +370,7 @@ def test_changed_base_is_refused_and_registered_model_is_self_contained(trained,
     result, base = trained
     exported = export_self_contained(result.seeds[1].run_id)  # what the score stage registers as champion
     assert exported == export_self_contained(result.seeds[1].run_id)
-    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{result.seeds[0].run_id}/model", dst_path=tmp_path))
+    local = Path(mlflow.artifacts.download_artifacts(pyfunc.model_uri(result.seeds[0].run_id), dst_path=tmp_path))
     folder = next(local.rglob("meta.json")).parent
     assert folder.name == ARTIFACT and json.loads((folder / "meta.json").read_text())["layout"] == "delta"
     weights = load_file(str(base / "model.safetensors"))

@@ -221,6 +221,7 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
             used = strategy.descriptions_source(config) != "none"
             path = _write(out_dir, state, ctx, used)
             mlflow.log_metrics(metrics)
+            mlflow.set_tag("mlflow.note.content", description(config, strategy, backend, state))
             mlflow.log_artifacts(str(out_dir), generated_data.ARTIFACT_DIR)
             generated_data.log_input(path, candidate)
             run_id = run.info.run_id
@@ -240,6 +241,16 @@ def generate(config: GenerateConfig, backend: Backend | None = None) -> Generate
         sum(state.shortfall.values()),
     )
     return GenerateResult(run_id, path, candidate, kept, dict(state.shortfall), metrics)
+
+
+def description(config: GenerateConfig, strategy: Strategy, backend: Backend, state: State) -> str:
+    """A generate run's description: its generator, strategy, what it kept and what it fell short of."""
+    kept, short = state.kept(), {k: v for k, v in state.shortfall.items() if v}
+    lines = [f"{config.generator} ({backend.name} backend), strategy {strategy.name}: asked {config.per_label} "
+             f"examples per label, kept {sum(kept.values())} ("
+             + ", ".join(f"{label} {n}" for label, n in kept.items()) + ")."]  # fmt: skip
+    lines.append("Shortfall: " + (", ".join(f"{label} {n}" for label, n in short.items()) + "." if short else "none."))
+    return "\n\n".join(lines)
 
 
 def _reused(run, candidate: str) -> GenerateResult:

@@ -7,6 +7,7 @@ study that grows or shrinks runs only the units that are new.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +140,8 @@ def resume_command(config: str | Path, executor: str, max_parallel: int, ray_add
 
 
 def _open_pipeline_run(study, plan_text: str) -> str:
-    """A run that records the study (not a parent: stage runs stay top-level so they can be found alone)."""
+    """A run that records the study. Not a parent (stage runs stay top-level so they can be found alone), except
+    under ``mlflow run``, where it is the run MLflow Projects started and the runs of the study nest in it."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -151,10 +153,13 @@ def _open_pipeline_run(study, plan_text: str) -> str:
         ",".join(study.languages),
         digest=tracking.digest({"study": text, "tasks": [get_task(t).digest for t in study.tasks]}),
     )
-    run = client.create_run(exp.experiment_id, tags={**run_tags, "mlflow.runName": f"pipeline-{Path(study.path).stem}"})
+    run = tracking.new_run(exp.experiment_id, run_tags, f"pipeline-{Path(study.path).stem}")
+    if tracking.is_launcher(run.info.run_id):  # the run `mlflow run` started: the study's runs nest in it
+        os.environ[tracking.PARENT_ENV] = f"{exp.experiment_id}:{run.info.run_id}"
     client.log_text(run.info.run_id, text, "study.yaml")
     client.log_text(run.info.run_id, plan_text, "plan.txt")
-    client.log_param(run.info.run_id, "candidates", ",".join(c.name for c in study.candidates))
+    if "candidates" not in run.data.params:
+        client.log_param(run.info.run_id, "candidates", ",".join(c.name for c in study.candidates))
     return run.info.run_id
 
 
@@ -186,14 +191,19 @@ def leaderboards(score_run_ids: list[str]) -> str:
 
 
 def where_to_look(experiment: str) -> str:
+    """How to open the study's training runs and classifiers in the MLflow UI."""
+    import mlflow
+
+    from rose.mlflow_ui import experiment_url
+
     uri = tracking.tracking_uri()
     if uri.startswith("sqlite:"):
         cmd = f"mlflow ui --backend-store-uri {uri} --port 5000"
-        url = "http://127.0.0.1:5000"
+        base = "http://127.0.0.1:5000"
     else:
-        cmd, url = "(your tracking server is already running)", uri
-    return (
-        f"Look at the runs: {cmd}\n"
-        f"then open {url}, the experiment '{experiment}' and its 'Training runs' (generate, train and score "
-        f"runs are tagged rose.stage); the champion classifier is under Models."
-    )
+        cmd, base = "(your tracking server is already running)", uri
+    exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+    where = (f"then open {experiment_url(base, exp.experiment_id)} (the experiment '{experiment}': its training "
+             f"runs; its classifiers compared on each dataset under Models: "
+             f"{experiment_url(base, exp.experiment_id, 'models')})") if exp else f"then open {base}"  # fmt: skip
+    return f"Look at the runs: {cmd}\n{where}; the champion classifier is in the model registry."

@@ -54,6 +54,11 @@ def to_html_table(df: pd.DataFrame, index: bool = False) -> str:
 
 def terminal(case: CaseTables) -> str:
     """The leaderboard as aligned text for the terminal."""
+    return "\n".join([*table_lines(case), *baseline_line(case), *spread_lines(case)])
+
+
+def table_lines(case: CaseTables) -> list[str]:
+    """The leaderboard's title and aligned rows."""
     cols = [c for c in ("candidate", "rose", "ci_low", "ci_high", "n_seeds", "human_f1", "gap_to_human")
             if c in case.leaderboard]  # fmt: skip
     rows = [[fmt(v) for v in r] for r in case.leaderboard[cols].itertuples(index=False)]
@@ -69,7 +74,38 @@ def terminal(case: CaseTables) -> str:
     )
     pick = "champion" if not case.dimension else "pick"
     title = f"RoSE leaderboard: {where} ({pick}: {case.champion or 'none'})"
-    return "\n".join([title, line(cols), *map(line, rows), *baseline_line(case), *spread_lines(case)])
+    return [title, line(cols), *map(line, rows)]
+
+
+def description(case: CaseTables) -> str:
+    """The leaderboard as an MLflow run description (markdown): the table as the terminal shows it, then the
+    baseline and the "can / cannot be told apart" sentences as text."""
+    prose = [*baseline_line(case), *spread_lines(case)]
+    return "```\n" + "\n".join(table_lines(case)) + "\n```\n\n" + "\n\n".join(prose)
+
+
+def champion_description(case: CaseTables, seed: int, dev_f1: float | None) -> str:
+    """Why the registered champion was chosen: its RoSE score and interval, its human-test macro-F1 where known,
+    and the runner-up (the ``challenger``)."""
+    board = case.leaderboard.dropna(subset=["rose"]).set_index("candidate")
+    top = board.loc[case.champion]
+    text = (f"Chosen by RoSE for {case.task}/{case.language}: {case.champion}, RoSE {fmt(top['rose'])} "
+            f"(bootstrap interval over seeds {fmt(top['ci_low'])} to {fmt(top['ci_high'])}, {int(top['n_seeds'])} "
+            f"seeds)")  # fmt: skip
+    if "human_f1" in board and not math.isnan(float(top["human_f1"])):
+        text += f"; human-test macro-F1 {fmt(top['human_f1'])}"
+    text += f". This version is its seed {seed}" + (f" (best dev macro-F1, {fmt(dev_f1)})." if dev_f1 is not None
+                                                     else ".")  # fmt: skip
+    others = board.drop(index=case.champion)
+    if len(others):
+        name, second = others.index[0], others.iloc[0]
+        text += (f" Runner-up (alias challenger): {name}, RoSE {fmt(second['rose'])} ({fmt(second['ci_low'])} to "
+                 f"{fmt(second['ci_high'])})")  # fmt: skip
+        if "human_f1" in board and not math.isnan(float(second["human_f1"])):
+            text += f", human-test macro-F1 {fmt(second['human_f1'])}"
+        text += "."
+    sentences = spread_lines(case)
+    return text + ("\n\n" + " ".join(sentences) if sentences else "")
 
 
 def baseline_line(case: CaseTables) -> list[str]:

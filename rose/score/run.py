@@ -464,22 +464,11 @@ def _score(config: ScoreConfig, digests: dict[str, str], digest: str | None, cla
         mlflow.set_tags(selector_tags(pools))
         mlflow.log_artifacts(str(folder), artifact_path="report")
         mlflow.log_text(result.leaderboard_text(), "report/leaderboard.txt")
+        mlflow.set_tag("mlflow.note.content", "\n\n".join(report.description(c) for c in cases))
         if config.register_champion:
             for c in pools:  # a champion per task and language, from the whole pool
-                if not c.champion:
-                    continue
-                seed = champ.best_seed(c.seeds, c.champion)
-                name = config.model_name.format(task=c.task, language=c.language)
-                version = champ.register(seed["run_id"], name, {
-                    "rose.candidate": c.champion, "rose.seed": str(seed["seed"]), "rose.task": c.task,
-                    "rose.language": c.language, "rose.score_run_id": result.run_id})  # fmt: skip
-                result.champions[(c.task, c.language)] = {
-                    "candidate": c.champion,
-                    "model": name,
-                    "version": str(version.version),
-                    "run_id": seed["run_id"],
-                }
-                mlflow.set_tag(f"rose.champion_model.{c.task}.{c.language}", f"models:/{name}@champion")
+                if c.champion:
+                    result.champions[(c.task, c.language)] = _register(c, config, result.run_id)
     return result
 
 
@@ -497,6 +486,37 @@ def selector_tags(cases: list[CaseTables]) -> dict[str, str]:
             state = "available" if free.values[name].notna().any() else "not available"
             out[f"rose.selector.{where}{name}"] = (f"{state}: {why}" if why else state)[:500]
     return out
+
+
+def _register(case: CaseTables, config: ScoreConfig, score_run_id: str) -> dict:
+    """Register the case's champion (its best seed, alias ``champion``, with why it was chosen as the version's
+    description) and the runner-up's best seed (alias ``challenger``)."""
+    import mlflow
+
+    name = config.model_name.format(task=case.task, language=case.language)
+    versions = {}
+    ranked = case.leaderboard.dropna(subset=["rose"])["candidate"]
+    runner_up = [c for c in ranked if c != case.champion][:1]
+    for alias, candidate in ((champ.ALIAS, case.champion), *((champ.CHALLENGER, c) for c in runner_up)):
+        seed = champ.best_seed(case.seeds, candidate)
+        dev = float(seed["dev_f1"]) if pd.notna(seed.get("dev_f1")) else None
+        why = report.champion_description(case, int(seed["seed"]), dev) if alias == champ.ALIAS else (
+            f"Runner-up by RoSE for {case.task}/{case.language}, behind {case.champion}: {candidate}, its seed "
+            f"{int(seed['seed'])}. See the champion's description for the scores.")  # fmt: skip
+        tags = {"rose.candidate": candidate, "rose.seed": str(seed["seed"]), "rose.task": case.task,
+                "rose.language": case.language, "rose.score_run_id": score_run_id}  # fmt: skip
+        try:
+            versions[alias] = champ.register(seed["run_id"], name, tags, alias=alias, description=why)
+        except Exception as exc:  # the runner-up's model cannot be registered: the champion still is
+            if alias == champ.ALIAS:
+                raise
+            log.warning("no %s for %s: %s's model was not registered (%s)", alias, name, candidate,
+                        str(exc).splitlines()[0][:200])  # fmt: skip
+            continue
+        mlflow.set_tag(f"rose.{alias}_model.{case.task}.{case.language}", f"models:/{name}@{alias}")
+    seed = champ.best_seed(case.seeds, case.champion)
+    return {"candidate": case.champion, "model": name, "version": str(versions[champ.ALIAS].version),
+            "run_id": seed["run_id"], "challenger": runner_up[0] if runner_up else None}  # fmt: skip
 
 
 def _log_metrics(cases: list[CaseTables], judged: pd.DataFrame, grouped: dict[str, pd.DataFrame]) -> None:

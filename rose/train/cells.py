@@ -137,8 +137,10 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
         todo = [item for item in todo if item[0] in claims or item[0] in grow]
         scores: dict[str, dict[int, dict[str, float]]] = {ref: {} for ref, _, _ in todo}
         matrices: dict[str, dict[int, object]] = {ref: {} for ref, _, _ in todo}
+        model_ids: dict[int, str | None] = {}
         for seed_run in seeds if todo else []:
             seed = int(seed_run.data.tags["rose.seed"])
+            model_ids[seed] = _model_id(seed_run)
             wanted = [(ref, data) for ref, data, _ in todo
                       if ref not in grow or f"seed/{seed}/macro_f1" not in grow[ref].data.metrics]  # fmt: skip
             if not wanted:
@@ -153,7 +155,9 @@ def evaluate_cells(experiment: str, train_run_id: str, data_refs: list[str], tru
             if ref in grow:
                 out[ref] = _grow_cell(grow[ref], scores[ref], matrices[ref], labels)
                 continue
-            out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels, claims.pop(ref))
+            entity = mlflow_dataset(data, loaded[ref, data.name])
+            out[ref] = _log_cell(parent, data, digest, scores[ref], matrices[ref], labels, claims.pop(ref),
+                                 linked=(entity, model_ids))  # fmt: skip
             log.info("cell %s on %s: macro-F1 %.4f over %d seed(s)", tags.get("rose.train_data"), data.name,
                      statistics.fmean(s["macro_f1"] for s in scores[ref].values()), len(scores[ref]))  # fmt: skip
     except BaseException as exc:  # cells claimed and not logged end FAILED (KILLED on Ctrl-C), their leases freed
@@ -212,8 +216,46 @@ def _train_parent(run_id: str):
     return run
 
 
+def _model_id(seed_run) -> str | None:
+    """The id of the LoggedModel a seed run logged (None for a run from before MLflow 3's LoggedModels)."""
+    outputs = seed_run.outputs.model_outputs if seed_run.outputs else []
+    return outputs[0].model_id if outputs else None
+
+
+HUMAN_TEST = "human-test"
+
+
+def mlflow_dataset(data: Dataset, loaded):
+    """The cell's dataset as an MLflow dataset entity: a generate run's own (same name and digest as the
+    generate run logged it), else one made from the loaded examples (the human test split: ``human-test``)."""
+    import warnings
+
+    import mlflow
+    import pandas as pd
+
+    if not data.key.startswith(HUMAN_PREFIX):
+        inputs = mlflow.MlflowClient().get_run(data.key).inputs
+        logged = {next((t.value for t in i.tags if t.key == "mlflow.data.context"), ""): i.dataset
+                  for i in (inputs.dataset_inputs if inputs else [])}  # fmt: skip
+        for context in ("generated", "imported", *logged):
+            if context in logged:
+                return logged[context]
+    frame = pd.DataFrame({"text": loaded.texts, "label": loaded.labels})
+    name = HUMAN_TEST if data.key.startswith(HUMAN_PREFIX) else data.name
+    source = data.ref[len(HUMAN_PREFIX) :] if data.ref.startswith(HUMAN_PREFIX) else data.ref
+    with warnings.catch_warnings():  # mlflow's notes on ambiguous local sources
+        warnings.simplefilter("ignore")
+        try:
+            made = mlflow.data.from_pandas(frame, source=source, name=name, targets="label")
+        except Exception:  # noqa: BLE001 - a source MLflow cannot resolve (a hub id): the tags still name it
+            made = mlflow.data.from_pandas(frame, name=name, targets="label")
+    return made._to_mlflow_entity()
+
+
 def _load_model(seed_run_id: str, experiment: str, parent, trunk: bool = True):
     import mlflow
+
+    from rose.train.pyfunc import model_uri
 
     if trunk:
         from rose.train import seed_models
@@ -223,7 +265,7 @@ def _load_model(seed_run_id: str, experiment: str, parent, trunk: bool = True):
         if model is not None:
             return model
     try:
-        return mlflow.pyfunc.load_model(f"runs:/{seed_run_id}/model")
+        return mlflow.pyfunc.load_model(model_uri(seed_run_id))
     except Exception as exc:  # noqa: BLE001 - no model logged, or a flavour this environment cannot load
         tags = parent.data.tags
         data = tags.get("rose.data_run_id") or tags.get("rose.train_data")
@@ -260,7 +302,7 @@ def _cell_name(parent, data: Dataset) -> str:
 
 
 def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, float]], matrices: dict,
-              labels: list[str], claim) -> str:  # fmt: skip
+              labels: list[str], claim, linked=None) -> str:  # fmt: skip
     import tempfile
     from pathlib import Path
 
@@ -275,10 +317,40 @@ def _log_cell(parent, data: Dataset, digest: str, per_seed: dict[int, dict[str, 
                       lease=claim.lease, params={"train_run_id": parent.info.run_id, "data": data.ref}) as run, \
             tempfile.TemporaryDirectory(prefix="rose-cell-") as tmp:  # fmt: skip
         mlflow.log_metrics(metrics)
+        mlflow.set_tag("mlflow.note.content", (
+            f"{parent.data.tags.get('rose.train_data', 'the')} classifier (seeds {', '.join(map(str, per_seed))}) "
+            f"on {data.name}: macro-F1 {metrics['macro_f1_mean']:.4f} ± {metrics['macro_f1_std']:.4f} over seeds, "
+            f"{int(n)} examples."))  # fmt: skip
+        if linked is not None:
+            log_linked(run.info.run_id, per_seed, *linked)
         for seed, matrix in matrices.items():
             confusion_csv(matrix, labels, Path(tmp) / f"seed{seed}.csv")
         mlflow.log_artifacts(tmp, "confusion")
         return run.info.run_id
+
+
+LINKED = ("macro_f1", "accuracy")
+
+
+def log_linked(run_id: str, per_seed: dict[int, dict[str, float]], dataset, model_ids: dict[int, str | None]) -> None:
+    """Each seed model's ``macro_f1`` and ``accuracy`` on the dataset, linked to the model and the dataset (step =
+    seed), with the dataset (context ``evaluation``) and the models as the run's inputs: MLflow's Models view then
+    shows every classifier's score on every dataset."""
+    import time
+
+    import mlflow
+    from mlflow.entities import DatasetInput, InputTag, LoggedModelInput, Metric
+
+    client = mlflow.MlflowClient()
+    models = {seed: mid for seed, mid in model_ids.items() if mid and seed in per_seed}
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "evaluation")])],
+                      models=[LoggedModelInput(mid) for mid in models.values()])  # fmt: skip
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[
+        Metric(key, float(per_seed[seed][key]), now, seed, model_id=mid, dataset_name=dataset.name,
+               dataset_digest=dataset.digest)
+        for seed, mid in models.items() for key in LINKED
+    ])  # fmt: skip
 
 
 def seed_scores(metrics: dict[str, float]) -> dict[int, dict[str, float]]:

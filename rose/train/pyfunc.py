@@ -257,17 +257,44 @@ def _quiet():
         quiet.setLevel(level)
 
 
-def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None):
-    """Log a ``classifier`` folder as a pyfunc model at artifact path ``name``; returns (ModelInfo, seconds)."""
+def log_classifier(folder: Path, label_names: list[str], name: str = "model", registered_model_name: str | None = None,
+                   *, tags: dict[str, str] | None = None, step: int = 0):  # fmt: skip
+    """Log a ``classifier`` folder as a pyfunc model (an MLflow LoggedModel named ``name``, carrying the active
+    run's params and ``tags``); returns (ModelInfo, seconds).
+
+    MLflow links to the new model the run's metrics logged at ``step``: pass the step (epoch) whose weights the
+    folder holds, so the model shows that epoch's metrics, not the first one's."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     start = time.perf_counter()
     with _quiet():
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=RoseClassifier(), artifacts={ARTIFACT: str(folder)},
+            name=model_name(name), python_model=RoseClassifier(), artifacts={ARTIFACT: str(folder)},
             code_paths=[str(Path(rose.__file__).parent)], pip_requirements=_requirements(),
             signature=_signature(label_names), registered_model_name=registered_model_name,
+            tags=tags, step=step, model_type="rose-classifier",
         )  # fmt: skip
     return info, time.perf_counter() - start
+
+
+_MODEL_NAME_UNSAFE = str.maketrans({c: "-" for c in "/:.%\"'"})
+
+
+def model_name(text: str) -> str:
+    """A LoggedModel name MLflow accepts (no ``/ : . % " '``): ``gemma-3-270m__target_demos-seed1``."""
+    return text.translate(_MODEL_NAME_UNSAFE) or "model"
+
+
+def seed_model_name(train_data: str, seed: int) -> str:
+    """The name of a seed's classifier in MLflow's Models view: what it was trained on and its seed."""
+    return model_name(f"{train_data}-seed{seed}")
+
+
+def model_uri(run_id: str) -> str:
+    """The URI of the classifier a run logged: ``models:/<model id>`` (MLflow 3 LoggedModel, named after what it
+    is), else ``runs:/<run id>/model`` (a run logged before models had their own names)."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    outputs = run.outputs.model_outputs if run.outputs else []
+    return f"models:/{outputs[0].model_id}" if outputs else f"runs:/{run_id}/model"
 
 
 def folder_mb(folder: Path) -> float:
@@ -286,7 +313,7 @@ def export_self_contained(run_id: str, name: str = "model_full") -> str:
     if any(a.path == name for a in client.list_artifacts(run_id)):
         return f"runs:/{run_id}/{name}"
     with tempfile.TemporaryDirectory(prefix="rose-export-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=tmp))
+        local = Path(mlflow.artifacts.download_artifacts(model_uri(run_id), dst_path=tmp))
         model, tokenizer, labels, max_length = load_classifier(next(local.rglob("meta.json")).parent)
         full = save_full(Path(tmp) / "full", model, tokenizer, max_length=max_length)
         saved = Path(tmp) / name

@@ -100,6 +100,7 @@ def train(config: TrainConfig) -> TrainResult:
                 best_score = result.metrics["dev/macro_f1"]
         summary = summarise([r.metrics for r in results])
         mlflow.log_metrics(summary)
+        mlflow.set_tag("mlflow.note.content", description(setting, results, summary))
         registered = None
         if config.register and best_folder is not None and config.log_models:
             registered = _register(best_folder, Path(tmp) / "full", setting, config.register)
@@ -135,6 +136,22 @@ def _reuse_or_grow(parent, setting: Setting, parent_tags: dict[str, str], name: 
         summary = summarise([r.metrics for r in results])
         mlflow.log_metrics(summary)
         return TrainResult(parent.info.run_id, results, summary)
+
+
+def description(setting: Setting, results: list[SeedResult], summary: dict[str, float]) -> str:
+    """A train parent's run description: its data, seeds and result."""
+    config, data = setting.config, setting.train_data
+    counts = ", ".join(f"{label} {n}" for label, n in sorted(data.counts().items()))
+    source = config.data if config.data.startswith("human:") else f"generate run {config.data}"
+    seeds = ", ".join(str(r.seed) for r in results)
+    lines = [f"Trained {config.classifier} on {data.name} ({source}): {len(data)} examples ({counts}).",
+             f"Seeds {seeds}: a nested run each, logging its classifier as the model "
+             f"{pyfunc.model_name(data.name)}-seed<seed>."]  # fmt: skip
+    result = [f"{key.removesuffix('/macro_f1')} macro-F1 {summary[key + '_mean']:.4f} ± {summary[key + '_std']:.4f}"
+              for key in sorted(k.removesuffix("_mean") for k in summary if k.endswith("/macro_f1_mean"))]  # fmt: skip
+    if result:
+        lines.append("Result over seeds (mean ± std): " + "; ".join(result) + ".")
+    return "\n\n".join(lines)
 
 
 def setting_digest(config: TrainConfig) -> str:
@@ -183,7 +200,7 @@ def _reused(parent) -> TrainResult:
 def _download_model(run_id: str, folder: Path) -> Path | None:
     """The classifier folder of a seed run's logged model (None when the seed logged no model)."""
     try:
-        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(folder)))
+        local = Path(mlflow.artifacts.download_artifacts(pyfunc.model_uri(run_id), dst_path=str(folder)))
     except Exception:  # noqa: BLE001 - log_models was off for that seed
         return None
     meta = next(local.rglob("meta.json"), None)
@@ -207,14 +224,22 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[See
             scores, matrix = _score(setting, fitted, data)
             metrics.update(evaluate.prefixed(f"eval/{slug(data.name)}", scores))
             _log_confusion(matrix, setting.label_names, slug(data.name), folder)
+        model_id = None
         if config.log_models:
             pyfunc.save_delta(folder / pyfunc.ARTIFACT, fitted.model,
                               reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
                               base_path=setting.base_path, digest=setting.base_digest,
                               max_length=config.max_length)  # fmt: skip
-            pyfunc.log_classifier(folder / pyfunc.ARTIFACT, setting.label_names)
+            # named after what it is; MLflow links it the metrics of the epoch whose weights it holds (step =
+            # epoch), and the final metrics below, which describe those restored weights
+            info, _ = pyfunc.log_classifier(folder / pyfunc.ARTIFACT, setting.label_names,
+                                            pyfunc.seed_model_name(setting.train_data.name, seed),
+                                            tags=model_tags(seed_tags), step=fitted.best_epoch)  # fmt: skip
+            model_id = info.model_id
             metrics["model/artifact_mb"] = pyfunc.folder_mb(folder / pyfunc.ARTIFACT)
-        mlflow.log_metrics(metrics)
+        linked = {k: v for k, v in metrics.items() if k in MODEL_METRICS}
+        mlflow.log_metrics(linked, model_id=model_id)
+        _log_unlinked({k: v for k, v in metrics.items() if k not in linked})
         log.info(
             "seed %d: dev macro-F1 %.4f%s",
             seed,
@@ -222,6 +247,31 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[See
             "".join(f", {k} {v:.4f}" for k, v in metrics.items() if k.endswith("/macro_f1") and "eval" in k),
         )
         return SeedResult(seed, run.info.run_id, metrics, fitted.best_epoch, fitted.epochs), fitted
+
+
+# The final metrics linked to a seed's model (with the best epoch's per-epoch metrics, which MLflow links when the
+# model is logged at that step): what describes the classifier. Per-label scores, times and sizes stay on the run.
+MODEL_METRICS = ("dev/macro_f1", "dev/accuracy")
+
+
+def _log_unlinked(metrics: dict[str, float]) -> None:
+    """Log metrics on the active run without linking them to its model (MLflow's fluent API links every metric
+    logged at the model's step)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(items), 1000):
+        mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=items[i : i + 1000])
+
+
+def model_tags(run_tags: dict[str, str]) -> dict[str, str]:
+    """The tags a seed's LoggedModel carries: the run's rose tags that say what the classifier is."""
+    keep = ("rose.task", "rose.language", "rose.train_data", "rose.candidate", "rose.seed", "rose.classifier",
+            "rose.protocol", "rose.setting", "rose.data_run_id")  # fmt: skip
+    return {k: v for k, v in run_tags.items() if k in keep}
 
 
 def _score(setting: Setting, fitted: FitResult, data) -> tuple[dict, object]:
@@ -261,7 +311,8 @@ def _register(delta_folder: Path, full_folder: Path, setting: Setting, model_nam
     """Log the best seed's model as a self-contained pyfunc on the parent run and register it."""
     model, tokenizer, labels, max_length = pyfunc.load_classifier(delta_folder)
     pyfunc.save_full(full_folder, model, tokenizer, max_length=max_length)
-    info, _ = pyfunc.log_classifier(full_folder, labels, name="model", registered_model_name=model_name)
+    info, _ = pyfunc.log_classifier(full_folder, labels, f"{setting.train_data.name}-best-seed",
+                                    registered_model_name=model_name)  # fmt: skip
     mlflow.log_metric("model/registered_mb", pyfunc.folder_mb(full_folder))
     log.info("registered %s version %s", model_name, info.registered_model_version)
     return f"models:/{model_name}/{info.registered_model_version}"

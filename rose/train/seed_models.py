@@ -107,7 +107,7 @@ def download(seed_run_id: str) -> Path | None:
     import mlflow
 
     try:
-        local = Path(mlflow.artifacts.download_artifacts(f"runs:/{seed_run_id}/model"))
+        local = Path(mlflow.artifacts.download_artifacts(pyfunc.model_uri(seed_run_id)))
     except Exception:  # noqa: BLE001 - no model logged: the pyfunc path says so
         return None
     meta = next(local.rglob("meta.json"), None)
