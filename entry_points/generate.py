@@ -1,7 +1,7 @@
 """``mlflow run . -e generate``: the generate stage with the MLproject's parameters (the same names as ``rose generate``).
 
 The generate run is the run ``mlflow run`` started (when it is in the study's experiment; see
-``rose.tracking.adopt_launcher_run``).
+``rose.launcher``).
 """
 
 import sys

@@ -222,12 +222,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def launched(stage: str, *commands: list[str]) -> int:
     """An MLflow entry point: ``rose <command>`` for each command in turn (until one fails), working in the run
-    ``mlflow run`` started (see :func:`rose.tracking.adopt_launcher_run`); that run is removed if rose did not
-    need it."""
-    from rose import tracking
+    ``mlflow run`` started (see :mod:`rose.launcher`); that run says why if rose did not need it."""
+    from rose import launcher as launched
 
     code = 1
-    launcher = tracking.adopt_launcher_run(stage)
+    launcher = launched.adopt(stage)
     try:
         for argv in commands:
             code = main(argv)
@@ -236,7 +235,7 @@ def launched(stage: str, *commands: list[str]) -> int:
         return code
     finally:
         if launcher:
-            tracking.close_launcher(failed=code != 0)
+            launched.close(failed=code != 0)
 
 
 if __name__ == "__main__":

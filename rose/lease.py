@@ -185,7 +185,7 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
     Blocks while another live process works on the digest. The returned lease (when working) must be released
     when the run ends (``rose.tracking.run(..., lease=claim.lease)`` does it).
     """
-    from rose.tracking import new_run
+    from rose.launcher import new_run
 
     waiting_on, since = None, time.monotonic()
     while True:
@@ -234,15 +234,15 @@ def _drop(run: Any) -> None:
     """Delete a claim run that lost, or give it back when it is the run ``mlflow run`` started."""
     import mlflow
 
-    from rose.tracking import give_back_launcher
+    from rose.launcher import give_back
 
-    if not give_back_launcher(run.info.run_id, run.data.tags):
+    if not give_back(run.info.run_id, run.data.tags):
         mlflow.MlflowClient().delete_run(run.info.run_id)
 
 
 def hold_new(experiment_id: str, tags: dict[str, str], name: str) -> Claim:
     """A new run under a lease, with no contest (the caller wants a fresh run whatever exists)."""
-    from rose.tracking import new_run
+    from rose.launcher import new_run
 
     owner = uuid.uuid4().hex
     run = new_run(experiment_id, {**tags, **lease_tags(owner)}, name)

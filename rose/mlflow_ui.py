@@ -48,7 +48,7 @@ def serve(store_uri: str, port: int | None = None, timeout: float = 180.0) -> It
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,  # its uvicorn workers go with it
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
@@ -67,12 +67,23 @@ def serve(store_uri: str, port: int | None = None, timeout: float = 180.0) -> It
                 time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own session and everything it started."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
         try:
-            proc.wait(timeout=30)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            continue
 
 
 def chromium() -> str | None:
@@ -100,15 +111,182 @@ def dump_dom(url: str, budget_ms: int = 20000, timeout: float = 180.0) -> str:
     return done.stdout
 
 
-def screenshot(url: str, path: Path, size: tuple[int, int] = (1600, 900), budget_ms: int = 20000,
+def screenshot(url: str, path: Path, size: tuple[int, int] = (1600, 900), *, script: str = "", settle_s: float = 3.0,
                timeout: float = 180.0) -> Path:  # fmt: skip
-    """A PNG of the page at ``size`` (width, height) once it rendered."""
+    """A PNG of the page at ``size`` (width, height) once it rendered, after running ``script`` (JavaScript) in it:
+    headless Chromium driven over the DevTools protocol."""
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    done = _browser([f"--screenshot={path}", f"--window-size={size[0]},{size[1]}", url], budget_ms, timeout)
-    if not path.exists():
-        raise RoseError(f"Chromium made no screenshot of {url}: {done.stderr.strip()[-300:]}")
+    with DevTools(size, timeout) as page:
+        page.load(url, settle_s)
+        page.wait_for(READY, timeout)
+        time.sleep(2.0)
+        if script:
+            page.call("Runtime.evaluate", expression=script, awaitPromise=True)
+            time.sleep(2.0)
+        path.write_bytes(page.png())
     return path
+
+
+READY = "document.querySelectorAll('.ag-row').length > 0"  # the table's rows are there (runs, models)
+# What the README's screenshots hide: the assistant panel (closed), and on the Models page the columns between the
+# classifiers' names and their scores (scrolled past; the name, status and creation time stay pinned on the left).
+CLOSE_ASSISTANT = """(async () => {
+  const close = [...document.querySelectorAll('button[aria-label="Close"]')].find(
+    b => b.closest('div') && document.body.innerText.includes('MLflow Assistant'));
+  if (close) close.click();
+})()"""
+SHOW_SCORES = CLOSE_ASSISTANT.replace(
+    "if (close) close.click();",
+    """if (close) close.click();
+  await new Promise(r => setTimeout(r, 1500));
+  const first = document.querySelector('.ag-header-cell[col-id^="metrics."]');
+  const scroller = document.querySelector('.ag-body-horizontal-scroll-viewport');
+  if (first && scroller) scroller.scrollLeft = first.offsetLeft;""",
+)
+
+
+class DevTools:
+    """One page of a headless Chromium, driven over the DevTools protocol with a minimal websocket client (the
+    standard library only: one connection, text frames)."""
+
+    def __init__(self, size: tuple[int, int], timeout: float = 180.0):
+        self.size, self.timeout, self._id = size, timeout, 0
+
+    def __enter__(self) -> DevTools:
+        import json
+
+        binary = chromium()
+        if binary is None:
+            raise RoseError("no Chromium found: install it (Debian: apt-get install -y chromium)")
+        self._profile = tempfile.TemporaryDirectory(prefix="rose-chromium-")
+        profile = self._profile.name
+        self._proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+             f"--user-data-dir={profile}", "--remote-debugging-port=0", f"--window-size={self.size[0]},{self.size[1]}",
+             "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HOME": profile},
+            start_new_session=True,
+        )  # fmt: skip
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + self.timeout
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                self.__exit__(None, None, None)
+                raise RoseError("Chromium did not open its DevTools port")
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+            page = next(t for t in json.loads(reply.read()) if t.get("type") == "page")
+        self._sock = _websocket(page["webSocketDebuggerUrl"], self.timeout)
+        self.call("Emulation.setDeviceMetricsOverride", width=self.size[0], height=self.size[1],
+                  deviceScaleFactor=1, mobile=False)  # fmt: skip
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "_sock", None) is not None:
+            self._sock.close()
+        _stop_group(self._proc)
+        self._profile.cleanup()
+
+    def call(self, method: str, **params) -> dict:
+        """Send a command and return its result (events in between are skipped)."""
+        import json
+
+        self._id += 1
+        _send(self._sock, json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            message = json.loads(_receive(self._sock))
+            if message.get("id") == self._id:
+                if "error" in message:
+                    raise RoseError(f"Chromium: {method}: {message['error'].get('message')}")
+                return message.get("result", {})
+
+    def load(self, url: str, settle_s: float) -> None:
+        """Open ``url`` and give its scripts ``settle_s`` seconds to fetch and render."""
+        self.call("Page.enable")
+        self.call("Page.navigate", url=url)
+        time.sleep(settle_s)
+
+    def wait_for(self, condition: str, timeout: float) -> None:
+        """Wait until the JavaScript expression ``condition`` is true in the page."""
+        deadline = time.monotonic() + timeout
+        while not self.call("Runtime.evaluate", expression=condition, returnByValue=True)["result"].get("value"):
+            if time.monotonic() > deadline:
+                raise RoseError(f"the page did not render within {timeout:.0f} s ({condition})")
+            time.sleep(1.0)
+
+    def png(self) -> bytes:
+        import base64
+
+        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
+
+
+def _websocket(url: str, timeout: float) -> socket.socket:
+    """A connected websocket (RFC 6455 client handshake) to a ``ws://host:port/path`` address."""
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())  # fmt: skip
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise RoseError("Chromium closed the DevTools connection")
+        head += chunk
+    if b" 101 " not in head.split(b"\r\n", 1)[0]:
+        raise RoseError(f"Chromium refused the DevTools connection: {head.splitlines()[0]!r}")
+    return sock
+
+
+def _send(sock: socket.socket, text: str) -> None:
+    import struct
+
+    payload = text.encode()
+    n = len(payload)
+    header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n)
+                              if n < 1 << 16 else bytes([0x80 | 127]) + struct.pack(">Q", n))  # fmt: skip
+    mask = os.urandom(4)
+    sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def _exactly(sock: socket.socket, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise RoseError("Chromium closed the DevTools connection")
+        out += chunk
+    return bytes(out)
+
+
+def _receive(sock: socket.socket) -> str:
+    """One text message (continuation frames joined; the server's frames are not masked)."""
+    import struct
+
+    message = bytearray()
+    while True:
+        first, second = _exactly(sock, 2)
+        n = second & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", _exactly(sock, 2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", _exactly(sock, 8))[0]
+        mask = _exactly(sock, 4) if second & 0x80 else b""
+        data = _exactly(sock, n)
+        if mask:
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        if first & 0x0F in (0x8,):
+            raise RoseError("Chromium closed the DevTools connection")
+        if first & 0x0F in (0x9, 0xA):  # ping, pong
+            continue
+        message += data
+        if first & 0x80:
+            return message.decode()
 
 
 def visible_text(dom: str) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import rose
+from rose import launcher as launched
 from rose import lease as leases
 from rose.errors import RoseError
 from rose.locations import project_dir
@@ -169,117 +170,6 @@ def setup(experiment: str = "rose", *, create: bool = True) -> str:
     return exp_id
 
 
-# Under `mlflow run`: the run MLflow Projects started (MLFLOW_RUN_ID), kept for the stage that works in it.
-LAUNCHER_ENV = "ROSE_LAUNCHER_RUN_ID"
-LAUNCHER_STAGE_ENV = "ROSE_LAUNCHER_STAGE"
-PARENT_ENV = "ROSE_PARENT_RUN_ID"  # "<experiment id>:<run id>": the run new top-level runs nest under
-
-
-def adopt_launcher_run(stage: str) -> str | None:
-    """Keep the run ``mlflow run`` started for an entry point, for the ``stage`` that will work in it.
-
-    ``mlflow run`` starts a run and passes its id (and experiment) in the environment. Both variables are dropped
-    (MLflow would otherwise resume that run for every run rose starts) and the id is kept for ``stage``: the first
-    run of that stage rose starts in the run's experiment is that run (:func:`take_launcher`); a study makes it its
-    pipeline run, the parent of the runs it starts. :func:`close_launcher` ends and deletes it if nothing used it
-    (rose reused a finished run, or works in another experiment). Returns its id, if any.
-    """
-    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
-    if run_id:
-        os.environ[LAUNCHER_ENV], os.environ[LAUNCHER_STAGE_ENV] = run_id, stage
-    return run_id
-
-
-def take_launcher(stage: str, experiment_id: str) -> str | None:
-    """The ``mlflow run`` run, for the first run of ``stage`` in its experiment (then no one else gets it)."""
-    import mlflow
-
-    run_id = os.environ.get(LAUNCHER_ENV)
-    if not run_id or os.environ.get(LAUNCHER_STAGE_ENV) != stage:
-        return None
-    run = mlflow.MlflowClient().get_run(run_id)
-    if run.info.experiment_id != str(experiment_id) or run.info.status != "RUNNING":
-        return None
-    os.environ.pop(LAUNCHER_ENV)
-    return run_id
-
-
-def give_back_launcher(run_id: str, run_tags: dict[str, str]) -> bool:
-    """Undo :func:`use_launcher` (the run lost its claim to another process): its rose tags go and it waits for
-    the next run of its stage, or :func:`close_launcher`. False when ``run_id`` is not the launcher."""
-    import mlflow
-
-    if run_id not in _taken:
-        return False
-    _taken.discard(run_id)
-    client = mlflow.MlflowClient()
-    for key in run_tags:
-        if key.startswith(TAG):
-            client.delete_tag(run_id, key)
-    os.environ[LAUNCHER_ENV] = run_id
-    return True
-
-
-_taken: set[str] = set()
-
-
-def is_launcher(run_id: str) -> bool:
-    """Whether ``run_id`` is the run ``mlflow run`` started, now rose's."""
-    return run_id in _taken
-
-
-def close_launcher(failed: bool) -> None:
-    """End the ``mlflow run`` run if no rose run used it, and delete it: it holds nothing of rose's (``mlflow run``
-    sees it ended and leaves it so)."""
-    import mlflow
-
-    run_id = os.environ.pop(LAUNCHER_ENV, None)
-    os.environ.pop(LAUNCHER_STAGE_ENV, None)
-    if not run_id:
-        return
-    client = mlflow.MlflowClient()
-    try:
-        client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
-        client.delete_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - the store went away: the run stays, said once
-        import logging
-
-        logging.getLogger(__name__).warning("the run mlflow run started (%s) was not removed: %s", run_id,
-                                            _first_line(exc))  # fmt: skip
-
-
-def parent_tags(experiment_id: str) -> dict[str, str]:
-    """``mlflow.parentRunId`` for a new top-level run when a study runs inside an ``mlflow run`` run (same
-    experiment), else nothing."""
-    value = os.environ.get(PARENT_ENV, "")
-    exp, _, run_id = value.partition(":")
-    return {"mlflow.parentRunId": run_id} if run_id and exp == str(experiment_id) else {}
-
-
-def use_launcher(run_id: str, run_tags: dict[str, str]) -> None:
-    """Make the ``mlflow run`` run rose's run: its tags (and name) set."""
-    import mlflow
-    from mlflow.entities import RunTag
-
-    _taken.add(run_id)
-    mlflow.MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in run_tags.items()])
-
-
-def new_run(experiment_id: str, run_tags: dict[str, str], name: str):
-    """A new top-level run (``MlflowClient.create_run``), or the ``mlflow run`` run when it waits for this
-    stage; nested under a study's ``mlflow run`` run where there is one."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    run_tags = {**run_tags, **parent_tags(experiment_id), "mlflow.runName": name}
-    launcher = take_launcher(run_tags.get(f"{TAG}stage", ""), experiment_id)
-    if launcher is None:
-        return client.create_run(experiment_id, tags=run_tags)
-    use_launcher(launcher, run_tags)
-    return client.get_run(launcher)
-
-
 def digest(config: Any, n: int = 16) -> str:
     """A stable digest of a JSON-able configuration (keys sorted)."""
     blob = json.dumps(config, sort_keys=True, default=str, ensure_ascii=False)
@@ -416,9 +306,9 @@ def run(
         from mlflow.tracking.fluent import _get_experiment_id
 
         experiment_id = _get_experiment_id()
-        run_tags = {**run_tags, **parent_tags(experiment_id)}
-        if launcher := take_launcher(run_tags.get(f"{TAG}stage", ""), experiment_id):
-            use_launcher(launcher, {**run_tags, "mlflow.runName": name})
+        run_tags = {**run_tags, **launched.parent_tags(experiment_id)}
+        if launcher := launched.take(run_tags.get(f"{TAG}stage", ""), experiment_id):
+            launched.use(launcher, {**run_tags, "mlflow.runName": name})
             run_id = launcher
     try:
         with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=run_tags, nested=nested) as active:

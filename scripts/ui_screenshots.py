@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rose.mlflow_ui import experiment_url, screenshot, serve  # noqa: E402
+from rose.mlflow_ui import CLOSE_ASSISTANT, SHOW_SCORES, experiment_url, screenshot, serve  # noqa: E402
 
-SHOTS = {"runs": "ui-training-runs.png", "models": "ui-models.png"}
+SHOTS = {"runs": ("ui-training-runs.png", CLOSE_ASSISTANT), "models": ("ui-models.png", SHOW_SCORES)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     width, height = (int(v) for v in args.size.lower().split("x"))
     with serve(args.store) as base:
-        for tab, name in SHOTS.items():
-            path = screenshot(experiment_url(base, exp.experiment_id, tab), args.out / name, (width, height))
+        for tab, (name, script) in SHOTS.items():
+            url = experiment_url(base, exp.experiment_id, tab)
+            path = screenshot(url, args.out / name, (width, height), script=script)
             print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {tab} of {args.experiment}")
     return 0
 

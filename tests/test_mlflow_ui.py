@@ -153,12 +153,15 @@ def test_runs_and_the_champion_say_what_they_are_and_the_runner_up_is_challenger
 def test_the_ui_opens_on_the_training_runs_and_shows_the_classifiers_by_name(study):
     import mlflow
 
+    from rose.pipeline.run import where_to_look
+
     folder, uri = study
     exp = mlflow.MlflowClient(uri).get_experiment_by_name("ui-study")
+    assert experiment_url("http://127.0.0.1:5000", exp.experiment_id) in where_to_look("ui-study")  # what rose prints
     with serve(uri) as base:
         runs = visible_text(dump_dom(experiment_url(base, exp.experiment_id)))
         models = visible_text(dump_dom(experiment_url(base, exp.experiment_id, "models")))
-    assert "Runs - Experiment" in runs and "Training runs" not in runs.split("Runs - Experiment")[0]
+    assert runs.startswith("Runs - Experiment") and "Token Usage" not in runs  # the runs, not the GenAI overview
     for name in ("generate · fake-a__zero_shot", "train · fake-b__target_demos", "score · topic/"):
         assert name in runs, name
     for name in ("fake-a__zero_shot-seed1", "fake-b__target_demos-seed2", "human-seed1"):

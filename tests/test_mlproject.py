@@ -40,7 +40,7 @@ def _mlflow_run(tmp_path: Path, entry: str, params: dict[str, str], experiment: 
 
 
 def _every_run_is_roses(uri: str) -> list:
-    """Every run left in the store (any experiment) carries rose's tags: ``mlflow run`` leaves no empty run."""
+    """Every run left in the store (any experiment) carries rose's tags: ``mlflow run`` leaves no run of its own."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -103,7 +103,12 @@ def test_mlflow_run_stages_work_in_the_run_mlflow_started(tmp_path):
     assert _launched(score) and "can" in score.data.tags["mlflow.note.content"]
     assert score.data.tags["mlflow.runName"] == "score · topic/en"
     runs = _every_run_is_roses(uri)
-    assert len(runs) == 2 + 2 * 2 + 3 + 1  # generate, train parents and seeds, cells (one filled by score), score
+    assert len(runs) == 2 + 2 * 2 + 3 + 1 + 1  # generate, train parents and seeds, cells (one filled by score), score
+    (launch,) = [r for r in runs if r.data.tags["rose.stage"] == "launch"]  # fake-b's, in mlflow run's experiment
+    assert (
+        launch.info.experiment_id != gens[0].info.experiment_id and launch.data.tags["rose.entry_point"] == "generate"
+    )
+    assert "rose's runs went to the experiment 'mlproject'" in launch.data.tags["mlflow.note.content"]
 
 
 @pytest.mark.slow
@@ -126,4 +131,6 @@ def test_mlflow_run_score_on_empty_experiment_says_what_is_missing(tmp_path):
     done = _mlflow_run(tmp_path, "score", {"task": "topic", "language": "en", "experiment": "nothing-here"})
     assert done.returncode != 0
     assert "rose score: error:" in done.stderr and "rose generate" in done.stderr
-    assert _every_run_is_roses(tracking_db(tmp_path)) == []  # the run mlflow run started is gone, too
+    (launch,) = _every_run_is_roses(tracking_db(tmp_path))  # the run mlflow run started says why it is empty
+    assert launch.info.status == "FAILED" and launch.data.tags["rose.stage"] == "launch"
+    assert launch.data.tags["rose.task"] == "topic" and "rose stopped before" in launch.data.tags["mlflow.note.content"]

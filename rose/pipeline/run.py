@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rose import tracking
+from rose import launcher, tracking
 from rose.errors import RoseError
 from rose.pipeline import execute, plan
 from rose.pipeline import graph as graphs
@@ -153,9 +153,9 @@ def _open_pipeline_run(study, plan_text: str) -> str:
         ",".join(study.languages),
         digest=tracking.digest({"study": text, "tasks": [get_task(t).digest for t in study.tasks]}),
     )
-    run = tracking.new_run(exp.experiment_id, run_tags, f"pipeline-{Path(study.path).stem}")
-    if tracking.is_launcher(run.info.run_id):  # the run `mlflow run` started: the study's runs nest in it
-        os.environ[tracking.PARENT_ENV] = f"{exp.experiment_id}:{run.info.run_id}"
+    run = launcher.new_run(exp.experiment_id, run_tags, f"pipeline-{Path(study.path).stem}")
+    if launcher.is_launcher(run.info.run_id):  # the run `mlflow run` started: the study's runs nest in it
+        os.environ[launcher.PARENT_ENV] = f"{exp.experiment_id}:{run.info.run_id}"
     client.log_text(run.info.run_id, text, "study.yaml")
     client.log_text(run.info.run_id, plan_text, "plan.txt")
     if "candidates" not in run.data.params:
