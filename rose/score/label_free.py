@@ -214,8 +214,10 @@ def load_seed_model(seed_run_id: str):
     """The logged classifier of a train seed run (pyfunc); RoseError when it cannot be loaded."""
     import mlflow
 
+    from rose.train.pyfunc import model_uri
+
     try:
-        return mlflow.pyfunc.load_model(f"runs:/{seed_run_id}/model")
+        return mlflow.pyfunc.load_model(model_uri(seed_run_id))
     except Exception as exc:  # noqa: BLE001 - no model logged, or a base model missing here
         raise RoseError(
             f"the model of seed run {seed_run_id} cannot be loaded ({str(exc).splitlines()[0][:160]})"
