@@ -48,7 +48,7 @@ def _datasets(experiment: str, folder: Path) -> list[str]:
     refs = [f"human:{SOURCE}"]
     for k in range(SLICES):
         name = f"slice-{k}__dev"
-        rows = [{"text": t, "label": lab, "candidate": name} for i, (t, lab) in enumerate(zip(dev.texts, dev.labels))
+        rows = [{"text": t, "label": lab, "candidate": name} for i, (t, lab) in enumerate(zip(dev.texts, dev.labels, strict=True))
                 if i % SLICES == k]  # fmt: skip
         run = client.create_run(exp, tags=tracking.tags("generate", "topic", "en", candidate=name, generator="slice",
                                                         strategy="dev"), run_name=name).info.run_id  # fmt: skip

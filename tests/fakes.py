@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -122,3 +123,19 @@ def mlflow_server(folder: Path, monkeypatch, workers: int = 2) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def rose(capsys, *argv) -> str:
+    """Run ``rose <argv>`` in this process as a user would type it; returns what it printed (asserts exit 0)."""
+    from rose.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 0, f"rose {argv[0]} exited {code}: {err.strip().splitlines()[-3:]}"
+    return out
+
+
+def run_id(printed: str) -> str:
+    """The run id ``rose`` printed (``run id: <32 hex>``)."""
+    return re.search(r"run id: ([0-9a-f]{32})", printed).group(1)

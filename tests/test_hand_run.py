@@ -12,25 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import use_tracking_db
+from tests.fakes import rose, run_id, use_tracking_db
 from tests.tiny import TOPIC_EN, make_tiny_classifier
 
 HUMAN = f"human:{TOPIC_EN}"
-
-
-def rose(capsys, *argv: str) -> str:
-    """Run ``rose <argv>`` in this process as a user would type it; returns what it printed."""
-    from rose.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert code == 0, f"rose {argv[0]} exited {code}: {err.strip().splitlines()[-3:]}"
-    return out
-
-
-def run_id(printed: str) -> str:
-    return re.search(r"run id: ([0-9a-f]{32})", printed).group(1)
 
 
 def check_study(experiment: str, generated: dict[str, str], trained: dict[str, str], printed: str) -> None:

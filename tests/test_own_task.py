@@ -18,7 +18,7 @@ import pytest
 from rose import tasks, tracking
 from rose.errors import RoseError
 from rose.naming import label_key
-from tests.fakes import use_tracking_db
+from tests.fakes import rose, run_id, use_tracking_db
 from tests.tiny import make_tiny_classifier
 
 LABELS = {
@@ -65,20 +65,6 @@ def own(tmp_path, monkeypatch):
     path = tmp_path / "amharic_news.yaml"
     path.write_text(task_text(), encoding="utf-8")
     return tmp_path, path
-
-
-def rose(capsys, *argv) -> str:
-    from rose.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert code == 0, f"rose {argv[0]} exited {code}: {err.strip().splitlines()[-3:]}"
-    return out
-
-
-def run_id(printed: str) -> str:
-    return re.search(r"run id: ([0-9a-f]{32})", printed).group(1)
 
 
 NO_TOOLS = ("--reference-lm", "", "--embedding-model", "", "--tokenizer", "", "--bootstrap", 50)

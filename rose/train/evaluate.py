@@ -19,6 +19,7 @@ import numpy as np
 from rose.errors import RoseError
 from rose.metrics import classification_metrics, confusion
 from rose.naming import metric_key
+from rose.train.batching import padded_batches
 from rose.train.normalize import model_inputs
 
 __all__ = ["classification_metrics", "confusion", "eval_key", "evaluate_pyfunc", "predict_proba", "prefixed"]
@@ -46,20 +47,12 @@ def predict_proba(model, tokenizer, texts: Sequence[str], *, batch_size: int = 6
     device = next(model.parameters()).device
     texts = model_inputs(model, texts)  # a classifier trained on normalised texts reads them normalised
     ids = tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(input_ids)
-            for row, i in enumerate(chunk):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                mask[row, : len(ids[i])] = 1
+        for chunk, input_ids, mask in padded_batches(ids, batch_size, pad):
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
             out[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     model.train(was_training)

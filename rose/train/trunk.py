@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from rose.errors import RoseError
+from rose.train.batching import padded_batches
 
 log = logging.getLogger(__name__)
 
@@ -120,21 +121,13 @@ def compute(model: torch.nn.Module, input_ids: Sequence[Sequence[int]], cut: int
     base, layers = _layers(model)
     trunk = _with_layers(base, list(layers[:cut]), passthrough=False)
     device = next(model.parameters()).device
-    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     out: list[torch.Tensor | None] = [None] * len(input_ids)
     modes = [(m, m.training) for m in frozen_modules(model, cut)]
     for m, _ in modes:
         m.eval()
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            for start in range(0, len(order), batch_size):
-                chunk = order[start : start + batch_size]
-                width = max(len(input_ids[i]) for i in chunk)
-                ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-                mask = torch.zeros_like(ids)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(input_ids[i])] = torch.tensor(input_ids[i], dtype=torch.long)
-                    mask[row, : len(input_ids[i])] = 1
+            for chunk, ids, mask in padded_batches(input_ids, batch_size, pad_id):
                 hidden = trunk(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
                 for row, i in enumerate(chunk):
                     out[i] = hidden[row, : len(input_ids[i])].float().cpu().clone()
