@@ -557,3 +557,20 @@ def test_a_unit_past_its_time_limit_is_failed_and_retried_then_given_up(store, t
     assert len(runs) == 1 and runs[0].info.status == "FAILED"  # the retry took the first attempt's run over
     assert "past its time limit of 3 s" in runs[0].data.tags["rose.error"]
     assert time.perf_counter() - started < 600
+
+
+def test_units_nested_under_an_mlflow_run_run_are_done_and_seeds_are_not_units():
+    """Under `mlflow run -e main` every unit's run is nested under the pipeline run MLflow started: it still
+    counts as done (before, only top-level runs did, so such a study never saw its units finish)."""
+    from types import SimpleNamespace
+
+    from rose.pipeline.plan import Facts
+
+    def run(run_id, **tags):
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id), data=SimpleNamespace(tags=tags, metrics={}))
+
+    facts = Facts([
+        run("gen", **{"rose.stage": "generate", "rose.unit.u1": "generate", "mlflow.parentRunId": "launch"}),
+        run("seed", **{"rose.stage": "train", "rose.role": "seed", "rose.unit.u2": "train", "mlflow.parentRunId": "p"}),
+    ])  # fmt: skip
+    assert facts.done == {"u1": "gen"}

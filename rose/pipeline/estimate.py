@@ -68,7 +68,7 @@ def store_seconds(runs: list) -> dict[str, tuple[float, int]]:
     for run in runs:
         tags = run.data.tags
         kind = tags.get("rose.stage")
-        if kind not in STAGES or tags.get("mlflow.parentRunId") or not run.info.end_time:
+        if kind not in STAGES or tags.get("rose.role") == "seed" or not run.info.end_time:
             continue
         spans.setdefault(kind, []).append((run.info.end_time - run.info.start_time) / 1000)
     return {k: (statistics.median(v), len(v)) for k, v in spans.items()}

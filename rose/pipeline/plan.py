@@ -117,7 +117,9 @@ class Facts:
         self.done: dict[str, str] = {}
         self.metrics: dict[str, dict[str, float]] = {}
         for run in runs or []:
-            if run.data.tags.get("mlflow.parentRunId") is None:
+            # a seed is nested under its train parent; every other rose run serves units, also when a study runs
+            # inside an `mlflow run` run and so is nested under it
+            if run.data.tags.get("rose.role") != "seed":
                 for unit in served_units(run.data.tags):
                     self.done.setdefault(unit, run.info.run_id)
             if run.data.tags.get("rose.stage") == "generate":
