@@ -109,14 +109,19 @@ def run_offline(raw: dict, source: Path, work: Path, only: list[str], smoke: boo
     return 0
 
 
-def smoke_settings(raw: dict) -> dict:
-    """The config with the fake backend, the tiny test encoder, few examples and one epoch."""
+def _smoke_copy(raw: dict, experiment: str) -> tuple[dict, Path]:
+    """A copy of the config for a smoke run in ``experiment``, and the tiny test encoder it trains."""
     sys.path.insert(0, str(ROOT))
     from tests.tiny import make_tiny_classifier
 
     raw = copy.deepcopy(raw)
-    encoder = make_tiny_classifier(Path(tempfile.gettempdir()) / "rose-validity-tiny")
-    raw["experiment"] = "rose-validity-smoke"
+    raw["experiment"] = experiment
+    return raw, make_tiny_classifier(Path(tempfile.gettempdir()) / "rose-validity-tiny")
+
+
+def smoke_settings(raw: dict) -> dict:
+    """The config with the fake backend, the tiny test encoder, few examples and one epoch."""
+    raw, encoder = _smoke_copy(raw, "rose-validity-smoke")
     raw["generators"] = ["fake-small", "fake-large"]
     raw["strategies"] = ["zero_shot", "target_demos"]
     raw["generate"] = {"backend": "fake", "per_label": 4}
@@ -255,12 +260,7 @@ def run_real(raw: dict, source: Path, work: Path, only: list[str], smoke: bool) 
 
 def smoke_real(raw: dict) -> dict:
     """The real section with the tiny test encoder, 4 examples per label, one epoch and no scoring models."""
-    sys.path.insert(0, str(ROOT))
-    from tests.tiny import make_tiny_classifier
-
-    raw = copy.deepcopy(raw)
-    encoder = make_tiny_classifier(Path(tempfile.gettempdir()) / "rose-validity-tiny")
-    raw["experiment"] = "rose-validity-real-smoke"
+    raw, encoder = _smoke_copy(raw, "rose-validity-real-smoke")
     raw["train"] = {"classifier": str(encoder), "seeds": [1, 2, 3], "per_label": 4, "max_epochs": 1,
                     "learning_rate": 1e-3, "batch_size": 8}  # fmt: skip
     raw["score"] = {"reference_lm": "", "embedding_model": "", "tokenizer": "", "bootstrap": 50}
