@@ -154,8 +154,7 @@ def test_a_third_party_file_imports_into_the_custom_task(own, capsys):
                                         for s in texts for i in range(2)]  # fmt: skip
     made.write_text("\n".join(rows) + "\n", encoding="utf-8")
     printed = rose(capsys, "data", "import", "--task", task_file, "--language", "am", "--data", made,
-                   "--text-column", "sentence", "--label-column", "class", "--candidate", "theirs",
-                   "--intrinsic", "false")  # fmt: skip
+                   "--text-column", "sentence", "--label-column", "class", "--candidate", "theirs")  # fmt: skip
     run = tracking.search_runs("rose", stage="generate")[0]
     assert (
         run.info.run_id == run_id(printed)
