@@ -7,6 +7,7 @@ import importlib.util
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -135,3 +136,82 @@ def test_a_task_with_only_a_human_test_file_plans_no_baseline(tmp_path: Path, fi
     assert trains == (["made", "human (baseline)"] if baseline else ["made"])
     assert cells == ([("made", "human"), ("human (baseline)", "human")] if baseline else [("made", "human")])
     assert any("no human-data baseline" in note for note in built.notes) is not baseline
+
+
+# --- label-free selectors and the pre-race (both sections) ---------------------------------------------------------
+def _news_task(tmp_path: Path, rows: int = 11):
+    from rose.tasks import get_task
+
+    (tmp_path / "data" / "news").mkdir(parents=True)
+    lines = ["text,label"] + [f"story number {i},{i % 2}" for i in range(rows)]
+    (tmp_path / "data" / "news" / "test.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "news.yaml").write_text(textwrap.dedent("""\
+        name: news
+        description: news articles, classified by topic
+        label_map: {0: sports, 1: business}
+        labels: [sports, business]
+        human_data: {files: {test: news/test.csv}}
+        """), encoding="utf-8")  # fmt: skip
+    return get_task(str(tmp_path / "news.yaml"))
+
+
+def test_the_human_test_set_splits_into_a_disjoint_pool_and_oracle(tmp_path: Path):
+    from rose.human_data import load_split
+
+    task = _news_task(tmp_path)
+    split = validity.half_split(task, tmp_path / "data", tmp_path / "halves")
+    assert (split["test_rows"], split["pool_rows"], split["oracle_rows"]) == (11, 5, 6)
+    pool = pd.read_csv(split["pool_file"])["text"].tolist()
+    oracle = load_split(task, "en", "test", split["oracle_root"])  # where the task file says, same format
+    assert len(pool) == 5 and len(oracle.texts) == 6 and not set(pool) & set(oracle.texts)
+    assert sorted(pool + oracle.texts) == sorted(f"story number {i}" for i in range(11))
+    assert set(oracle.labels) <= {"sports", "business"}
+    again = validity.half_split(task, tmp_path / "data", tmp_path / "again")  # a fixed seed: the same halves
+    assert pd.read_csv(again["pool_file"])["text"].tolist() == pool
+    other = validity.half_split(task, tmp_path / "data", tmp_path / "other", seed=1)
+    assert pd.read_csv(other["pool_file"])["text"].tolist() != pool
+
+
+def _case(probe: dict, champion: str, human: dict):
+    from types import SimpleNamespace
+
+    names = list(probe)
+    seeds = pd.DataFrame([{"candidate": n, "seed": s, "run_id": f"t-{n}-{s}"} for n in names for s in (1, 2)])
+    evals = pd.DataFrame([{"train_candidate": a, "eval_candidate": b, "seed": s, "run_id": f"e-{a}-{b}"}
+                          for a in names for b in names if a != b for s in (1, 2)])  # fmt: skip
+    free = SimpleNamespace(values=pd.DataFrame({"rose_probe": probe}),
+                           seconds={"embedding": 2.0, "rose_probe": 1.0, "mmd_target": 0.5, "atc_target": 3.0})
+    return SimpleNamespace(task="news", candidates=names, champion=champion, human=pd.Series(human), seeds=seeds,
+                           evals=evals, label_free=free)  # fmt: skip
+
+
+def test_the_pre_race_keeps_the_best_by_rose_probe_and_counts_the_compute_it_uses():
+    case = _case({"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, champion="b", human={"a": 0.5, "b": 0.6, "c": 0.4, "d": 0.7})
+    durations = {f"t-{n}-{s}": {"a": 10, "b": 10, "c": 10, "d": 70}[n] for n in "abcd" for s in (1, 2)}
+    durations |= {f"e-{a}-{b}": 5.0 for a in "abcd" for b in "abcd" if a != b}
+    race = validity.pre_race(case, durations, keep=3)
+    assert race["kept"] == "a, b, c" and race["champion_kept"] == 1.0
+    assert race["oracle_best"] == "d" and race["oracle_best_kept"] == 0.0
+    assert race["fine_tunes_kept"] == "6/8" and race["cells_kept"] == "6/12"
+    assert race["compute_share"] == pytest.approx((60 + 6 * 5) / (200 + 12 * 5))
+    two = validity.pre_race(case, durations, keep=1)
+    assert two["kept"] == "a" and two["champion_kept"] == 0.0
+    costs = validity.selector_seconds(case, durations)
+    assert costs["rose_probe"] == 3.0 and costs["mmd_target"] == 2.5 and costs["atc_target"] == 3.0
+    assert costs["rose"] == 200 + 12 * 5 and costs["random"] == 0.0
+
+
+def test_every_selector_is_a_row_with_a_number_or_not_available():
+    rows = [{"case": c, "metric": m, "top1": 1.0, "regret": 0.0, "spearman": 0.5, "kendall": 0.4, "pick": "a",
+             "oracle": "a", "seconds": 1.0} for c in ("news",) for m in ["rose", *validity.SELECTOR_ROWS, "random"]]
+    table = pd.DataFrame(rows)
+    table.loc[table["metric"] == "mauve_target", ["top1", "regret", "spearman", "kendall"]] = np.nan
+    table = pd.concat([table, table.assign(case="pooled", cases=1)], ignore_index=True)
+    table["available"] = table["top1"].notna()
+    races = pd.DataFrame([{"case": "news", "kept": "a, b", "champion_kept": 1.0, "compute_share": 0.4}])
+    splits = pd.DataFrame([{"case": "news", "test_rows": 10, "pool_rows": 5, "oracle_rows": 5}])
+    text = validity.half_markdown(table, races, splits)
+    for name in validity.SELECTOR_ROWS:
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| pooled | {name} |"))
+        assert ("not available" in line) is (name == "mauve_target"), line
+    assert "compute_share" in text and "pool_rows" in text and "oracle_rows" in text
