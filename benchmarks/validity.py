@@ -513,8 +513,8 @@ def run_durations(experiment: str) -> dict[str, float]:
 def selector_seconds(case, durations: dict[str, float]) -> dict[str, float]:
     """Each row's cost in seconds on one case. Label-free selectors: their own seconds in the score, plus the one
     embedding pass they share (embedding selectors) or the seed models' pass over the pool and dev splits (ATC,
-    agreement). RoSE: its fine-tuning compute, the durations of the candidates' seed runs and round-robin cell
-    runs (tracking store). Random and the largest model: none. Intrinsic metrics: not timed one by one (NaN)."""
+    agreement). RoSE: its fine-tuning compute (:func:`fine_tuning_compute`: the candidates' seed runs and
+    round-robin cells, from the tracking store). Random and the largest model: none. Intrinsic metrics: not timed one by one (NaN)."""
     free = case.label_free
     out = {"random": 0.0, LARGEST: 0.0}
     if free is not None:
@@ -522,9 +522,21 @@ def selector_seconds(case, durations: dict[str, float]) -> dict[str, float]:
         for name in SELECTOR_ROWS:
             if name in free.seconds:
                 out[name] = free.seconds[name] + (shared if name in EMBEDDING_SELECTORS else 0.0)
-    runs = set(case.seeds["run_id"]) | set(case.evals["run_id"]) if len(case.evals) else set(case.seeds["run_id"])
-    out["rose"] = float(sum(durations.get(r, 0.0) for r in runs))
+    seed_s, cells, per_cell = fine_tuning_compute(case, durations)
+    out["rose"] = float(seed_s.sum()) + len(cells) * per_cell
     return out
+
+
+def fine_tuning_compute(case, durations: dict[str, float]) -> tuple[pd.Series, pd.DataFrame, float]:
+    """(seconds of each candidate's seed runs, from the tracking store; the round-robin cells, one row per
+    (train, eval) pair; the median cell-run duration, at which each cell is counted: the cells of one classifier
+    are claimed together, so their individual run durations overlap)."""
+    seeds = case.seeds.drop_duplicates("run_id")
+    seed_s = seeds.assign(s=seeds["run_id"].map(durations).fillna(0.0)).groupby("candidate")["s"].sum()
+    cells = case.evals.drop_duplicates(["train_candidate", "eval_candidate"])
+    cells = cells[cells["train_candidate"] != cells["eval_candidate"]]
+    cell_runs = case.evals["run_id"].drop_duplicates().map(durations).dropna()
+    return seed_s, cells, float(cell_runs.median()) if len(cell_runs) else 0.0
 
 
 def pre_race(case, durations: dict[str, float], keep: int = PRE_RACE_KEEP) -> dict:
@@ -542,11 +554,7 @@ def pre_race(case, durations: dict[str, float], keep: int = PRE_RACE_KEEP) -> di
     kept, _ = prerace.choose(probe, prerace.PreRace(keep=keep))
     oracle = str(case.human.idxmax()) if len(case.human) else ""
     seeds = case.seeds.drop_duplicates("run_id")
-    seed_s = seeds.assign(s=seeds["run_id"].map(durations).fillna(0.0)).groupby("candidate")["s"].sum()
-    cells = case.evals.drop_duplicates(["train_candidate", "eval_candidate"])
-    cells = cells[cells["train_candidate"] != cells["eval_candidate"]]
-    cell_runs = case.evals["run_id"].drop_duplicates().map(durations).dropna()
-    per_cell = float(cell_runs.median()) if len(cell_runs) else 0.0
+    seed_s, cells, per_cell = fine_tuning_compute(case, durations)
     kept_cells = int((cells["train_candidate"].isin(kept) & cells["eval_candidate"].isin(kept)).sum())
     total = float(seed_s.sum()) + len(cells) * per_cell
     used = float(seed_s.reindex(kept).fillna(0.0).sum()) + kept_cells * per_cell
@@ -634,8 +642,8 @@ def half_markdown(table: pd.DataFrame, races: pd.DataFrame, splits: pd.DataFrame
         "included, is judged on the same oracle half; seconds: summed over the cases)\n",
         "Seconds: a label-free selector's own time plus the embedding pass it shares with the other embedding "
         "selectors (ATC and agreement: the seed models' pass over the pool and dev splits); RoSE's: its fine-tuning "
-        "compute, the durations of the candidates' seed runs and cell runs; intrinsic metrics are not timed one by "
-        "one.\n",
+        "compute, the durations of the candidates' seed runs plus its round-robin cells, each counted at the median "
+        "cell-run duration; intrinsic metrics are not timed one by one.\n",
         to_markdown(pooled),
         "## Selection judged on the oracle half, per case\n",
         to_markdown(shown[shown["case"] != "pooled"].drop(columns="cases", errors="ignore")),

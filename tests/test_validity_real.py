@@ -180,7 +180,7 @@ def _case(probe: dict, champion: str, human: dict):
     evals = pd.DataFrame([{"train_candidate": a, "eval_candidate": b, "seed": s, "run_id": f"e-{a}-{b}"}
                           for a in names for b in names if a != b for s in (1, 2)])  # fmt: skip
     free = SimpleNamespace(values=pd.DataFrame({"rose_probe": probe}),
-                           seconds={"embedding": 2.0, "rose_probe": 1.0, "mmd_target": 0.5, "atc_target": 3.0})
+                           seconds={"embedding": 2.0, "rose_probe": 1.0, "mmd_target": 0.5, "atc_target": 3.0})  # fmt: skip
     return SimpleNamespace(task="news", candidates=names, champion=champion, human=pd.Series(human), seeds=seeds,
                            evals=evals, label_free=free)  # fmt: skip
 
@@ -203,7 +203,7 @@ def test_the_pre_race_keeps_the_best_by_rose_probe_and_counts_the_compute_it_use
 
 def test_every_selector_is_a_row_with_a_number_or_not_available():
     rows = [{"case": c, "metric": m, "top1": 1.0, "regret": 0.0, "spearman": 0.5, "kendall": 0.4, "pick": "a",
-             "oracle": "a", "seconds": 1.0} for c in ("news",) for m in ["rose", *validity.SELECTOR_ROWS, "random"]]
+             "oracle": "a", "seconds": 1.0} for c in ("news",) for m in ["rose", *validity.SELECTOR_ROWS, "random"]]  # fmt: skip
     table = pd.DataFrame(rows)
     table.loc[table["metric"] == "mauve_target", ["top1", "regret", "spearman", "kendall"]] = np.nan
     table = pd.concat([table, table.assign(case="pooled", cases=1)], ignore_index=True)
