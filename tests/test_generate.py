@@ -156,6 +156,27 @@ def test_cache_survives_reopening(tmp_path):
     assert list(got) == ["a"] and got["a"].text == "x" and got["a"].cut_off and got["a"].cached
 
 
+def test_a_slow_fake_model_waits_while_its_hold_file_exists(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from rose.generate.backends import get_backend
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv("ROSE_FAKE_HOLD", str(hold))
+    request = Request(messages=[{"role": "user", "content": "hi"}], seed=1)
+    quick = get_backend("fake", generate_config(tmp_path), "fake-a")  # no delay: never held
+    started = time.monotonic()
+    quick.generate([request])
+    assert time.monotonic() - started < 0.5
+    slow = get_backend("fake", generate_config(tmp_path), "fake-b@0.01s")
+    threading.Timer(1.0, hold.unlink).start()
+    started = time.monotonic()
+    assert slow.generate([request])[0].text  # answered once the file is gone
+    assert time.monotonic() - started >= 1.0
+
+
 # --- strategies and prompts ------------------------------------------------------------------------------------
 def test_unknown_strategy_is_a_clear_error(tmp_path):
     with pytest.raises(RoseError, match="unknown strategy 'target_demo'.*target_demos"):

@@ -69,14 +69,15 @@ def _fake(config, model: str) -> Backend:
     import re
 
     # seconds per request, a slow model for tests: ROSE_FAKE_DELAY, or a model named like ``fake-b@2s`` (every
-    # language) or ``fake-b@fr:2s`` (slow in French only)
+    # language) or ``fake-b@fr:2s`` (slow in French only). A slow model also waits while the file named by
+    # ROSE_FAKE_HOLD exists: a unit that hangs for as long as a test wants, with the same digest when released
     slow = re.search(r"@(?:(?P<lang>[a-z]{2,3}):)?(?P<s>\d+(?:\.\d+)?)s$", model)
     delay = float(os.environ.get("ROSE_FAKE_DELAY", "0"))
     if slow and slow["lang"] in (None, config.language):
         delay = float(slow["s"])
-    return FakeBackend(
-        model, chat=config.prompt_format != "completion", context_length=config.context_length, delay=delay
-    )
+    hold = os.environ.get("ROSE_FAKE_HOLD") or None
+    chat = config.prompt_format != "completion"
+    return FakeBackend(model, chat=chat, context_length=config.context_length, delay=delay, hold=hold)
 
 
 for _name, _factory in {"hf": _hf, "llamacpp": _llamacpp, "vllm": _vllm, "openai": _openai, "fake": _fake}.items():

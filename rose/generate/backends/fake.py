@@ -47,6 +47,7 @@ class FakeBackend(Backend):
         calls_file: str | Path | None = None,
         context_length: int = 4096,
         cut_last: bool = False,
+        hold: str | Path | None = None,
     ):
         super().__init__(model, context_length)
         self.script = script
@@ -54,6 +55,7 @@ class FakeBackend(Backend):
         self.delay = delay
         self.calls_file = Path(calls_file) if calls_file else None
         self.cut_last = cut_last
+        self.hold = Path(hold) if hold else None  # with a delay: each request waits while this file exists
         self.calls: list[Request] = []
 
     @property
@@ -68,6 +70,8 @@ class FakeBackend(Backend):
         out = []
         for request in requests:
             if self.delay:
+                while self.hold is not None and self.hold.exists():
+                    time.sleep(0.5)
                 time.sleep(self.delay)
             answer = self._answer(request, len(self.calls))
             self.calls.append(request)
