@@ -578,3 +578,104 @@ def test_units_nested_under_an_mlflow_run_run_are_done_and_seeds_are_not_units()
         run("seed", **{"rose.stage": "train", "rose.role": "seed", "rose.unit.u2": "train", "mlflow.parentRunId": "p"}),
     ])  # fmt: skip
     assert facts.done == {"u1": "gen"}
+
+
+# --- the local executor's workers -----------------------------------------------------------------------------
+def test_a_worker_keeps_models_for_tasks_of_one_kind_and_releases_them_for_another_or_past_its_bound(monkeypatch):
+    """worker.serve: what a task put in the model pool stays for the next task of the same kind, is released
+    before a task of another kind, and after a task that leaves the worker above its memory bound."""
+    import multiprocessing
+    import threading
+    from types import SimpleNamespace
+
+    from rose.pipeline import worker
+    from rose.train import pool
+
+    pool.pool().clear()
+    seen = []
+
+    def fake_run(payload, *, keep_models, facts):  # loads a "model" like a cell would; says what it found
+        seen.append(len(pool.pool()))
+        pool.pool().get(payload.units[0].stage, lambda: object())
+        facts["unit_s"] = 0.0
+        return [("digest", "run")]
+
+    def task(kind):
+        return SimpleNamespace(units=[SimpleNamespace(stage=kind, label=kind)])
+
+    monkeypatch.setattr(worker, "run", fake_run)
+    for bound, expected in ((1 << 40, [0, 1, 0]), (0, [0, 0, 0])):
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        thread = threading.Thread(target=worker.serve, args=(theirs, bound), daemon=True)
+        thread.start()
+        seen.clear()
+        answers = []
+        for kind in ("evaluate", "evaluate", "score"):
+            ours.send(task(kind))
+            answers.append(ours.recv())
+        ours.send(None)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert seen == expected, bound  # kept across the two cells tasks, released before the score task
+        assert all(a[0] == "ok" and a[2]["rss"] > 0 for a in answers)
+        assert len(pool.pool()) == (1 if bound else 0)
+        pool.pool().clear()
+
+
+@pytest.mark.slow
+def test_a_local_worker_runs_task_after_task_and_one_killed_mid_task_is_retried_in_a_fresh_worker(store, tiny):
+    """LocalPool: two tasks in one worker process (imports paid once); a worker killed while it runs a task is
+    replaced and the task runs again in the fresh one (taking its run over); past the memory bound a worker is
+    ended after its task."""
+    import threading
+
+    from rose.pipeline import execute, plan, worker
+    from rose.pipeline.resources import Resources
+    from rose.pipeline.study import load_study
+    from rose.tracking import search_runs
+
+    path = study_yaml(store, tiny)
+    path.write_text(path.read_text().replace("generator: fake-b,", 'generator: "fake-b@0.5s",'))
+    units = [u for u in plan.build(load_study(path)).units if u.stage == "generate"]
+    quick, slow = sorted(units, key=lambda u: "0.5s" in u.label)
+    assert "0.5s" in slow.label and "0.5s" not in quick.label
+    payload = lambda unit: worker.Payload("study", [unit], worker.environment())  # noqa: E731
+    pool = execute.LocalPool(1)
+    try:
+        pool.submit(payload(quick), Resources(), []).result(timeout=300)
+        first_pid = pool.history[-1][1]
+        killed = threading.Event()
+
+        def kill_when_it_writes() -> None:  # the slow unit's run exists: its worker is mid-task
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                running = search_runs("study", finished_only=False, stage="generate")
+                if any(r.info.status == "RUNNING" for r in running):
+                    time.sleep(0.5)
+                    os.kill(first_pid, signal.SIGKILL)
+                    killed.set()
+                    return
+                time.sleep(0.2)
+
+        killer = threading.Thread(target=kill_when_it_writes, daemon=True)
+        killer.start()
+        pairs = pool.submit(payload(slow), Resources(max_retries=1), []).result(timeout=300)
+        killer.join()
+        assert killed.is_set()
+        assert pool.started == 2 and pool.history[-1][1] != first_pid  # retried in a fresh worker
+        again = pool.submit(payload(quick), Resources(), []).result(timeout=300)
+        assert pool.started == 2 and pool.history[-1][1] == pool.history[-2][1]  # that worker reused
+        assert pool.overhead()["generate"][1] == 2
+    finally:
+        pool.close()
+    runs = search_runs("study", finished_only=False, stage="generate")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}  # the retry took the run over
+    assert pairs[0][1] in {r.info.run_id for r in runs} and again[0][1] in {r.info.run_id for r in runs}
+    bounded = execute.LocalPool(1, max_worker_mb=1)  # every worker is above 1 MB: ended after each task
+    try:
+        for _ in range(2):
+            bounded.submit(payload(quick), Resources(), []).result(timeout=300)
+        assert bounded.started == 2 and bounded.history[0][1] != bounded.history[1][1]
+        assert not bounded._idle and not bounded._live
+    finally:
+        bounded.close()

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nstudy finished in {result.wall_s:.0f} s ({result.ran} unit(s) run, {result.skipped} already done)")
     if result.stage_s:
         print(f"time per stage: {result.time_split()}")
+        if result.overhead_s:
+            print(f"  of which outside the units' own work: {result.overhead()}")
     print(where_to_look(result.experiment))
     if result.ok:
         return 0

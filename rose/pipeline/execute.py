@@ -10,9 +10,12 @@ generations only, a train unit's cells for that training, a score for its case's
   the resources of its kind of unit (:mod:`rose.pipeline.resources`); GPU generation tasks run in a fresh worker
   (``max_calls=1``). File inputs travel by content (:mod:`rose.pipeline.shipping`); the environment a worker needs
   travels in its payload (:mod:`rose.pipeline.worker`).
-- Local (:class:`LocalPool`): up to ``max_parallel`` tasks at once, each in a fresh process that ends with it (the
-  memory a generator or a classifier took is given back; a crash cannot corrupt the driver); a task is started when
-  the tasks it waits for are done.
+- Local (:class:`LocalPool`): up to ``max_parallel`` tasks at once, each in a worker process (a crash cannot
+  corrupt the driver); a task is started when the tasks it waits for are done. A worker runs task after task (its
+  imports paid once, models of one kind of task kept loaded, :func:`rose.pipeline.worker.serve`) while its resident
+  memory after a task stays within ``ROSE_WORKER_MAX_MB`` (default 2048); above it, or after a task that failed,
+  or a generation on a GPU, it is ended and the next task starts a fresh one. The log says per kind of task how
+  many seconds went outside the units' own work (worker starts, imports, passing results).
 
 Faults: a task whose worker dies (or that passes its time limit) is retried up to ``max_retries`` times; a task that
 fails for good leaves every task that does not depend on it running to its end, and the study ends listing what
@@ -21,7 +24,10 @@ failed (:class:`Outcome`). Workers write to the same tracking store; with severa
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -60,15 +66,28 @@ class Outcome:
 
 # --- where tasks run ------------------------------------------------------------------------------------------
 class LocalPool:
-    """Tasks in fresh processes, ``max_parallel`` at once; a task is submitted once its needs are done."""
+    """Tasks in worker processes kept across tasks, ``max_parallel`` at once; a task is submitted once its needs
+    are done. ``max_worker_mb``: the resident memory above which a worker is ended after its task (default
+    ``ROSE_WORKER_MAX_MB`` or 2048)."""
 
     eager = False
 
-    def __init__(self, max_parallel: int = 1):
+    def __init__(self, max_parallel: int = 1, *, max_worker_mb: int | None = None):
         self._threads = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rose-unit")
+        mb = max_worker_mb if max_worker_mb is not None else int(os.environ.get("ROSE_WORKER_MAX_MB", "2048"))
+        self.max_worker_bytes = mb << 20
+        self._idle: list[_Worker] = []
+        self._live: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.history: list[tuple[str, int]] = []  # (task labels, pid of the worker that answered), in order
+        self.started = 0  # worker processes started
+        # per kind of task: seconds from sending it to its answer, seconds inside the units' own code, worker starts
+        self.spent: dict[str, list[float]] = {}
+        atexit.register(self.close)
 
     def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Future:
-        return self._threads.submit(_in_process, payload, res)
+        return self._threads.submit(self._run, payload, res)
 
     def wait(self, handles: list, timeout: float) -> list:
         done, _ = wait_futures(handles, timeout=timeout, return_when=FIRST_COMPLETED)
@@ -79,38 +98,123 @@ class LocalPool:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            workers, self._idle, self._live = list(self._live), [], set()
+        for w in workers:
+            w.stop()
+        atexit.unregister(self.close)
 
+    def overhead(self) -> dict[str, tuple[float, int]]:
+        """Per kind of task: seconds outside the units' own work (worker starts, imports, passing results), and
+        how many worker processes started for it."""
+        return {kind: (max(0.0, wall - inside), int(starts)) for kind, (wall, inside, starts) in self.spent.items()}
 
-def _in_process(payload: worker.Payload, res: unit_resources.Resources) -> list[tuple[str, str]]:
-    """Run a task in a fresh process; a process that dies (or passes its time limit) is started again."""
-    import multiprocessing
+    def _take(self) -> tuple[_Worker, bool]:
+        with self._lock:
+            if self._closed:
+                raise UnitFailed("the pool is closed")
+            if self._idle:
+                return self._idle.pop(), False
+            w = _Worker(self.max_worker_bytes)
+            self._live.add(w)
+            self.started += 1
+            return w, True
 
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
-    reason = ""
-    for attempt in range(res.max_retries + 1):
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=worker.child, args=(payload, send), daemon=False)
-        process.start()
-        send.close()
-        answer = None
-        try:
-            answer = receive.recv()  # EOFError: the process ended without answering (killed, crashed)
-        except EOFError:
-            pass
-        process.join()
-        receive.close()
-        if answer is not None:
-            status, value = answer
+    def _keep(self, w: _Worker, keep: bool) -> None:
+        with self._lock:
+            keep = keep and not self._closed
+            if keep:
+                self._idle.append(w)
+            else:
+                self._live.discard(w)
+        if not keep:
+            w.stop()
+
+    def _run(self, payload: worker.Payload, res: unit_resources.Resources) -> list[tuple[str, str]]:
+        """Run a task in a worker; a worker that dies (or passes its time limit) is ended and the task tried again
+        in a fresh one."""
+        kind = payload.units[0].stage
+        reason = ""
+        for attempt in range(res.max_retries + 1):
+            w, fresh = self._take()
+            sent = time.perf_counter()
+            answer = w.ask(payload)
+            spent = self.spent.setdefault(kind, [0.0, 0.0, 0])
+            spent[0] += time.perf_counter() - sent
+            spent[2] += int(fresh)
+            if answer is None:  # the worker ended without answering (killed, crashed, past its time limit)
+                with self._lock:
+                    self._live.discard(w)
+                code = w.end()
+                reason = (f"past its time limit of {res.timeout_s:g} s" if code == worker.TIMEOUT_EXIT
+                          else f"its worker process died (exit code {code})")  # fmt: skip
+                if attempt < res.max_retries:
+                    log.warning("%s: %s; trying again in a fresh worker (%d of %d retries)", _labels(payload),
+                                reason, attempt + 1, res.max_retries)  # fmt: skip
+                continue
+            status, value, facts = answer
+            spent[1] += float(facts.get("unit_s", 0.0))
+            self.history.append((_labels(payload), w.pid))
+            rss = int(facts.get("rss", 0))
+            fresh_only = kind == "generate" and res.gpus > 0  # the model's GPU memory ends with its unit
+            if rss > self.max_worker_bytes:
+                log.info("ending worker %d: %d MB resident after %s (bound %d MB)", w.pid, rss >> 20,
+                         _labels(payload), self.max_worker_bytes >> 20)  # fmt: skip
+            self._keep(w, status == "ok" and not fresh_only and rss <= self.max_worker_bytes)
             if status == "ok":
                 return value
             raise UnitFailed(value)  # an error of the unit itself: the same inputs fail the same way
-        code = process.exitcode
-        reason = (f"past its time limit of {res.timeout_s:g} s" if code == worker.TIMEOUT_EXIT
-                  else f"its worker process died (exit code {code})")  # fmt: skip
-        if attempt < res.max_retries:
-            log.warning("%s: %s; trying again (%d of %d retries)", _labels(payload), reason, attempt + 1,
-                        res.max_retries)  # fmt: skip
-    raise UnitFailed(f"{reason}, {res.max_retries} retr{'y' if res.max_retries == 1 else 'ies'} used")
+        raise UnitFailed(f"{reason}, {res.max_retries} retr{'y' if res.max_retries == 1 else 'ies'} used")
+
+
+class _Worker:
+    """A worker process of the local pool and the pipe to it."""
+
+    def __init__(self, max_bytes: int):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MLflow state
+        self.conn, theirs = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=worker.serve, args=(theirs, max_bytes), daemon=False)
+        self.process.start()
+        theirs.close()
+        self.pid = self.process.pid
+
+    def ask(self, payload: worker.Payload):
+        """The worker's answer to a task, or None when it ended without one."""
+        try:
+            self.conn.send(payload)
+            return self.conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def end(self) -> int | None:
+        """Wait for a worker that ended; its exit code."""
+        self.process.join()
+        self.conn.close()
+        return self.process.exitcode
+
+    def stop(self) -> None:
+        """Ask the worker to end, and end it if it does not."""
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=10)
+        self.conn.close()
+
+
+def _in_process(payload: worker.Payload, res: unit_resources.Resources) -> list[tuple[str, str]]:
+    """Run a task in a worker of its own, ended afterwards (tried again in a fresh one when it dies)."""
+    pool = LocalPool(1)
+    try:
+        return pool._run(payload, res)
+    finally:
+        pool.close()
 
 
 class RayPool:

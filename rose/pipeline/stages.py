@@ -27,9 +27,10 @@ from rose.train.run import train
 log = logging.getLogger(__name__)
 
 
-def run_units(experiment: str, units: list[Unit]) -> list[tuple[str, str]]:
+def run_units(experiment: str, units: list[Unit], *, release: bool = True) -> list[tuple[str, str]]:
     """Run units of one stage (evaluate units may come together) in ``experiment``; returns (digest, run id) per
-    unit. The units carry their settings and inputs: no study file is read here."""
+    unit. The units carry their settings and inputs: no study file is read here. ``release``: give back the models
+    and trunk states kept loaded across the units (False: a worker keeps them for its next task)."""
     import mlflow
 
     tracking.setup(experiment)
@@ -44,10 +45,11 @@ def run_units(experiment: str, units: list[Unit]) -> list[tuple[str, str]]:
         else:
             run_ids = [{"generate": _generate, "train": _train, "score": _score}[stage](u) for u in units]
     finally:  # models and trunks kept loaded across the units of this call are given back
-        from rose.train import pool, trunk
+        if release:
+            from rose.train import pool, trunk
 
-        pool.pool().clear()
-        trunk.cache().clear()
+            pool.pool().clear()
+            trunk.cache().clear()
     client = mlflow.MlflowClient()
     for unit, run_id in zip(units, run_ids, strict=True):
         client.set_tag(run_id, unit_tag(unit.digest), unit.stage)

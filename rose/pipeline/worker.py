@@ -9,15 +9,23 @@ and credentials, ``ROSE_HOME``, hub token, API keys), its resources, its time li
 
 A unit past its time limit is failed: the runs this process holds end FAILED (a retry takes them over) and the
 process exits with :data:`TIMEOUT_EXIT`, which Ray counts as a worker death and retries (``max_retries``).
+
+A local executor's worker (:func:`serve`) stays alive across tasks: the imports (torch, Lightning, MLflow) are paid
+once, and the models and frozen-trunk states a task loaded stay in its :mod:`model pool <rose.train.pool>` and
+:mod:`trunk cache <rose.train.trunk>` for the next task of the same kind (within their bounds). They are released
+when it takes another kind of task, and whenever its resident memory after a task passes the driver's bound; it
+then reports its memory, and the driver ends a worker still above the bound (:class:`rose.pipeline.execute.LocalPool`).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +79,11 @@ def prepare(payload: Payload, *, on_ray: bool) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # no GPU asked: none used (Lightning trains on the CPU)
 
 
-def run(payload: Payload, dep_results: tuple = (), *, on_ray: bool = False, get=None,
-        node: str = "local") -> list[tuple[str, str]]:  # fmt: skip
+def run(payload: Payload, dep_results: tuple = (), *, on_ray: bool = False, get=None, node: str = "local",
+        keep_models: bool = False, facts: dict | None = None) -> list[tuple[str, str]]:  # fmt: skip
     """Run one task's units; returns ``(unit digest, run id)`` per unit. ``dep_results``: the results of the
-    tasks it waited for; ``get``: fetches a shipped archive (``ray.get``)."""
+    tasks it waited for; ``get``: fetches a shipped archive (``ray.get``); ``keep_models``: leave the models and
+    trunk states the units loaded in this process's pools (a worker that runs more tasks)."""
     prepare(payload, on_ray=on_ray)
     from rose.assets import rose_home
     from rose.errors import RoseError
@@ -98,12 +107,15 @@ def run(payload: Payload, dep_results: tuple = (), *, on_ray: bool = False, get=
     if payload.timeout_s:
         labels = "; ".join(u.label for u in payload.units)
         threading.Thread(target=_watchdog, args=(done, payload.timeout_s, labels), daemon=True).start()
+    started = time.perf_counter()
     try:
-        pairs = stages.run_units(payload.experiment, payload.units)
+        pairs = stages.run_units(payload.experiment, payload.units, release=not keep_models)
     except RoseError as exc:  # subclasses may not survive pickling back to the driver
         raise RoseError(str(exc)) from None
     finally:
         done.set()
+        if facts is not None:
+            facts["unit_s"] = time.perf_counter() - started
     _tag_worker([run_id for _, run_id in pairs], payload.threads, node)
     return pairs
 
@@ -140,14 +152,85 @@ def ray_task(payload: Payload, *dep_results) -> list[tuple[str, str]]:
     return run(payload, dep_results, on_ray=True, get=ray.get, node=node)
 
 
+def _failure(exc: BaseException) -> tuple[str, str]:
+    from rose.errors import RoseError
+
+    if isinstance(exc, RoseError):
+        return "rose", str(exc)
+    return "error", f"{type(exc).__name__}: {exc}"
+
+
 def child(payload: Payload, conn) -> None:
-    """A local executor's process: the result (or the one-line error) goes back through ``conn``."""
+    """A process for one task: the result (or the one-line error) goes back through ``conn``."""
     try:
         conn.send(("ok", run(payload)))
     except BaseException as exc:  # noqa: BLE001 - the driver decides; it needs the reason
-        from rose.errors import RoseError
-
-        conn.send(("rose" if isinstance(exc, RoseError) else "error", f"{type(exc).__name__}: {exc}"
-                   if not isinstance(exc, RoseError) else str(exc)))  # fmt: skip
+        conn.send(_failure(exc))
     finally:
         conn.close()
+
+
+def serve(conn, max_bytes: int) -> None:
+    """A local executor's worker: runs the tasks it receives through ``conn`` one after another until it receives
+    None (or the driver goes). Each answer is ``(status, value, facts)``: status ``ok`` (value: the task's pairs)
+    or ``rose``/``error`` (value: the one-line reason); facts: ``rss`` (resident bytes after the task, after
+    releasing the pools when it was above ``max_bytes``), ``unit_s`` (seconds inside the stages' own code)."""
+    kind = None
+    while True:
+        try:
+            payload = conn.recv()
+        except (EOFError, OSError):
+            return
+        if payload is None:
+            break
+        if kind is not None and payload.units[0].stage != kind:
+            release()  # another kind of task: what the last kind loaded is not what this one needs
+        kind = payload.units[0].stage
+        facts: dict[str, float] = {}
+        interrupted = False
+        try:
+            answer = ("ok", run(payload, keep_models=True, facts=facts))
+        except BaseException as exc:  # noqa: BLE001 - the driver decides; it needs the reason
+            answer = _failure(exc)
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        rss = resident_bytes()
+        if rss > max_bytes:
+            release()
+            rss = resident_bytes()
+        conn.send((*answer, {**facts, "rss": rss}))
+        if interrupted:
+            break
+    conn.close()
+
+
+def release() -> None:
+    """Give back the models and trunk states this process keeps, and what the allocators hold of them."""
+    if "rose.train.pool" in sys.modules:
+        sys.modules["rose.train.pool"].pool().clear()
+    if "rose.train.trunk" in sys.modules:
+        sys.modules["rose.train.trunk"].cache().clear()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    try:  # glibc keeps freed memory in its arenas; give it back to the system
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (0 where it cannot be read)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
