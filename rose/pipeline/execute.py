@@ -140,9 +140,12 @@ class LocalPool:
             w, fresh = self._take()
             sent = time.perf_counter()
             answer = w.ask(payload)
-            spent = self.spent.setdefault(kind, [0.0, 0.0, 0])
-            spent[0] += time.perf_counter() - sent
-            spent[2] += int(fresh)
+            with self._lock:
+                spent = self.spent.setdefault(kind, [0.0, 0.0, 0])
+                spent[0] += time.perf_counter() - sent
+                spent[2] += int(fresh)
+                if answer is not None:
+                    spent[1] += float(answer[2].get("unit_s", 0.0))
             if answer is None:  # the worker ended without answering (killed, crashed, past its time limit)
                 with self._lock:
                     self._live.discard(w)
@@ -154,7 +157,6 @@ class LocalPool:
                                 reason, attempt + 1, res.max_retries)  # fmt: skip
                 continue
             status, value, facts = answer
-            spent[1] += float(facts.get("unit_s", 0.0))
             self.history.append((_labels(payload), w.pid))
             rss = int(facts.get("rss", 0))
             fresh_only = kind == "generate" and res.gpus > 0  # the model's GPU memory ends with its unit

@@ -50,6 +50,7 @@ class PipelineResult:
     def overhead(self) -> str:
         """``generate 9.1 s (1 worker start), train 0.4 s, ...``: per kind, seconds its tasks spent outside the
         units' own work (local executor)."""
+
         def starts(n: int) -> str:
             return f" ({n} worker start{'s' if n > 1 else ''})" if n else ""
 
