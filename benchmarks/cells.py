@@ -52,7 +52,7 @@ def _datasets(experiment: str, folder: Path) -> list[str]:
                 if i % SLICES == k]  # fmt: skip
         run = client.create_run(exp, tags=tracking.tags("generate", "topic", "en", candidate=name, generator="slice",
                                                         strategy="dev"), run_name=name).info.run_id  # fmt: skip
-        write_jsonl(folder / name / "data.jsonl", rows)
+        write_jsonl(rows, folder / name / "data.jsonl")
         client.log_artifacts(run, str(folder / name), "dataset")
         client.set_terminated(run)
         refs.append(run)
