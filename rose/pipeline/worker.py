@@ -160,16 +160,6 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return "error", f"{type(exc).__name__}: {exc}"
 
 
-def child(payload: Payload, conn) -> None:
-    """A process for one task: the result (or the one-line error) goes back through ``conn``."""
-    try:
-        conn.send(("ok", run(payload)))
-    except BaseException as exc:  # noqa: BLE001 - the driver decides; it needs the reason
-        conn.send(_failure(exc))
-    finally:
-        conn.close()
-
-
 def serve(conn, max_bytes: int) -> None:
     """A local executor's worker: runs the tasks it receives through ``conn`` one after another until it receives
     None (or the driver goes). Each answer is ``(status, value, facts)``: status ``ok`` (value: the task's pairs)
