@@ -19,6 +19,12 @@ kept examples per second is below ``--target`` times the hf row's.
     python benchmarks/generation.py                             # the demo's three candidates, 8 per label
     python benchmarks/generation.py --per-label 2 --only 1      # a quick check (the first candidate only)
     python benchmarks/generation.py --engines llamacpp,hf       # leave the baseline out
+    python benchmarks/generation.py --engines llamacpp --before 5e9a032   # against rose as it was at a commit
+
+``--before REF`` adds a ``before`` row: this same benchmark as it was at git commit ``REF`` (default for the issue
+"A study at the speed of its compute": ``5e9a032``, rose when the issue was filed), run first, in its own process,
+with that commit's rose (a temporary ``git worktree``) on its ``llamacpp`` engine and the same study, per-label
+count, token limit and batch; then ``llamacpp / before`` is printed.
 """
 
 from __future__ import annotations
@@ -180,6 +186,39 @@ def run_engine(engine: str, candidates, base: dict, tokenizers: dict) -> Row:
     return row
 
 
+def run_before(args: argparse.Namespace) -> Row:
+    """The ``llamacpp`` row of this benchmark as it was at commit ``args.before``, run by that commit's code in a
+    temporary worktree (its own process, its own rose first on the path)."""
+    import re
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="rose-before-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.before],
+                       check=True)  # fmt: skip
+        try:
+            cmd = [sys.executable, str(tree / "benchmarks" / "generation.py"), "--engines", "llamacpp",
+                   "--source", args.source, "--config", args.config]  # fmt: skip
+            for key in ("only", "per_label", "max_new_tokens", "batch_size"):
+                if getattr(args, key):
+                    cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            print(f"before ({args.before}): {' '.join(cmd[1:])}", flush=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tree)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("  llamacpp"):
+            print(line.replace("  llamacpp ", "  before   ", 1), flush=True)
+    table = [line.split() for line in proc.stdout.splitlines() if re.match(r"llamacpp\s+\d", line)]
+    if not table:
+        raise SystemExit(f"the benchmark at {args.before} gave no llamacpp row:\n{proc.stdout[-2000:]}"
+                         f"{proc.stderr[-2000:]}")  # fmt: skip
+    cells = table[-1]  # engine kept answers tokens seconds kept/s tokens/s CPU-s kept/CPU-s load-s [tokens/kept]
+    return Row("before", kept=int(cells[1]), answers=int(cells[2]), tokens=int(cells[3]), seconds=float(cells[4]),
+               cpu_seconds=float(cells[7]), load_seconds=float(cells[9]))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="a study file (its candidates)")
@@ -190,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=0, help="(0: the study's)")
     p.add_argument("--source", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--target", type=float, default=5.0, help="minimum llamacpp / hf ratio of kept examples per s")
+    p.add_argument("--before", default="", metavar="REF",
+                   help="also run this benchmark as it was at git commit REF (its llamacpp row), first")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # Both engines use OpenMP. Its default waits (spin a while, then sleep) are the fastest on an idle machine; on
@@ -223,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         f"max {base.get('max_new_tokens')} new tokens",
         flush=True,
     )
-    rows = {engine: run_engine(engine, candidates, base, tokenizers) for engine in engines}
+    rows = {"before": run_before(args)} if args.before else {}
+    rows.update({engine: run_engine(engine, candidates, base, tokenizers) for engine in engines})
     print(
         f"\n{'engine':<10}{'kept':>6}{'answers':>9}{'tokens':>8}{'seconds':>9}{'kept/s':>9}{'tokens/s':>10}"
         f"{'CPU s':>8}{'kept/CPU s':>12}{'load s':>8}{'tokens/kept':>12}"
@@ -235,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.tokens_per_kept:>12.1f}"
         )
     ok = True
-    for a, b in (("llamacpp", "hf"), ("llamacpp", "pipeline"), ("hf", "pipeline")):
+    for a, b in (("llamacpp", "before"), ("llamacpp", "hf"), ("llamacpp", "pipeline"), ("hf", "pipeline")):
         if a in rows and b in rows and rows[b].kept_per_s and rows[b].tokens_per_s:
             kept_ratio = rows[a].kept_per_s / rows[b].kept_per_s
             cpu_ratio = rows[a].kept_per_cpu_s / rows[b].kept_per_cpu_s if rows[b].kept_per_cpu_s else float("nan")

@@ -35,6 +35,33 @@ def test_token_nll_matches_the_models_own_loss():
         assert c == len(text) and s == pytest.approx(loss * c, rel=1e-4)
 
 
+def test_reference_lm_dtype_is_part_of_what_perplexity_was_measured_with(tmp_path, monkeypatch):
+    """bfloat16 where the CPU computes it natively (auto), a key that tells its values from float32's, and a
+    perplexity within a percent of float32's on a small model saved and loaded as rose loads the reference LM."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    from rose import devices
+    from rose.score.intrinsic import perplexity
+
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
+        assert models.reference_lm_dtype("auto") == expected
+    assert models.reference_lm_dtype("float32") == "float32"
+    fp32 = tools.tool_key("gemma-3-270m", sample=200, seed=0)
+    bf16 = tools.tool_key("gemma-3-270m", sample=200, seed=0, dtype="bfloat16")
+    assert "dtype" not in fp32 and "dtype=bfloat16" in bf16 and bf16 != fp32
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(tmp_path)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *a, **k: CharTokenizer())
+    texts = ["hello there", "a much longer text here with more", "xy z"]
+    full = models.load_reference_lm(str(tmp_path), ["en"], dtype="float32")
+    half = models.load_reference_lm(str(tmp_path), ["en"], dtype="bfloat16")
+    assert next(AutoModelForCausalLM.from_pretrained(tmp_path).parameters()).dtype == torch.float32
+    a, b = perplexity(*full.nll(texts)), perplexity(*half.nll(texts))
+    assert a != b and b == pytest.approx(a, rel=0.01)
+
+
 def test_generator_parameters(tmp_path):
     from safetensors.numpy import save_file
 

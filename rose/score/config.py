@@ -31,6 +31,10 @@ class ScoreConfig:
         [], help="languages the reference LM reads (default: rose's table of known LMs); perplexity is not "
                  "reported for other languages"
     )  # fmt: skip
+    reference_lm_dtype: str = field(
+        "auto", help="the reference LM's weights and arithmetic: auto (bfloat16 where the hardware computes it "
+                     "natively, else float32), float32 or bfloat16; recorded with the perplexity it gave",
+        choices=["auto", "float32", "bfloat16"])  # fmt: skip
     embedding_model: str = field("multilingual-e5-small", help="embedding model for diversity ('' skips)")
     tokenizer: str = field("multilingual-e5-small", help="subword tokenizer for distinct-n, self-BLEU, lengths")
     intrinsic: bool = field(True, help="compute intrinsic metrics of generate runs that lack them")

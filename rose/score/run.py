@@ -32,7 +32,7 @@ from rose.score.collect import INTRINSIC, TOOL_TAG, Selection, Store, Tracked, c
 from rose.score.config import ScoreConfig
 from rose.score.embeddings import cached, embedder
 from rose.score.intrinsic import DIRECTION
-from rose.score.models import generator_parameters, load_reference_lm, reference_lm_languages
+from rose.score.models import generator_parameters, load_reference_lm, reference_lm_dtype, reference_lm_languages
 from rose.score.report import terminal
 from rose.score.tables import CaseTables, build_case, build_groups, dimensions, summary
 from rose.score.tools import MEASURED_WITH, measure_dataset
@@ -79,7 +79,8 @@ def tool_keys(config: ScoreConfig) -> dict[str, str]:
     return {
         "tokenizer": tools.tool_key(config.tokenizer or tools.WORDS, **at),
         "embedding_model": tools.tool_key(config.embedding_model, **at),
-        "reference_lm": tools.tool_key(config.reference_lm, languages=config.reference_lm_languages, **at),
+        "reference_lm": tools.tool_key(config.reference_lm, languages=config.reference_lm_languages,
+                                       dtype=reference_lm_dtype(config.reference_lm_dtype), **at),
     }
 
 
@@ -88,7 +89,8 @@ def _tools(config: ScoreConfig):
     lm = None
     if config.reference_lm:
         try:
-            lm = load_reference_lm(config.reference_lm, config.reference_lm_languages)
+            lm = load_reference_lm(config.reference_lm, config.reference_lm_languages,
+                                   dtype=reference_lm_dtype(config.reference_lm_dtype))
         except Exception as exc:  # an LM that cannot be loaded offline: perplexity is skipped, said loudly
             log.warning("perplexity skipped: cannot load %s (%s)", config.reference_lm, str(exc).splitlines()[0])
             keys["reference_lm"] = ""

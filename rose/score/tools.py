@@ -42,13 +42,14 @@ class Tools:
     keys: dict[str, str] = field(default_factory=dict)  # what measured each group of MEASURED_WITH (tool_key)
 
 
-def tool_key(name: str, *, sample: int, seed: int, languages: Collection[str] = ()) -> str:
+def tool_key(name: str, *, sample: int, seed: int, languages: Collection[str] = (), dtype: str = "float32") -> str:
     """What a group of intrinsic metrics was measured with: the tool and the settings its values depend on
-    (``""``: no tool, the group is not measured)."""
+    (``""``: no tool, the group is not measured). A dtype other than float32 is part of it."""
     if not name:
         return ""
     declared = f" languages={','.join(sorted(languages))}" if languages else ""
-    return f"{name}{declared} sample={sample} seed={seed}"
+    precision = f" dtype={dtype}" if dtype != "float32" else ""
+    return f"{name}{declared}{precision} sample={sample} seed={seed}"
 
 
 def subword_tokenizer(name: str = E5) -> Callable[[str], list[str]]:
