@@ -363,8 +363,11 @@ def test_study_grows_shrinks_and_changes_its_human_test_set_running_only_new_uni
     path = study_yaml(store, tiny, seeds=(1,), epochs=1)
     text = path.read_text().replace(str(SHARED_DATA), str(data))
     path.write_text(text.replace("strategy: target_demos}", "strategy: target_demos}" + three))
-    run_pipeline(path)
+    first = run_pipeline(path)
     assert _stages("study") == {"generate": 3, "train": 4, "evaluate": 3 * 2 + 4, "score": 1, "pipeline": 1}
+    # one task at a time: the seconds per kind (a worker running its tasks) add up to no more than the wall time
+    assert set(first.stage_s) == {"generate", "train", "evaluate", "score"}
+    assert 0 < sum(first.stage_s.values()) <= first.wall_s
     # grown to four: the plan and the run are its generation, its training, 7 cells and the score
     path.write_text(path.read_text().replace(three, three + "\n  - {generator: fake-d, strategy: zero_shot}"))
     new = [f"generate topic/cy {d}", f"train    topic/cy {d} seeds 1", f"evaluate topic/cy {d} on human",
@@ -474,6 +477,16 @@ def test_dry_run_shows_the_graph_with_what_each_task_waits_for(store, tiny, caps
     assert "<- g1 g2" in lines["t3"]  # the human baseline too
     assert lines["e1"].split("<- ")[1].split()[:2] == ["t1", "g2"]  # a's cells: its training and b's data
     assert lines["s1"].split("<- ")[1].split("  [")[0].split() == ["t1", "t2", "t3", "e1", "e2", "e3"]
+
+
+def test_time_per_kind_counts_tasks_running_not_waiting():
+    from rose.pipeline.execute import Outcome, union_seconds
+
+    assert union_seconds([]) == 0
+    assert union_seconds([(0, 2), (1, 3), (5, 6), (5.5, 5.7)]) == 4  # overlaps counted once
+    queued = Outcome(spans={"evaluate": [10.0, 40.0]}, busy={"evaluate": 12.0})
+    assert queued.seconds() == {"evaluate": 12.0}  # the local pool's running time, not first queued to last end
+    assert Outcome(spans={"train": [1.0, 4.0]}).seconds() == {"train": 3.0}  # Ray: submission to last end
 
 
 def test_resources_follow_the_backend_and_the_study():

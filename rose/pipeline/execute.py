@@ -59,9 +59,25 @@ class Outcome:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (task label, reason)
     skipped: list[str] = field(default_factory=list)  # labels of units not run because what they need failed
     spans: dict[str, list[float]] = field(default_factory=dict)  # kind -> [first start, last end] (driver clock)
+    busy: dict[str, float] = field(default_factory=dict)  # kind -> seconds a worker ran its tasks (local pool)
 
     def seconds(self) -> dict[str, float]:
+        """Per kind of task: the seconds some worker was running one (the local pool: the union of the times from
+        sending a task to its answer, so a task waiting for a free worker is not counted); on Ray, from the first
+        task's submission to the last one's end (tasks are submitted before they can start)."""
+        if self.busy:
+            return dict(self.busy)
         return {kind: end - start for kind, (start, end) in self.spans.items()}
+
+
+def union_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 # --- where tasks run ------------------------------------------------------------------------------------------
@@ -84,6 +100,7 @@ class LocalPool:
         self.started = 0  # worker processes started
         # per kind of task: seconds from sending it to its answer, seconds inside the units' own code, worker starts
         self.spent: dict[str, list[float]] = {}
+        self.intervals: dict[str, list[tuple[float, float]]] = {}  # per kind: (sent, answered) of every task
         atexit.register(self.close)
 
     def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Future:
@@ -141,8 +158,10 @@ class LocalPool:
             sent = time.perf_counter()
             answer = w.ask(payload)
             with self._lock:
+                answered = time.perf_counter()
+                self.intervals.setdefault(kind, []).append((sent, answered))
                 spent = self.spent.setdefault(kind, [0.0, 0.0, 0])
-                spent[0] += time.perf_counter() - sent
+                spent[0] += answered - sent
                 spent[2] += int(fresh)
                 if answer is not None:
                     spent[1] += float(answer[2].get("unit_s", 0.0))
@@ -391,6 +410,9 @@ class Runner:
                          "s" if len(pairs) > 1 else "", ", ".join(r for _, r in pairs), finished, total)  # fmt: skip
                 if node.kind == "generate":
                     enqueue(self._expand(node, pending_gens, state, known, replan, names))
+        intervals = getattr(self.pool, "intervals", None)
+        if intervals:
+            out.busy = {kind: union_seconds(spans) for kind, spans in intervals.items()}
         return out
 
     def _expand(self, node, pending_gens, state, known, replan, names) -> list[graphs.Node]:

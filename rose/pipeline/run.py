@@ -32,7 +32,7 @@ class PipelineResult:
     ran: int = 0
     skipped: int = 0
     wall_s: float = 0.0
-    stage_s: dict[str, float] = field(default_factory=dict)  # per kind: first start to last end (they overlap)
+    stage_s: dict[str, float] = field(default_factory=dict)  # per kind: seconds its tasks ran (Outcome.seconds)
     overhead_s: dict[str, tuple[float, int]] = field(default_factory=dict)  # per kind: (seconds, worker starts)
     notes: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (task, reason) of the tasks that failed for good
@@ -44,7 +44,8 @@ class PipelineResult:
         return not self.failed and not self.left
 
     def time_split(self) -> str:
-        """``generate 12 s, train 30 s, evaluate 8 s, score 3 s`` (kinds that ran; first start to last end)."""
+        """``generate 12 s, train 30 s, evaluate 8 s, score 3 s`` (kinds that ran; the seconds a worker ran their
+        tasks, see :meth:`rose.pipeline.execute.Outcome.seconds`)."""
         return ", ".join(f"{stage} {self.stage_s[stage]:.0f} s" for stage in plan.STAGES if stage in self.stage_s)
 
     def overhead(self) -> str:
@@ -135,7 +136,7 @@ def run_pipeline(
     if not result.ok:
         result.resume = resume_command(config, executor, max_parallel, ray_address)
         tracking.record_error(run_id, RoseError(f"{len(outcome.failed)} task(s) failed, {len(left)} unit(s) not run"))
-    log.info("time per kind of unit (first start to last end): %s", result.time_split() or "nothing ran")
+    log.info("time per kind of unit (seconds a worker ran them): %s", result.time_split() or "nothing ran")
     if overhead:
         log.info("of which outside the units' own work (worker starts, imports, passing results): %s",
                  result.overhead())  # fmt: skip
