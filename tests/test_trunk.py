@@ -238,3 +238,30 @@ def test_model_pool_is_bounded_and_released():
     models.clear()
     gc.collect()
     assert len(models) == 0 and all(ref() is None for ref in made)
+
+
+def test_settings_of_one_base_read_its_tokenizer_and_weights_once_and_a_rewritten_base_again(tmp_path):
+    """A worker training setting after setting (rose.train.pool): the tokenizer and the reference weights of a base
+    are loaded once; a base rewritten in place (other weights) is read again; each seed still gets its own model."""
+    import torch
+
+    from rose.train import pool
+    from rose.train.fit import build_model, prepare
+
+    base = make_tiny_classifier(tmp_path / "encoder")
+    pool.pool().clear()
+    first = prepare(_config(base))
+    loads = pool.pool().loads
+    second = prepare(_config(base, per_label=3))
+    assert pool.pool().loads == loads, "the second setting on the same base loaded nothing again"
+    assert second.tokenizer is first.tokenizer and second.reference is first.reference
+    model = build_model(second, 1, second.config)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # training a seed's model never touches the shared reference
+    assert all(torch.equal(v, first.reference[k]) for k, v in second.reference.items())
+    (base / "model.safetensors").unlink()
+    make_tiny_classifier(base, seed=7)  # the same folder, other weights
+    third = prepare(_config(base))
+    assert pool.pool().loads > loads and third.base_digest != first.base_digest
+    assert any(not torch.equal(v, first.reference[k]) for k, v in third.reference.items())
+    pool.pool().clear()

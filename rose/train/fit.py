@@ -21,12 +21,12 @@ from rose.generated_data import HUMAN_PREFIX, human_source, is_run_id, load_ref
 from rose.human_data import LabelledData, cap_per_label, columns, stratified_split
 from rose.languages import get_language
 from rose.tasks import get_task
-from rose.train import evaluate
+from rose.train import evaluate, pool
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
 from rose.train.module import BestWeights, ClassifierModule, EpochHistory
 from rose.train.normalize import CONFIG_FLAG, normalize_texts
-from rose.train.pyfunc import base_digest
+from rose.train.pyfunc import BaseModelError, base_digest
 
 log = logging.getLogger(__name__)
 
@@ -153,21 +153,31 @@ def prepare(config: TrainConfig) -> Setting:
     base = resolve_classifier(config.classifier)
     data = load_training_data(config)
     eval_sets = _load_eval_sets(config)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def base_weights() -> tuple[dict, frozenset, Path]:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             base, num_labels=len(label_names), output_loading_info=True
         )
-    except OSError as exc:
+        base_path = Path(base) if Path(base).is_dir() else Path(model.name_or_path)
+        return ({k: v.detach().clone() for k, v in model.state_dict().items()}, frozenset(info["missing_keys"]),
+                base_path)  # fmt: skip
+
+    # A long-lived worker trains setting after setting on one base: its tokenizer and its weights (the reference a
+    # delta is computed against; never changed) are read once (rose.train.pool), each seed's model still loaded
+    # from the base's files with its own head (build_model).
+    models = pool.pool()
+    try:  # keyed by the folder's weights too: a model rewritten in place is read again
+        identity = (str(base), base_digest(base) if Path(base).is_dir() else "")
+        tokenizer = models.get(("tokenizer", *identity), lambda: AutoTokenizer.from_pretrained(base))
+        reference, missing, base_path = models.get(("reference", *identity, len(label_names)), base_weights)
+    except (OSError, BaseModelError) as exc:
         raise RoseError(f"cannot load classifier {config.classifier}: {str(exc).splitlines()[0]}") from None
-    base_path = Path(base) if Path(base).is_dir() else Path(model.name_or_path)
     encoded = encode_training_data(tokenizer, data, label_names, config)
     tags, source = provenance(config, data)
     tags.update(classifier=config.classifier, protocol=config.protocol)
-    reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
     digest = base_digest(base_path) if base_path.is_dir() else "unknown"
     return Setting(config, label_names, data, eval_sets, encoded, tokenizer, base_path, digest, reference,
-                   set(info["missing_keys"]), tags, source, protocol_bf16(config))  # fmt: skip
+                   set(missing), tags, source, protocol_bf16(config))  # fmt: skip
 
 
 def is_reference(config: TrainConfig) -> bool:

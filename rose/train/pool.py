@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def size_of(obj: Any) -> int:
-    """Bytes of the tensors of a torch module (or of a tuple holding one); 0 for anything else."""
+    """Bytes of the tensors of a torch module or a dict of tensors (or of a tuple holding them); 0 for anything
+    else."""
     items = obj if isinstance(obj, tuple) else (obj,)
     total = 0
     for item in items:
-        if hasattr(item, "parameters") and hasattr(item, "buffers"):
+        if isinstance(item, dict):
+            total += sum(v.numel() * v.element_size() for v in item.values() if hasattr(v, "element_size"))
+        elif hasattr(item, "parameters") and hasattr(item, "buffers"):
             seen = set()
             for t in [*item.parameters(), *item.buffers()]:
                 if id(t) not in seen:
