@@ -692,3 +692,12 @@ def test_a_local_worker_runs_task_after_task_and_one_killed_mid_task_is_retried_
         assert not bounded._idle and not bounded._live
     finally:
         bounded.close()
+    early = execute.LocalPool(1, prestart=True)  # the worker starts (and imports) before any task is known
+    try:
+        assert early.started == 1 and len(early._idle) == 1
+        waiting = early._idle[0].pid
+        early.submit(payload(quick), Resources(), []).result(timeout=300)
+        assert early.started == 1 and early.history[-1][1] == waiting  # the task ran in the prestarted worker
+        assert early.overhead()["generate"][1] == 1  # whose start its first task counts
+    finally:
+        early.close()

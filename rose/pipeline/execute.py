@@ -84,11 +84,12 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
 class LocalPool:
     """Tasks in worker processes kept across tasks, ``max_parallel`` at once; a task is submitted once its needs
     are done. ``max_worker_mb``: the resident memory above which a worker is ended after its task (default
-    ``ROSE_WORKER_MAX_MB`` or 2048)."""
+    ``ROSE_WORKER_MAX_MB`` or 2048); ``prestart``: start the ``max_parallel`` workers now (they import the stages'
+    modules while the driver plans; ``rose pipeline`` does)."""
 
     eager = False
 
-    def __init__(self, max_parallel: int = 1, *, max_worker_mb: int | None = None):
+    def __init__(self, max_parallel: int = 1, *, max_worker_mb: int | None = None, prestart: bool = False):
         self._threads = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="rose-unit")
         mb = max_worker_mb if max_worker_mb is not None else int(os.environ.get("ROSE_WORKER_MAX_MB", "2048"))
         self.max_worker_bytes = mb << 20
@@ -102,6 +103,12 @@ class LocalPool:
         self.spent: dict[str, list[float]] = {}
         self.intervals: dict[str, list[tuple[float, float]]] = {}  # per kind: (sent, answered) of every task
         atexit.register(self.close)
+        if prestart:  # started before the first task is known, so they import while the driver plans
+            for _ in range(max_parallel):
+                w = _Worker(self.max_worker_bytes)
+                self._live.add(w)
+                self._idle.append(w)
+                self.started += 1
 
     def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Future:
         return self._threads.submit(self._run, payload, res)
@@ -132,8 +139,11 @@ class LocalPool:
             if self._closed:
                 raise UnitFailed("the pool is closed")
             if self._idle:
-                return self._idle.pop(), False
+                w = self._idle.pop()
+                fresh, w.used = not w.used, True  # a prestarted worker's first task counts its start
+                return w, fresh
             w = _Worker(self.max_worker_bytes)
+            w.used = True
             self._live.add(w)
             self.started += 1
             return w, True
@@ -201,6 +211,7 @@ class _Worker:
         self.process.start()
         theirs.close()
         self.pid = self.process.pid
+        self.used = False  # has it been given a task
 
     def ask(self, payload: worker.Payload):
         """The worker's answer to a task, or None when it ended without one."""

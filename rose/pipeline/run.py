@@ -81,8 +81,15 @@ def run_pipeline(
     if gpus_per_generator < 0:
         raise RoseError("--gpus-per-generator must be 0 or more")
     study = load_study(config)  # every check happens here, before anything runs
-    tracking.setup(study.experiment)
-    first = plan.build(study, plan.Facts.load(study.experiment))
+    # the local workers start now: their imports (torch, Lightning, MLflow) overlap the store's set-up and the plan
+    early = execute.LocalPool(max_parallel, prestart=True) if executor == "local" and not dry_run else None
+    try:
+        tracking.setup(study.experiment)
+        first = plan.build(study, plan.Facts.load(study.experiment))
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     text = plan.describe(first)
     skipped = sum(bool(u.run_id) for u in first.units)
     if dry_run:
@@ -105,7 +112,7 @@ def run_pipeline(
         current["plan"] = plan.build(study, plan.Facts.load(study.experiment))
         return current["plan"]
 
-    pool = execute.pool_for(executor, max_parallel=max_parallel, address=ray_address)  # refusals come here
+    pool = early or execute.pool_for(executor, max_parallel=max_parallel, address=ray_address)  # refusals here
     started = time.perf_counter()
     run_id = _open_pipeline_run(study, text)
     status, outcome, overhead = "FAILED", execute.Outcome(), {}

@@ -165,6 +165,10 @@ def serve(conn, max_bytes: int) -> None:
     None (or the driver goes). Each answer is ``(status, value, facts)``: status ``ok`` (value: the task's pairs)
     or ``rose``/``error`` (value: the one-line reason); facts: ``rss`` (resident bytes after the task, after
     releasing the pools when it was above ``max_bytes``), ``unit_s`` (seconds inside the stages' own code)."""
+    try:  # the stages' imports (torch, Lightning, MLflow) now, while the driver is still planning
+        import rose.pipeline.stages  # noqa: F401
+    except Exception:  # noqa: BLE001 - the first task meets the same error and reports it
+        pass
     kind = None
     while True:
         try:
