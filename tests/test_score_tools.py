@@ -43,6 +43,8 @@ def test_reference_lm_dtype_is_part_of_what_perplexity_was_measured_with(tmp_pat
     from rose import devices
     from rose.score.intrinsic import perplexity
 
+    monkeypatch.setenv("ROSE_HOME", str(tmp_path / "home"))  # where the bfloat16 copy is stored
+
     for native, expected in ((True, "bfloat16"), (False, "float32")):
         monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
         assert models.reference_lm_dtype("auto") == expected
@@ -60,6 +62,28 @@ def test_reference_lm_dtype_is_part_of_what_perplexity_was_measured_with(tmp_pat
     assert next(AutoModelForCausalLM.from_pretrained(tmp_path).parameters()).dtype == torch.float32
     a, b = perplexity(*full.nll(texts)), perplexity(*half.nll(texts))
     assert a != b and b == pytest.approx(a, rel=0.01)
+
+
+def test_a_reference_lm_is_stored_once_in_its_dtype_and_read_as_stored(tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    monkeypatch.setenv("ROSE_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "lm"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=64, n_embd=32, n_layer=2, n_head=2)).save_pretrained(folder)
+    (folder / "tokenizer.json").write_text("{}")  # the small files beside the weights travel with them
+    out = models.converted(folder, "bfloat16")
+    assert out.parent == tmp_path / "home" / "converted" and (out / "tokenizer.json").exists()
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert models.converted(folder, "bfloat16") == out and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert models.converted(out, "bfloat16") == out  # already stored so
+    assert models.converted(folder, "float32") == folder
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *a, **k: CharTokenizer())
+    lm = models.load_reference_lm(str(folder), ["en"], dtype="bfloat16")
+    assert lm.nll(["some text"])[1] == [9]
 
 
 def test_generator_parameters(tmp_path):

@@ -429,6 +429,7 @@ def _score(config: ScoreConfig, digests: dict[str, str], digest: str | None, cla
         cases.extend(build_groups(case, task, language, ready, config.group_by, bootstrap=config.bootstrap,
                                   seed=config.seed, selectors=within))  # fmt: skip
         messages.extend(m for m in [*case.messages, note] if m and m not in messages)
+    state.clear()  # the reference LM, the embedder and the tokenizer: not needed for the report and the champion
     if not cases:
         raise RoseError("nothing to score: " + "; ".join(messages))
     for m in messages:
