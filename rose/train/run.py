@@ -12,6 +12,7 @@ Reference: Anikina et al. (EMNLP 2025), section 2 of ../shared/docs/method.md.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import statistics
 import tempfile
@@ -94,6 +95,7 @@ def train(config: TrainConfig) -> TrainResult:
                 result, fitted = _run_seed(setting, seed, name, folder)
                 model_folder = folder / pyfunc.ARTIFACT
                 del fitted
+                gc.collect()  # the seed's model sits in a cycle (Lightning's trainer and module): free it now
             results.append(result)
             if result.metrics["dev/macro_f1"] > best_score:
                 best_folder = model_folder or _download_model(result.run_id, Path(tmp) / f"kept{seed}")
@@ -132,6 +134,7 @@ def _reuse_or_grow(parent, setting: Setting, parent_tags: dict[str, str], name: 
         for seed in missing:
             _, fitted = _run_seed(setting, seed, name, Path(tmp) / f"seed{seed}")
             del fitted
+            gc.collect()
         results = _reused(parent).seeds
         summary = summarise([r.metrics for r in results])
         mlflow.log_metrics(summary)
