@@ -479,6 +479,16 @@ def test_dry_run_shows_the_graph_with_what_each_task_waits_for(store, tiny, caps
     assert lines["s1"].split("<- ")[1].split("  [")[0].split() == ["t1", "t2", "t3", "e1", "e2", "e3"]
 
 
+def test_a_prestarted_worker_that_never_had_a_task_is_ended_at_once():
+    """A study with nothing left to run closes its prestarted worker without waiting for its imports."""
+    from rose.pipeline import execute
+
+    pool = execute.LocalPool(1, prestart=True)
+    w = pool._idle[0]
+    pool.close()
+    assert not w.process.is_alive() and w.process.exitcode == -signal.SIGTERM
+
+
 def test_time_per_kind_counts_tasks_running_not_waiting():
     from rose.pipeline.execute import Outcome, union_seconds
 

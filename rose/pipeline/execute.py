@@ -228,7 +228,13 @@ class _Worker:
         return self.process.exitcode
 
     def stop(self) -> None:
-        """Ask the worker to end, and end it if it does not."""
+        """Ask the worker to end, and end it if it does not (at once when it never had a task: it may still be
+        importing)."""
+        if not self.used:
+            self.process.terminate()
+            self.process.join(timeout=10)
+            self.conn.close()
+            return
         try:
             self.conn.send(None)
         except (OSError, ValueError):
