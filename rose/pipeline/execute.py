@@ -99,16 +99,13 @@ class LocalPool:
         self._closed = False
         self.history: list[tuple[str, int]] = []  # (task labels, pid of the worker that answered), in order
         self.started = 0  # worker processes started
-        # per kind of task: seconds from sending it to its answer, seconds inside the units' own code, worker starts
-        self.spent: dict[str, list[float]] = {}
         self.intervals: dict[str, list[tuple[float, float]]] = {}  # per kind: (sent, answered) of every task
+        # per kind of task: seconds inside the units' own code, worker starts
+        self.spent: dict[str, list[float]] = {}
         atexit.register(self.close)
         if prestart:  # started before the first task is known, so they import while the driver plans
-            for _ in range(max_parallel):
-                w = _Worker(self.max_worker_bytes)
-                self._live.add(w)
-                self._idle.append(w)
-                self.started += 1
+            with self._lock:
+                self._idle.extend(self._spawn() for _ in range(max_parallel))
 
     def submit(self, payload: worker.Payload, res: unit_resources.Resources, deps: list) -> Future:
         return self._threads.submit(self._run, payload, res)
@@ -132,7 +129,15 @@ class LocalPool:
     def overhead(self) -> dict[str, tuple[float, int]]:
         """Per kind of task: seconds outside the units' own work (worker starts, imports, passing results), and
         how many worker processes started for it."""
-        return {kind: (max(0.0, wall - inside), int(starts)) for kind, (wall, inside, starts) in self.spent.items()}
+        return {kind: (max(0.0, sum(end - start for start, end in self.intervals.get(kind, ())) - inside),
+                       int(starts)) for kind, (inside, starts) in self.spent.items()}  # fmt: skip
+
+    def _spawn(self) -> _Worker:
+        """A new worker process, counted and live (call with the lock held)."""
+        w = _Worker(self.max_worker_bytes)
+        self._live.add(w)
+        self.started += 1
+        return w
 
     def _take(self) -> tuple[_Worker, bool]:
         with self._lock:
@@ -142,10 +147,8 @@ class LocalPool:
                 w = self._idle.pop()
                 fresh, w.used = not w.used, True  # a prestarted worker's first task counts its start
                 return w, fresh
-            w = _Worker(self.max_worker_bytes)
+            w = self._spawn()
             w.used = True
-            self._live.add(w)
-            self.started += 1
             return w, True
 
     def _keep(self, w: _Worker, keep: bool) -> None:
@@ -170,11 +173,10 @@ class LocalPool:
             with self._lock:
                 answered = time.perf_counter()
                 self.intervals.setdefault(kind, []).append((sent, answered))
-                spent = self.spent.setdefault(kind, [0.0, 0.0, 0])
-                spent[0] += answered - sent
-                spent[2] += int(fresh)
+                spent = self.spent.setdefault(kind, [0.0, 0])
+                spent[1] += int(fresh)
                 if answer is not None:
-                    spent[1] += float(answer[2].get("unit_s", 0.0))
+                    spent[0] += float(answer[2].get("unit_s", 0.0))
             if answer is None:  # the worker ended without answering (killed, crashed, past its time limit)
                 with self._lock:
                     self._live.discard(w)

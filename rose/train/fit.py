@@ -175,7 +175,7 @@ def prepare(config: TrainConfig) -> Setting:
     encoded = encode_training_data(tokenizer, data, label_names, config)
     tags, source = provenance(config, data)
     tags.update(classifier=config.classifier, protocol=config.protocol)
-    digest = base_digest(base_path) if base_path.is_dir() else "unknown"
+    digest = identity[1] or (base_digest(base_path) if base_path.is_dir() else "unknown")
     return Setting(config, label_names, data, eval_sets, encoded, tokenizer, base_path, digest, reference,
                    set(missing), tags, source, protocol_bf16(config))  # fmt: skip
 

@@ -92,10 +92,8 @@ def train(config: TrainConfig) -> TrainResult:
                 log.info("seed %d: finished before the stop (%s); kept", seed, kept[seed].run_id)
                 result, model_folder = kept[seed], None
             else:
-                result, fitted = _run_seed(setting, seed, name, folder)
+                result = _run_seed(setting, seed, name, folder)
                 model_folder = folder / pyfunc.ARTIFACT
-                del fitted
-                gc.collect()  # the seed's model sits in a cycle (Lightning's trainer and module): free it now
             results.append(result)
             if result.metrics["dev/macro_f1"] > best_score:
                 best_folder = model_folder or _download_model(result.run_id, Path(tmp) / f"kept{seed}")
@@ -132,9 +130,7 @@ def _reuse_or_grow(parent, setting: Setting, parent_tags: dict[str, str], name: 
     with tempfile.TemporaryDirectory(prefix="rose-train-") as tmp, \
             tracking.run(name, parent_tags, run_id=parent.info.run_id, lease=lease):  # fmt: skip
         for seed in missing:
-            _, fitted = _run_seed(setting, seed, name, Path(tmp) / f"seed{seed}")
-            del fitted
-            gc.collect()
+            _run_seed(setting, seed, name, Path(tmp) / f"seed{seed}")
         results = _reused(parent).seeds
         summary = summarise([r.metrics for r in results])
         mlflow.log_metrics(summary)
@@ -210,7 +206,8 @@ def _download_model(run_id: str, folder: Path) -> Path | None:
     return meta.parent if meta else None
 
 
-def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[SeedResult, FitResult]:
+def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> SeedResult:
+    """Train, score and log one seed; its model is freed before this returns."""
     config = setting.config
     seed_tags = tracking.tags("train", get_task(config.task), config.language, role="seed", seed=seed, **setting.tags,
                               setting=setting_digest(config), digest=tracking.digest({**config.setting(), "seed": seed}))  # fmt: skip
@@ -249,7 +246,10 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> tuple[See
             metrics["dev/macro_f1"],
             "".join(f", {k} {v:.4f}" for k, v in metrics.items() if k.endswith("/macro_f1") and "eval" in k),
         )
-        return SeedResult(seed, run.info.run_id, metrics, fitted.best_epoch, fitted.epochs), fitted
+        result = SeedResult(seed, run.info.run_id, metrics, fitted.best_epoch, fitted.epochs)
+    del fitted
+    gc.collect()  # Lightning's trainer and module hold each other: without this each seed's model outlived its seed
+    return result
 
 
 # The final metrics linked to a seed's model (with the best epoch's per-epoch metrics, which MLflow links when the
