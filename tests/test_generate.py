@@ -11,7 +11,9 @@ from fakes import DEMOS, LANGUAGE, LANGUAGE_NAME, SHARED_DATA, fake_generate, ge
 
 from rose.errors import RoseError
 from rose.generate import parse
+from rose.generate import steps
 from rose.generate.backends import FakeBackend, Request, SamplingParams
+from rose.generate.backends.base import Completion
 from rose.generate.cache import CompletionCache
 from rose.generate.run import run_strategy
 from rose.generate.strategies import PRESETS, get_strategy
@@ -623,3 +625,57 @@ def test_vllm_tensor_parallel_size_is_passed_through():
                             tensor_parallel_size=4)  # fmt: skip
     backend = get_backend("vllm", config)  # built, not loaded: vLLM is only imported by its worker
     assert backend.tensor_parallel_size == 4
+
+
+class _LineStopBackend(FakeBackend):
+    """Answers one example, then a line that never ends: cut where it runs past ``line_chars`` (as llamacpp does)."""
+
+    stops_at_lines = True
+
+    def __init__(self):
+        def answer(request):
+            label, i = request.meta["label"], request.sample_index
+            text = f"1. A sentence about {label} from request {i}.\n2. " + "and on " * 300
+            limit = request.params.line_chars
+            if not limit:
+                return Completion(text, n_tokens=request.params.max_new_tokens, finish_reason="length")
+            head, _, tail = text.partition("\n")
+            cut = head + "\n" + tail[: limit + 1]
+            return Completion(cut, n_tokens=len(cut.split()), finish_reason="length")
+
+        super().__init__(script=answer)
+
+
+def test_an_answer_ended_at_a_long_line_spends_its_share_of_the_budget(tmp_path):
+    settings = dict(per_label=4, examples_per_request=4, max_requests_per_label=2, min_chars=5, max_chars=60,
+                    max_new_tokens=400)  # fmt: skip
+    state, ctx, backend = run(tmp_path, _LineStopBackend(), **settings)
+    assert {r.params.line_chars for r in backend.calls} == {60 + steps.LINE_MARGIN}
+    # each answer gives one example and stops after ~17 of its 400 tokens: a quarter of a request each
+    assert state.shortfall == dict.fromkeys(state.labels, 0)
+    assert len([r for r in backend.calls if r.meta["label"] == "travel"]) == 4
+    assert ctx.dropped["cut_off", "travel"] == 4  # the long line is dropped as cut off
+    assert ctx.stats["answers_ended_long_line"] == 7 * 4
+    # the same answers from a backend that cannot stop at a line (or with the stop off): two full requests a label
+    for backend, extra in ((_LineStopBackend(), {"stop_long_lines": False}), (FakeBackend(script=_full), {})):
+        state, _, backend = run(tmp_path / type(backend).__name__ / str(extra), backend, **settings, **extra)
+        assert {r.params.line_chars for r in backend.calls} == {0}
+        assert state.shortfall == dict.fromkeys(state.labels, 2)
+
+
+def _full(request):
+    label, i = request.meta["label"], request.sample_index
+    return Completion(f"1. A sentence about {label} from request {i}.\n2. " + "and on " * 300, n_tokens=400,
+                      finish_reason="length")  # fmt: skip
+
+
+def test_request_cost_counts_a_line_cut_answer_by_its_tokens():
+    params = SamplingParams(max_new_tokens=200, line_chars=100)
+    ask = Request(prompt="x", params=params)
+    assert steps.request_cost(ask, Completion("a", n_tokens=100, finish_reason="length")) == 0.5
+    assert steps.request_cost(ask, Completion("a", n_tokens=10, finish_reason="length")) == 0.25  # at least 1/4
+    assert steps.request_cost(ask, Completion("a", n_tokens=200, finish_reason="length")) == 1.0  # the token limit
+    assert steps.request_cost(ask, Completion("a", n_tokens=50, finish_reason="stop")) == 1.0
+    plain = Request(prompt="x", params=SamplingParams(max_new_tokens=200))
+    assert steps.request_cost(plain, Completion("a", n_tokens=50, finish_reason="length")) == 1.0
+    assert "line_chars" not in plain.params.to_dict() and ask.key("b", "m") != plain.key("b", "m")

@@ -147,6 +147,48 @@ def test_stop_criteria_end_answers_at_a_line(smollm2):
     assert "stop_lines" not in ask.params.to_dict() and two.key("llamacpp", "m") != ask.key("llamacpp", "m")
 
 
+def test_a_line_past_its_limit_ends_the_answer_unless_it_is_a_list_or_about_the_answer():
+    from rose.generate.backends.llamacpp import _Seq
+
+    def grow(text: str, limit: int = 30) -> tuple[list[bool], _Seq]:
+        seq, ends = _Seq(0, 0, Request(prompt="x"), ()), []
+        for piece in text.split("|"):
+            ends.append(LlamaCppBackend._too_long(seq, piece.encode(), limit))
+            if ends[-1]:
+                break
+        return ends, seq
+
+    ends, seq = grow("1. A sentence| that goes| on and on| and on")
+    assert ends == [False, False, True] and seq.long_line
+    ends, seq = grow("Héllo wörld, ça va| très bien")  # 32 bytes but 28 characters: not past 30
+    assert ends == [False, False] and not seq.long_line
+    for free in ('["one sentence", "two| sentences", "three sentences"]',
+                 "Here are eight short| sentences about sport| for you to read:"):  # fmt: skip
+        ends, seq = grow(free)
+        assert not any(ends) and seq.line_free and not seq.long_line
+
+
+@pytest.mark.slow
+def test_a_long_line_ends_the_answer_as_cut_off(smollm2):
+    import dataclasses
+
+    from rose.generate.parse import about_answer, parse_examples_counted
+
+    ask = _ask("sport", 2, tokens=160)
+    ask.messages[0]["content"] = "Write 8 long news sentences about sport. Answer with a numbered list, one per line."
+    free = smollm2.generate([ask])[0]
+    lines = [line.strip() for line in free.text.splitlines() if line.strip()]
+    # the first line that is no preamble and longer than every such line before it: the limit falls just short of it
+    j = next(j for j, line in enumerate(lines) if not about_answer(line) and len(line) > 20 and all(
+        about_answer(before) or len(before) < len(line) - 1 for before in lines[:j]))  # fmt: skip
+    limit = len(lines[j]) - 2
+    cut = smollm2.generate([dataclasses.replace(ask, params=dataclasses.replace(ask.params, line_chars=limit))])[0]
+    assert cut.finish_reason == "length" and cut.cut_off and cut.n_tokens < free.n_tokens
+    got = [line.strip() for line in cut.text.splitlines() if line.strip()]
+    assert got[:-1] == lines[:j] and lines[j].startswith(got[-1]) and len(got[-1]) > limit
+    assert parse_examples_counted(cut.text, cut.cut_off)[1]["cut_off"] == 1  # the cut line is not an example
+
+
 @pytest.mark.slow
 def test_a_failed_batch_leaves_no_sequence_or_sampler_in_the_context(smollm2, monkeypatch):
     """A decode that fails in the middle of a batch (prompts computed, tokens being sampled) frees every running

@@ -91,6 +91,9 @@ class GenerateConfig:
                                           "line more, for a preamble) or when no more example of the task's typical "
                                           "length fits in its tokens (backends with stop criteria: llamacpp); off: "
                                           "on the demo it cost kept examples (README)")  # fmt: skip
+    stop_long_lines: bool = field(True, help="end an answer as soon as a line runs 40 characters past the longest "
+                                             "example kept (it cannot become one; backends with stop criteria: "
+                                             "llamacpp)")  # fmt: skip
     revision_max_tokens: int = field(64, help="new tokens per revision answer", min=1)
     context_length: int = field(4096, help="model context; demonstrations are dropped until a prompt fits", min=1)
     seed: int = field(0, help="seed of demonstrations, summaries and sampling", min=0)

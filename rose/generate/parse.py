@@ -131,6 +131,12 @@ def _cut_list(lines: list[str]) -> tuple[list[str], Counter] | None:
     return items, Counter({CUT_OFF: 1, PREAMBLE: starts[0], EMPTY_ITEM: len(found) - len(items)})
 
 
+def about_answer(text: str) -> bool:
+    """Whether a line (or the start of one) speaks about the answer rather than being an example of it: "Here
+    are 10 sentences about travel", a note, the model speaking of itself (see :func:`is_preamble`)."""
+    return any(bool(p.search(text)) for p in (_META, _NOTE, _SELF))
+
+
 def is_preamble(line: str) -> bool:
     """Whether a line is the model talking about its answer (a header, an introduction, a closing remark).
 
@@ -140,7 +146,7 @@ def is_preamble(line: str) -> bool:
     about travel.", "I hope these examples help!") or that is a note.
     """
     bare = line.strip().strip("*_#").strip()
-    return bare.endswith(":") or any(bool(p.search(bare)) for p in (_META, _NOTE, _SELF))
+    return bare.endswith(":") or about_answer(bare)
 
 
 def parse_examples_counted(text: str, cut_off: bool = False) -> tuple[list[str], Counter]:

@@ -300,7 +300,8 @@ def _metrics(state: State, ctx: Context, wall: float) -> dict[str, float]:
         tokens_generated=s["tokens_generated"], requests=s["requests"], requests_cached=s["requests_cached"],
         tokens_per_second=s["tokens_generated"] / s["generation_seconds"] if s["generation_seconds"] else 0.0,
         tokens_per_kept=s["tokens_generated"] / sum(kept.values()) if sum(kept.values()) else 0.0,
-        requests_skipped=s["requests_skipped"], wall_time_s=wall,
+        requests_skipped=s["requests_skipped"], answers_ended_long_line=s["answers_ended_long_line"],
+        wall_time_s=wall,
     )  # fmt: skip
     if state.language_share:
         m["target_language_share"] = state.language_share.get("", 0.0)

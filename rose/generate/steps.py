@@ -39,6 +39,11 @@ REVISION_UNPARSED = "revision_unparsed"  # the revision answer began with neithe
 LANGUAGE = "language"  # not identified as the target language (language filter)
 SURPLUS = "surplus"  # parsed after the label had its N examples
 
+# How far past the longest example kept (max_chars) a line may run before the answer is ended (stop_long_lines):
+# more than the markup the parser peels from a line ("12. ", "Example 3: ", quotes, ** **), so a line ended this way
+# could not have become an example.
+LINE_MARGIN = 40
+
 
 @dataclass
 class State:
@@ -222,10 +227,11 @@ class Generate:
         self.claimed: dict[str, dict] = {}  # normalised text -> the candidate that holds it
         self.ambiguous: set[str] = set()  # texts written for two labels
         asked = dict.fromkeys(state.labels, 0)
+        spent = dict.fromkeys(state.labels, 0.0)  # the request budget used (see request_cost)
         active = list(state.labels)
         produced = dict.fromkeys(state.labels, 0)
         while active:
-            plan = self.plan(active, kept, pending, asked, produced, budget, ctx)
+            plan = self.plan(active, kept, pending, asked, spent, produced, budget, ctx)
             # the round's requests, one per label in turn, sent a batch at a time: a label that already holds
             # enough candidates asks no more (its later requests would only make surplus)
             slots = [label for turn in range(max(plan.values(), default=0)) for label in active if plan[label] > turn]
@@ -240,6 +246,9 @@ class Generate:
                     asked[label] += 1
                 for req, answer in zip(requests, ctx.ask(requests) if requests else [], strict=True):
                     found = self.candidates(req, answer, state, ctx)
+                    cost = request_cost(req, answer)
+                    spent[req.meta["label"]] += cost
+                    ctx.stats["answers_ended_long_line"] += cost < 1
                     produced[req.meta["label"]] += len(found)
                     pending[req.meta["label"]].extend(found)
             batch = []
@@ -259,7 +268,7 @@ class Generate:
             active = [  # every label: one whose example was withdrawn as ambiguous asks again
                 label
                 for label in state.labels
-                if len(kept[label]) < c.per_label and (pending[label] or asked[label] < budget)
+                if len(kept[label]) < c.per_label and (pending[label] or spent[label] < budget)
             ]
         for label in state.labels:
             ctx.drop(SURPLUS, label, len(pending[label]))
@@ -273,7 +282,7 @@ class Generate:
         return state
 
     @staticmethod
-    def plan(active, kept, pending, asked, produced, budget: int, ctx: Context) -> dict[str, int]:
+    def plan(active, kept, pending, asked, spent, produced, budget: int, ctx: Context) -> dict[str, int]:
         """Requests per label this round: enough for what is missing at the yield seen so far, then spare batch
         slots round-robin to the labels still short (their requests share one prompt, so they batch cheaply).
 
@@ -285,12 +294,12 @@ class Generate:
             short = c.per_label - len(kept[label]) - len(pending[label])
             rate = produced[label] / asked[label] if asked[label] else c.examples_per_request
             need = math.ceil(short / max(rate, 0.5)) if short > 0 else 0
-            plan[label] = max(0, min(need, budget - asked[label]))
+            plan[label] = max(0, min(need, math.ceil(budget - spent[label])))
         spare = c.batch_size - sum(plan.values())
         short_labels = [label for label in active if plan[label] > 0]
         while spare > 0 and short_labels:
             for label in list(short_labels):
-                if spare and asked[label] + plan[label] < budget:
+                if spare and spent[label] + plan[label] < budget:
                     plan[label] += 1
                     spare -= 1
                 else:
@@ -307,6 +316,8 @@ class Generate:
         state.demos_used[label] = min(used, state.demos_used.get(label, used))
         kind = dict(messages=rendered) if ctx.chat else dict(prompt=rendered)
         params = ctx.params
+        if c.stop_long_lines and ctx.backend.stops_at_lines and ctx.max_chars is not None and ctx.max_chars < 10_000:
+            params = dataclasses.replace(params, line_chars=ctx.max_chars + LINE_MARGIN)
         if c.fit_answers:  # stop once the answer holds what the label still needs, or when no example fits any more
             short = c.per_label - len(getattr(self, "kept", {}).get(label, ())) - \
                 len(getattr(self, "pending", {}).get(label, ()))  # fmt: skip
@@ -381,6 +392,17 @@ class Generate:
                 ctx.drop(CROSS_LABEL, label)
                 return
         # already rejected by a judge, and counted there
+
+
+def request_cost(request: Request, answer) -> float:
+    """What a request spends of its label's budget (``max_requests_per_label``): one request, or for an answer a
+    line rule ended before its token limit (a line too long to be an example, ``stop_long_lines``) the share of the
+    token limit it used, at least a quarter. So a label whose answers are cut short may ask again, up to four times
+    its budget in requests, for no more tokens than its budget of full answers."""
+    limit = request.params.max_new_tokens
+    if answer.cut_off and request.params.line_chars and answer.n_tokens < limit:
+        return max(0.25, answer.n_tokens / limit)
+    return 1.0
 
 
 def _line_tokens(state: State, ctx: Context) -> int:

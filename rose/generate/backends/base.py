@@ -17,6 +17,9 @@ from typing import Any
 Message = dict[str, str]
 
 
+STOP_CRITERIA = ("stop_lines", "line_tokens", "line_chars")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Sampling settings; defaults are the study's (Anikina et al., EMNLP 2025)."""
@@ -26,13 +29,17 @@ class SamplingParams:
     repetition_penalty: float = 1.2
     max_new_tokens: int = 512
     # stop criteria (0: off; backends without them ignore them): end the answer once it holds ``stop_lines``
-    # non-empty lines, or at a line's end when fewer than ``line_tokens`` tokens are left (no room for another line)
+    # non-empty lines, or at a line's end when fewer than ``line_tokens`` tokens are left (no room for another line),
+    # or as soon as a line runs past ``line_chars`` characters (it cannot become an example; the answer then counts
+    # as cut off, so its last line is dropped). A line that opens a list (``[``, ``{``) or that speaks about the
+    # answer ("Here are eight sentences about ...": rose.generate.parse.about_answer) is let run.
     stop_lines: int = 0
     line_tokens: int = 0
+    line_chars: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters (the stop criteria only when set, so the keys of earlier answers stay the same)."""
-        return {k: v for k, v in asdict(self).items() if v or k not in ("stop_lines", "line_tokens")}
+        return {k: v for k, v in asdict(self).items() if v or k not in STOP_CRITERIA}
 
 
 @dataclass
@@ -87,6 +94,7 @@ class Backend(ABC):
     """A text generator. Subclasses import heavy libraries in :meth:`load`, never at module level."""
 
     name: str = "base"
+    stops_at_lines: bool = False  # implements SamplingParams' stop criteria (stop_lines, line_tokens, line_chars)
 
     def __init__(self, model: str, context_length: int = 4096):
         self.model = model

@@ -32,6 +32,7 @@ from typing import Any
 from rose.assets import ASSETS, gguf_path
 from rose.errors import MissingDependency, RoseError
 from rose.generate.backends.base import Backend, Completion, Message, Request
+from rose.generate.parse import about_answer
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class _Seq:
     reserved: int = 0  # KV cells this sequence may still own
     lines: int = 0  # non-empty lines finished so far
     open_line: bool = False  # the current line has text
+    line: bytearray = field(default_factory=bytearray)  # the current line's bytes (tracked when line_chars is set)
+    line_free: bool = False  # the current line is let run past line_chars (a list, or words about the answer)
+    long_line: bool = False  # ended by a line longer than line_chars (the answer counts as cut off)
     pin: tuple[int, ...] | None = None  # the kept prompt whose cells this sequence shares
     stopped: bool = False  # ended by a stop criterion
 
@@ -110,6 +114,7 @@ def machine_busy(window: float = 0.3) -> bool:
 
 class LlamaCppBackend(Backend):
     name = "llamacpp"
+    stops_at_lines = True
 
     def __init__(
         self,
@@ -337,29 +342,53 @@ class LlamaCppBackend(Backend):
             if lib.llama_vocab_is_eog(self._model.vocab, token) or len(seq.out) >= seq.request.params.max_new_tokens:
                 finished.append(slot)
             elif self._enough(seq, token):
-                seq.stopped = True
+                seq.stopped = not seq.long_line
                 finished.append(slot)
             else:
                 seq.todo = [token]
         return finished
 
     def _enough(self, seq: _Seq, token: int) -> bool:
-        """The request's stop criteria, checked at the end of each line (see SamplingParams)."""
+        """The request's stop criteria, checked at the end of each line, and ``line_chars`` as a line grows (see
+        SamplingParams)."""
         p = seq.request.params
-        if not (p.stop_lines or p.line_tokens):
+        if not (p.stop_lines or p.line_tokens or p.line_chars):
             return False
         piece = self._model.token_to_piece(token, special=False).split(b"\0", 1)[0]  # a NUL-padded buffer
         if b"\n" not in piece:
             seq.open_line = seq.open_line or bool(piece.strip())
-            return False
+            return bool(p.line_chars) and self._too_long(seq, piece, p.line_chars)
         before, _, after = piece.rpartition(b"\n")
         if seq.open_line or before.strip():
             seq.lines += 1
         seq.open_line = bool(after.strip())
+        if p.line_chars:
+            seq.line.clear()
+            seq.line_free = False
+            if self._too_long(seq, after, p.line_chars):
+                return True
         if seq.open_line or not seq.lines:
             return False
         left = p.max_new_tokens - len(seq.out)
         return bool(p.stop_lines and seq.lines >= p.stop_lines) or bool(p.line_tokens and left < p.line_tokens)
+
+    @staticmethod
+    def _too_long(seq: _Seq, piece: bytes, limit: int) -> bool:
+        """Whether the current line, ``piece`` added, has run past ``limit`` characters and cannot be an example."""
+        if seq.line_free:
+            return False
+        seq.line += piece
+        if len(seq.line) <= limit:  # bytes >= characters: a cheap check first
+            return False
+        text = seq.line.decode("utf-8", errors="ignore").strip()
+        if len(text) <= limit:
+            return False
+        if text.startswith(("[", "{")) or about_answer(text):
+            seq.line_free = True  # a list on one line, or a long preamble: the answer goes on
+            seq.line.clear()
+            return False
+        seq.long_line = True
+        return True
 
     def _keep(self, slot: int, prompt: tuple[int, ...]) -> bool:
         """Keep a prompt just computed in ``slot`` (all but its last token) for later requests; False if no room."""
