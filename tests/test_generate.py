@@ -10,8 +10,7 @@ import pytest
 from fakes import DEMOS, LANGUAGE, LANGUAGE_NAME, SHARED_DATA, fake_generate, generate_config, tracking_db
 
 from rose.errors import RoseError
-from rose.generate import parse
-from rose.generate import steps
+from rose.generate import parse, steps
 from rose.generate.backends import FakeBackend, Request, SamplingParams
 from rose.generate.backends.base import Completion
 from rose.generate.cache import CompletionCache
@@ -634,12 +633,10 @@ class _LineStopBackend(FakeBackend):
 
     def __init__(self):
         def answer(request):
-            label, i = request.meta["label"], request.sample_index
-            text = f"1. A sentence about {label} from request {i}.\n2. " + "and on " * 300
             limit = request.params.line_chars
             if not limit:
-                return Completion(text, n_tokens=request.params.max_new_tokens, finish_reason="length")
-            head, _, tail = text.partition("\n")
+                return _full(request)
+            head, _, tail = _endless(request).partition("\n")
             cut = head + "\n" + tail[: limit + 1]
             return Completion(cut, n_tokens=len(cut.split()), finish_reason="length")
 
@@ -663,10 +660,13 @@ def test_an_answer_ended_at_a_long_line_spends_its_share_of_the_budget(tmp_path)
         assert state.shortfall == dict.fromkeys(state.labels, 2)
 
 
-def _full(request):
+def _endless(request) -> str:
     label, i = request.meta["label"], request.sample_index
-    return Completion(f"1. A sentence about {label} from request {i}.\n2. " + "and on " * 300, n_tokens=400,
-                      finish_reason="length")  # fmt: skip
+    return f"1. A sentence about {label} from request {i}.\n2. " + "and on " * 300
+
+
+def _full(request):
+    return Completion(_endless(request), n_tokens=request.params.max_new_tokens, finish_reason="length")
 
 
 def test_request_cost_counts_a_line_cut_answer_by_its_tokens():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rose.devices import bf16_supported
 from rose.errors import MissingDependency, RoseError
-from rose.generate.backends.base import Backend, Completion, Message, Request, SamplingParams
+from rose.generate.backends.base import STOP_CRITERIA, Backend, Completion, Message, Request, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ class HFBackend(Backend):
     def generate(self, requests: list[Request]) -> list[Completion]:
         self.load()
         out: list[Completion | None] = [None] * len(requests)
-        # the stop criteria (stop_lines, line_tokens, line_chars) are not implemented here: they do not split a batch
-        params_of = [dataclasses.replace(r.params, stop_lines=0, line_tokens=0, line_chars=0) for r in requests]
+        # the stop criteria are not implemented here: they do not split a batch
+        params_of = [dataclasses.replace(r.params, **dict.fromkeys(STOP_CRITERIA, 0)) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (repr(params_of[i]), len(self.render(requests[i]))))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
