@@ -13,7 +13,8 @@ so it works on SQLite and on a tracking server alike:
 2. a live run exists: wait (polling) until it finishes (reuse it) or its lease goes stale;
 3. otherwise create our own run with the digest and a lease, and look again: the oldest live run (by start
    time, then run id) wins. The apparent winner looks once more after a short pause, since a run created just
-   before its own may become visible late. A loser deletes its run and goes back to 1;
+   before its own may become visible late (the pause: :func:`settle_s`). A loser deletes its run and goes back
+   to 1;
 4. the winner takes over the newest crashed run of the digest, if there is one (its lease is rewritten first,
    then the claim run is deleted), so that what the crashed process finished is kept; else it keeps its run.
 """
@@ -35,7 +36,9 @@ HOST_TAG = "rose.lease.host"
 PID_TAG = "rose.lease.pid"
 HEARTBEAT_TAG = "rose.lease.heartbeat"
 OWNER_TAG = "rose.lease.owner"
-SETTLE_S = 1.0  # pause before the apparent winner looks again
+SETTLE_S = 1.0  # the longest pause before the apparent winner looks again (see settle_s)
+SETTLE_MIN_S = 0.2
+SETTLE_FACTOR = 5
 POLL_S = 2.0  # how often a waiting process looks at the winner
 
 HOST = socket.gethostname()
@@ -166,8 +169,23 @@ def _finished(runs: list) -> Any:
     return max(done, key=_order) if done else None
 
 
-def _won(experiment_id: str, stage: str, digest: str, mine: str) -> bool:
+def settle_s(round_trip_s: float) -> float:
+    """How long the apparent winner pauses before it looks again: a rival's run created just before its own stays
+    invisible about as long as creating a run and searching the store take, which this process just measured
+    (``round_trip_s``); five times that, at least 0.2 s and at most :data:`SETTLE_S` (1 s). ``ROSE_LEASE_SETTLE``
+    (seconds) fixes it instead. On a local SQLite store the pause is the 0.2 s floor, where a fixed second cost
+    a study one second per run it claimed."""
+    fixed = os.environ.get("ROSE_LEASE_SETTLE", "")
+    if fixed:
+        return float(fixed)
+    return min(SETTLE_S, max(SETTLE_MIN_S, SETTLE_FACTOR * round_trip_s))
+
+
+def _won(experiment_id: str, stage: str, digest: str, mine: str, created_s: float = SETTLE_S) -> bool:
+    """Whether ``mine`` is the oldest live run of the digest, looked at twice; ``created_s``: the seconds creating
+    ``mine`` took (with the first search, what the pause is scaled by)."""
     for look in range(2):
+        began = time.monotonic()
         runs = _search(experiment_id, stage, digest)
         if _finished(runs):
             return False
@@ -175,7 +193,7 @@ def _won(experiment_id: str, stage: str, digest: str, mine: str) -> bool:
         if not contenders or contenders[0].info.run_id != mine:
             return False
         if look == 0:
-            time.sleep(SETTLE_S)
+            time.sleep(settle_s(created_s + time.monotonic() - began))
     return True
 
 
@@ -208,11 +226,12 @@ def claim(experiment_id: str, stage: str, digest: str, tags: dict[str, str], nam
                                 "stop it if it hangs, or wait longer")  # fmt: skip
             time.sleep(POLL_S)
             continue
-        owner = uuid.uuid4().hex
+        owner, began = uuid.uuid4().hex, time.monotonic()
         mine = new_run(experiment_id, {**tags, **lease_tags(owner)}, name)
+        created_s = time.monotonic() - began
         lease = Lease(mine.info.run_id, owner).start()
         try:
-            won = _won(experiment_id, stage, digest, mine.info.run_id)
+            won = _won(experiment_id, stage, digest, mine.info.run_id, created_s)
         except BaseException:
             lease.release()
             _drop(mine)

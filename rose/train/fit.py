@@ -65,6 +65,7 @@ class FitResult:
     epochs: int
     train_s: float
     peak_rss_mb: float
+    cut: int = 0  # layers of a frozen trunk whose output the cache holds (0: none): see :func:`predict`
 
 
 def resolve_classifier(name: str) -> Path | str:
@@ -281,7 +282,7 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
         encoded = encode_training_data(setting.tokenizer, setting.train_data, setting.label_names, config)
     bf16 = setting.bf16 if config.protocol == setting.config.protocol else protocol_bf16(config)
     model = build_model(setting, seed, config)
-    frozen, top, trunk_s = [], None, 0.0
+    frozen, top, trunk_s, cached_cut = [], None, 0.0, 0
     if config.train_top_layers and not reference:
         from rose.train import trunk
 
@@ -295,25 +296,25 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
                                   bf16=bf16, store=store, batch_size=config.eval_batch_size)  # fmt: skip
             trunk_s = time.perf_counter() - began
             encoded = dataclasses.replace(encoded, states=states)
-            top = trunk.top_view(model, cut)
+            top, cached_cut = trunk.top_view(model, cut), cut
     train, dev = encoded.subset(train_idx), encoded.subset(dev_idx)
     datamodule = ClassificationDataModule(
         train, dev, pad_id=setting.tokenizer.pad_token_id or 0, batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size, group_by_length=config.group_by_length,
         pad_to_max_length=reference, max_length=config.max_length, seed=seed)  # fmt: skip
+    clip = None if reference else (config.max_grad_norm or None)
     module = ClassifierModule(model, setting.label_names, learning_rate=config.learning_rate,
                               weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
-                              reference=reference, frozen=frozen, top=top)  # fmt: skip
+                              reference=reference, frozen=frozen, top=top, max_grad_norm=clip)  # fmt: skip
     # the reference stops on the training loss once more than `patience` epochs did not improve it
     monitor, mode, patience = ("train/loss", "min", config.patience + 1) if reference else \
         ("val/macro_f1", "max", config.patience)  # fmt: skip
-    clip = None if reference else (config.max_grad_norm or None)
     # ties on the dev macro-F1 go to the lower dev loss; the reference keeps its first best training loss
     best, history = BestWeights(monitor, mode, "" if reference else "val/loss"), EpochHistory(*sinks)
     trainer = L.Trainer(
         max_epochs=config.max_epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=True,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        precision="bf16-mixed" if bf16 else "32-true", gradient_clip_val=clip,
+        precision="bf16-mixed" if bf16 else "32-true",  # gradients clipped by the module (max_grad_norm)
         callbacks=[history, best, EarlyStopping(monitor, patience=patience, mode=mode)])  # fmt: skip
     start = time.perf_counter()
     with PeakMemory() as memory, warnings.catch_warnings():
@@ -321,9 +322,24 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
         trainer.fit(module, datamodule=datamodule)
     train_s = time.perf_counter() - start + trunk_s
     model = module.model.cpu().eval()  # scored as cells score it (a logged model on the CPU): in fp32
-    dev_texts = [setting.train_data.texts[i] for i in dev_idx]
-    probs = evaluate.predict_proba(model, setting.tokenizer, dev_texts, batch_size=config.eval_batch_size,
-                                   max_length=config.max_length)  # fmt: skip
-    dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
-    return FitResult(model, dev_metrics, history.history, best.best_epoch, trainer.current_epoch, train_s,
-                     memory.peak)  # fmt: skip
+    fitted = FitResult(model, {}, history.history, best.best_epoch, trainer.current_epoch, train_s, memory.peak,
+                       cached_cut)  # fmt: skip
+    probs = predict(setting, fitted, [setting.train_data.texts[i] for i in dev_idx], config)
+    fitted.dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
+    return fitted
+
+
+def predict(setting: Setting, fitted: FitResult, texts: list[str], config: TrainConfig | None = None):
+    """Class probabilities of ``texts`` by a trained seed, in fp32 as a cell scores its logged model: above a frozen
+    trunk whose output is cached (``fitted.cut``), through the cache (the trunk's pass once per text set, shared by
+    the seeds and with the cells: :func:`rose.train.trunk.probabilities`), else the whole model."""
+    config = config or setting.config
+    if not fitted.cut:
+        return evaluate.predict_proba(fitted.model, setting.tokenizer, texts, batch_size=config.eval_batch_size,
+                                      max_length=config.max_length)  # fmt: skip
+    from rose.train import trunk
+
+    store = None if setting.base_digest != "unknown" else trunk.TrunkCache(None)
+    return trunk.probabilities(fitted.model, fitted.model, setting.tokenizer, texts, fitted.cut,
+                               base_digest=setting.base_digest, max_length=config.max_length, store=store,
+                               batch_size=config.eval_batch_size)  # fmt: skip

@@ -83,7 +83,8 @@ class ClassifierModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, label_names: list[str], *, learning_rate: float = 1e-5,
                  weight_decay: float = 0.0, warmup_ratio: float = 0.0, reference: bool = False,
-                 frozen: list[torch.nn.Module] = (), top: torch.nn.Module | None = None):  # fmt: skip
+                 frozen: list[torch.nn.Module] = (), top: torch.nn.Module | None = None,
+                 max_grad_norm: float | None = None):  # fmt: skip
         super().__init__()
         self.model = model
         # frozen modules (a frozen trunk) always run in eval mode: no dropout, so their output is the cached one
@@ -92,6 +93,7 @@ class ClassifierModule(L.LightningModule):
         self.label_names = list(label_names)
         self.learning_rate, self.weight_decay, self.warmup_ratio = learning_rate, weight_decay, warmup_ratio
         self.reference = reference  # the reference code's optimizer: plain AdamW, constant learning rate
+        self.max_grad_norm = max_grad_norm  # clipped here, not by Lightning: see on_before_optimizer_step
         self.train_metrics = EpochPredictions(self.label_names)
         self.val_metrics = EpochPredictions(self.label_names)
 
@@ -145,6 +147,14 @@ class ClassifierModule(L.LightningModule):
         for label in self.label_names:
             self.log(metric_key(split, "f1", label=label), values[metric_key("f1", label=label)])
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Clip the gradients' global 2-norm to ``max_grad_norm`` (Lightning's ``gradient_clip_val`` with the "norm"
+        algorithm does the same, but refuses a fused optimizer under mixed precision; rose's precisions, bf16 and
+        fp32, never scale the loss, so the gradients here are the true ones)."""
+        if self.max_grad_norm:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
@@ -155,10 +165,9 @@ class ClassifierModule(L.LightningModule):
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        # fused AdamW as transformers' Trainer, except under mixed precision with clipping, which Lightning refuses
-        # for optimizers that unscale gradients themselves (bf16 autocast on CPUs with native bf16, GPUs)
-        clips = bool(self.trainer.gradient_clip_val) and "mixed" in str(self.trainer.precision)
-        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=not clips)
+        # fused AdamW, as transformers' Trainer: on 2 CPU threads a step over the top four layers of e5-small (7.1M
+        # parameters) took 4.6 ms against 27 ms for the default (foreach)
+        optimizer = torch.optim.AdamW(groups, lr=self.learning_rate, fused=True)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

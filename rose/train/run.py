@@ -28,7 +28,7 @@ from rose.naming import metric_key, slug
 from rose.tasks import get_task
 from rose.train import evaluate, pyfunc
 from rose.train.config import TrainConfig
-from rose.train.fit import FitResult, Setting, fit_seed, prepare
+from rose.train.fit import FitResult, Setting, fit_seed, predict, prepare
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +279,7 @@ def model_tags(run_tags: dict[str, str]) -> dict[str, str]:
 
 def _score(setting: Setting, fitted: FitResult, data) -> tuple[dict, object]:
     index = {label: i for i, label in enumerate(setting.label_names)}
-    probs = evaluate.predict_proba(fitted.model, setting.tokenizer, data.texts,
-                                   batch_size=setting.config.eval_batch_size,
-                                   max_length=setting.config.max_length)  # fmt: skip  # fp32 on the CPU, as cells
+    probs = predict(setting, fitted, data.texts)  # fp32 on the CPU, as cells
     y_true, y_pred = [index[label] for label in data.labels], probs.argmax(axis=1)
     return (evaluate.classification_metrics(y_true, y_pred, setting.label_names),
             evaluate.confusion(y_true, y_pred, len(setting.label_names)))  # fmt: skip

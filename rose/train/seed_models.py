@@ -41,15 +41,8 @@ class SeedModel:
     base_digest: str
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        from rose.train.normalize import model_inputs
-
-        texts = model_inputs(self.model, texts)
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        states = trunk.states(self.base, ids, self.cut, base_digest=self.base_digest, max_length=self.max_length,
-                              pad_id=pad_id)  # fmt: skip
-        logits = trunk.top_logits(trunk.top_view(self.model, self.cut), states)
-        return logits.softmax(dim=-1).numpy()
+        return trunk.probabilities(self.base, self.model, self.tokenizer, texts, self.cut,
+                                   base_digest=self.base_digest, max_length=self.max_length)  # fmt: skip
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [self.labels[i] for i in self.probabilities(texts).argmax(axis=1)] if len(texts) else []

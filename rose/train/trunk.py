@@ -248,6 +248,22 @@ def states(model: torch.nn.Module, input_ids: Sequence[Sequence[int]], cut: int,
     return computed
 
 
+def probabilities(trunk_model: torch.nn.Module, model: torch.nn.Module, tokenizer, texts: Sequence[str], cut: int, *,
+                  base_digest: str, max_length: int, store: TrunkCache | None = None, batch_size: int = 64):  # fmt: skip
+    """Class probabilities (numpy, input order, float32) of ``texts`` by ``model`` above the frozen trunk of
+    ``trunk_model`` (the same modules below ``cut``): the trunk's output from the cache, the top layers run in eval
+    mode. How a trained seed scores its dev split and evaluation sets, and how a cell scores a logged seed model:
+    equal to the full model's forward pass in fp32 (tests/test_trunk.py)."""
+    from rose.train.normalize import model_inputs
+
+    texts = model_inputs(model, texts)  # a classifier trained on normalised texts reads them normalised
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    found = states(trunk_model, ids, cut, base_digest=base_digest, max_length=max_length, pad_id=pad_id, store=store,
+                   batch_size=batch_size)  # fmt: skip
+    return top_logits(top_view(model, cut), found, batch_size=batch_size).softmax(dim=-1).numpy()
+
+
 def top_logits(view: torch.nn.Module, states: Sequence[torch.Tensor], *, batch_size: int = 64,
                bf16: bool = False) -> torch.Tensor:  # fmt: skip
     """Logits (float32, input order) of the top layers and head on cached trunk states, in eval mode."""
