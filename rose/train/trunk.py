@@ -99,9 +99,59 @@ def _with_layers(model: torch.nn.Module, layers: list[torch.nn.Module], passthro
     return view
 
 
+# Sequence classifiers whose head reads the first token's output only (XLM-R's and RoBERTa's classification head,
+# BERT's pooler), with the encoder layer :class:`FirstTokenLayer` knows.
+FIRST_TOKEN_TYPES = ("xlm-roberta", "roberta", "bert", "camembert")
+
+
+class FirstTokenLayer(torch.nn.Module):
+    """An encoder's last layer computed for the first token only, with the layer's own modules: keys and values
+    from every token, the query, attention output and feed-forward from the first. A sequence classifier of
+    :data:`FIRST_TOKEN_TYPES` reads nothing else of the last layer, so its logits are the full layer's (to float
+    rounding) at about a sixth of the layer's cost: on the demo's top four layers, a fifth less per training step
+    and per cell. Its dropout draws fewer random numbers than the full layer's (one token's, not every token's),
+    so under dropout a training differs from one through the whole model in its random masks only."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    @staticmethod
+    def fits(model: torch.nn.Module, layer: torch.nn.Module) -> bool:
+        config = model.config
+        attention = getattr(getattr(layer, "attention", None), "self", None)
+        return (config.model_type in FIRST_TOKEN_TYPES and not config.is_decoder
+                and getattr(config, "position_embedding_type", "absolute") == "absolute"
+                and type(model).__name__.endswith("ForSequenceClassification")
+                and all(hasattr(attention, a) for a in ("query", "key", "value", "num_attention_heads",
+                                                        "attention_head_size", "dropout"))
+                and hasattr(layer.attention, "output") and hasattr(layer, "feed_forward_chunk"))  # fmt: skip
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *_, **__):
+        attention = self.layer.attention
+        head = attention.self
+        rows, width, _ = hidden_states.shape
+        n, size = head.num_attention_heads, head.attention_head_size
+        first = hidden_states[:, :1]
+        query = head.query(first).view(rows, 1, n, size).transpose(1, 2)
+        key = head.key(hidden_states).view(rows, width, n, size).transpose(1, 2)
+        value = head.value(hidden_states).view(rows, width, n, size).transpose(1, 2)
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = attention_mask[:, :, :1, :]
+        context = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=head.dropout.p if self.training else 0.0,
+            scale=size**-0.5)  # fmt: skip
+        context = context.transpose(1, 2).reshape(rows, 1, n * size)
+        return self.layer.feed_forward_chunk(attention.output(context, first))
+
+
 def top_view(model: torch.nn.Module, cut: int) -> torch.nn.Module:
-    """``model`` from layer ``cut`` up: ``view(inputs_embeds=states, attention_mask=mask).logits``."""
-    return _with_layers(model, list(_layers(model)[1][cut:]), passthrough=True)
+    """``model`` from layer ``cut`` up: ``view(inputs_embeds=states, attention_mask=mask).logits``; the last layer a
+    :class:`FirstTokenLayer` where the model's head reads only the first token."""
+    layers = list(_layers(model)[1][cut:])
+    if layers and FirstTokenLayer.fits(model, layers[-1]):
+        layers[-1] = FirstTokenLayer(layers[-1])
+    return _with_layers(model, layers, passthrough=True)
 
 
 def pad(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
