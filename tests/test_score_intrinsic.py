@@ -30,6 +30,23 @@ def test_distinct_n_thai():
     assert m.distinct_n(tokens, 2) == pytest.approx(9 / 13)  # 7 + 6 bigrams; แม มว วกิ กิน shared
 
 
+def test_self_bleu_equals_sacrebleu_sentence_scores():
+    """Each example's n-grams extracted once: the same value as sacrebleu's sentence_score against the others."""
+    import random
+
+    from sacrebleu.metrics import BLEU
+
+    rng = random.Random(3)
+    words = ["the", "team", "won", "a", "match", "rain", "city", "new", "law", "the"]
+    lists = [[rng.choice(words) for _ in range(rng.randint(1, 12))] for _ in range(40)] + [["the", "team"]] * 3
+    texts = [" ".join(t) for t in lists]
+    bleu = BLEU(tokenize="none", effective_order=True)
+    expected = [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in range(len(texts))]
+    assert m.self_bleu(lists) == pytest.approx(float(np.mean(expected)), abs=1e-9)
+    sampled = sorted(random.Random(0).sample(range(len(texts)), 10))
+    assert m.self_bleu(lists, max_hypotheses=10) == pytest.approx(float(np.mean([expected[i] for i in sampled])))
+
+
 def test_self_bleu_by_hand():
     assert m.self_bleu([["a", "b", "c", "d"]] * 2) == pytest.approx(100.0)
     assert m.self_bleu([["a", "b"], ["c", "d"]]) == pytest.approx(0.0)

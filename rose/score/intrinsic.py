@@ -73,17 +73,42 @@ def self_bleu(token_lists: Sequence[Sequence[str]], *, max_hypotheses: int | Non
     Tokens are joined by spaces and scored with sacrebleu's ``none`` tokenizer, so any tokenisation works for
     any script (subword pieces or :func:`simple_tokens`), offline. At most ``max_hypotheses`` examples (a seeded
     sample) are scored as hypotheses; each against every other example. Lower means more diverse.
-    """
-    from sacrebleu.metrics import BLEU
 
-    texts = [" ".join(t) for t in token_lists]
-    if len(texts) < 2:
+    sacrebleu's ``sentence_score`` would extract every reference's n-grams again for each hypothesis (quadratic in
+    the examples); here each example's n-grams are extracted once, with the two largest counts of every n-gram
+    over the examples (so the largest over all but the hypothesis is at hand), and sacrebleu's own statistics and
+    score are computed from them: equal to ``sentence_score`` (tests/test_score_intrinsic.py).
+    """
+    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.helpers import extract_all_word_ngrams
+
+    if len(token_lists) < 2:
         return 0.0
-    index = list(range(len(texts)))
+    bleu = BLEU(tokenize="none", effective_order=True)
+    order = bleu.max_ngram_order
+    grams = [extract_all_word_ngrams(bleu._preprocess_segment(" ".join(t)), 1, order) for t in token_lists]
+    top: dict[tuple, list[tuple[int, int]]] = {}  # n-gram -> its two largest (count, example) over the examples
+    for j, (counts, _) in enumerate(grams):
+        for gram, c in counts.items():
+            best = top.setdefault(gram, [(0, -1), (0, -1)])
+            if c > best[0][0]:
+                best[0], best[1] = (c, j), best[0]
+            elif c > best[1][0]:
+                best[1] = (c, j)
+    lengths = [n for _, n in grams]
+    index = list(range(len(grams)))
     if max_hypotheses and len(index) > max_hypotheses:
         index = sorted(random.Random(seed).sample(index, max_hypotheses))
-    bleu = BLEU(tokenize="none", effective_order=True)
-    scores = [bleu.sentence_score(texts[i], texts[:i] + texts[i + 1 :]).score for i in index]
+    scores = []
+    for i in index:
+        counts, length = grams[i]
+        correct, total = [0] * order, [0] * order
+        for gram, c in counts.items():
+            best = top[gram]
+            total[len(gram) - 1] += c
+            correct[len(gram) - 1] += min(c, best[0][0] if best[0][1] != i else best[1][0])
+        closest = bleu._get_closest_ref_len(length, lengths[:i] + lengths[i + 1 :])
+        scores.append(bleu._compute_score_from_stats([length, closest, *correct, *total]).score)
     return float(np.mean(scores))
 
 
