@@ -218,3 +218,15 @@ def test_a_claim_waits_for_a_live_twin_only_so_long(store, monkeypatch):
     finally:
         first.lease.release()
     assert 1.0 <= time.perf_counter() - started < 30
+
+
+def test_the_settle_pause_scales_with_the_store_round_trip(monkeypatch):
+    """Five times what creating a run and searching took, within 0.2 to 1 s; ROSE_LEASE_SETTLE fixes it."""
+    from rose import lease
+
+    monkeypatch.delenv("ROSE_LEASE_SETTLE", raising=False)
+    assert lease.settle_s(0.005) == lease.SETTLE_MIN_S == 0.2  # a local SQLite store
+    assert lease.settle_s(0.1) == pytest.approx(0.5)  # a tracking server 100 ms away
+    assert lease.settle_s(3.0) == lease.SETTLE_S == 1.0
+    monkeypatch.setenv("ROSE_LEASE_SETTLE", "2.5")
+    assert lease.settle_s(0.005) == 2.5

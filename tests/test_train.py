@@ -512,3 +512,22 @@ def test_a_seeds_model_is_freed_before_the_next_seed_is_built(tiny, workdir, mon
     monkeypatch.setattr(fit, "build_model", recording)
     run.train(config(HUMAN, tiny, seeds=[1, 2, 3], log_models=False, max_epochs=1, per_label=3))
     assert len(built) == 3 and alive_at_build == [0, 0, 0]
+
+
+def test_the_module_clips_the_gradient_norm_itself_under_a_fused_optimizer():
+    """Clipping in on_before_optimizer_step (Lightning refuses its own with a fused optimizer under mixed
+    precision): the gradients' global norm is cut to max_grad_norm; none given, they are left alone."""
+    import torch
+
+    from rose.train.module import ClassifierModule
+
+    net = torch.nn.Linear(4, 3)
+    for max_norm, expect in ((0.5, 0.5), (None, None)):
+        module = ClassifierModule(net, ["a", "b", "c"], max_grad_norm=max_norm)
+        optimizer = torch.optim.AdamW(net.parameters(), fused=True)
+        for p in net.parameters():
+            p.grad = torch.full_like(p, 10.0)
+        before = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])))
+        module.on_before_optimizer_step(optimizer)
+        after = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])))
+        assert after == pytest.approx(expect if expect else before, rel=1e-5)
