@@ -289,3 +289,24 @@ def test_first_token_layer_equals_the_whole_last_layer(tiny, attention):
     view = trunk.top_view(model, 1)
     assert isinstance(view.base_model.encoder.layer[-1], trunk.FirstTokenLayer)
     assert torch.allclose(trunk.top_logits(view, states, batch_size=2), full, atol=1e-5)
+
+
+def test_a_trained_seed_scores_texts_above_the_trunk_as_its_whole_model_does(tiny, trunk_home):
+    """rose.train.fit.predict (dev split, evaluation sets) reads the cached trunk: the same probabilities as the
+    whole model's forward pass in fp32, and the evaluation set's trunk is cached for the cells on it."""
+    from rose.train import trunk
+    from rose.train.evaluate import predict_proba
+    from rose.train.fit import fit_seed, predict, prepare
+
+    setting = prepare(_config(tiny))
+    fitted = fit_seed(setting, 1)
+    assert fitted.cut == 1
+    texts = ["The team won the match in the final minute.", "Doctors say", "A longer sentence about the election."]
+    misses = trunk.cache().misses
+    got = predict(setting, fitted, texts)
+    assert trunk.cache().misses == misses + 1  # computed once, then read
+    full = predict_proba(fitted.model, setting.tokenizer, texts, max_length=64)
+    assert np.allclose(got, full, atol=1e-5)
+    assert np.allclose(predict(setting, fitted, texts), got) and trunk.cache().misses == misses + 1
+    plain = prepare(_config(tiny, trunk_cache=False))
+    assert fit_seed(plain, 1).cut == 0  # no cache: the whole model scores
