@@ -121,6 +121,7 @@ class FirstTokenLayer(torch.nn.Module):
         config = model.config
         attention = getattr(getattr(layer, "attention", None), "self", None)
         return (config.model_type in FIRST_TOKEN_TYPES and not config.is_decoder
+                and getattr(config, "_attn_implementation", "eager") in ("eager", "sdpa")  # a 4-D mask, or none
                 and getattr(config, "position_embedding_type", "absolute") == "absolute"
                 and type(model).__name__.endswith("ForSequenceClassification")
                 and all(hasattr(attention, a) for a in ("query", "key", "value", "num_attention_heads",
