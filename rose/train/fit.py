@@ -289,7 +289,7 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
         cut = trunk.cut_of(model, config.train_top_layers)
         frozen = trunk.frozen_modules(model, cut)
         if config.trunk_cache:  # the frozen layers' output, computed once per dataset (rose.train.trunk)
-            store = None if setting.base_digest != "unknown" else trunk.TrunkCache(None)
+            store = trunk_store(setting)
             began = time.perf_counter()  # the trunk's pass (or its read from the cache) counts as training time
             states = trunk.states(model, encoded.input_ids, cut, base_digest=setting.base_digest,
                                   max_length=config.max_length, pad_id=setting.tokenizer.pad_token_id or 0,
@@ -324,22 +324,32 @@ def fit_seed(setting: Setting, seed: int, sinks=(), config: TrainConfig | None =
     model = module.model.cpu().eval()  # scored as cells score it (a logged model on the CPU): in fp32
     fitted = FitResult(model, {}, history.history, best.best_epoch, trainer.current_epoch, train_s, memory.peak,
                        cached_cut)  # fmt: skip
-    probs = predict(setting, fitted, [setting.train_data.texts[i] for i in dev_idx], config)
+    probs = predict(setting, fitted, setting.train_data.texts, config, rows=dev_idx)
     fitted.dev_metrics = evaluate.classification_metrics(dev.labels, probs.argmax(axis=1), setting.label_names)
     return fitted
 
 
-def predict(setting: Setting, fitted: FitResult, texts: list[str], config: TrainConfig | None = None):
-    """Class probabilities of ``texts`` by a trained seed, in fp32 as a cell scores its logged model: above a frozen
-    trunk whose output is cached (``fitted.cut``), through the cache (the trunk's pass once per text set, shared by
-    the seeds and with the cells: :func:`rose.train.trunk.probabilities`), else the whole model."""
+def predict(setting: Setting, fitted: FitResult, texts: list[str], config: TrainConfig | None = None,
+            rows: list[int] | None = None):  # fmt: skip
+    """Class probabilities of ``texts`` (of ``rows`` of them only, when given) by a trained seed, in fp32 as a cell
+    scores its logged model: above a frozen trunk whose output is cached (``fitted.cut``), through the cache (the
+    trunk's pass once per text set, shared by the seeds and with the cells: :func:`rose.train.trunk.probabilities`),
+    else the whole model."""
     config = config or setting.config
     if not fitted.cut:
-        return evaluate.predict_proba(fitted.model, setting.tokenizer, texts, batch_size=config.eval_batch_size,
+        chosen = texts if rows is None else [texts[i] for i in rows]
+        return evaluate.predict_proba(fitted.model, setting.tokenizer, chosen, batch_size=config.eval_batch_size,
                                       max_length=config.max_length)  # fmt: skip
     from rose.train import trunk
 
-    store = None if setting.base_digest != "unknown" else trunk.TrunkCache(None)
     return trunk.probabilities(fitted.model, fitted.model, setting.tokenizer, texts, fitted.cut,
-                               base_digest=setting.base_digest, max_length=config.max_length, store=store,
-                               batch_size=config.eval_batch_size)  # fmt: skip
+                               base_digest=setting.base_digest, max_length=config.max_length,
+                               store=trunk_store(setting), batch_size=config.eval_batch_size, rows=rows)  # fmt: skip
+
+
+def trunk_store(setting: Setting):
+    """Where a setting's trunk outputs are cached: the shared cache (:func:`rose.train.trunk.cache`), or, for a base
+    whose weights have no digest, a cache of this call only (its key could not tell two such bases apart)."""
+    from rose.train import trunk
+
+    return None if setting.base_digest != "unknown" else trunk.TrunkCache(None)

@@ -300,11 +300,14 @@ def states(model: torch.nn.Module, input_ids: Sequence[Sequence[int]], cut: int,
 
 
 def probabilities(trunk_model: torch.nn.Module, model: torch.nn.Module, tokenizer, texts: Sequence[str], cut: int, *,
-                  base_digest: str, max_length: int, store: TrunkCache | None = None, batch_size: int = 64):  # fmt: skip
+                  base_digest: str, max_length: int, store: TrunkCache | None = None, batch_size: int = 64,
+                  rows: Sequence[int] | None = None):  # fmt: skip
     """Class probabilities (numpy, input order, float32) of ``texts`` by ``model`` above the frozen trunk of
     ``trunk_model`` (the same modules below ``cut``): the trunk's output from the cache, the top layers run in eval
     mode. How a trained seed scores its dev split and evaluation sets, and how a cell scores a logged seed model:
-    equal to the full model's forward pass in fp32 (tests/test_trunk.py)."""
+    equal to the full model's forward pass in fp32 (tests/test_trunk.py). With ``rows``, only those texts are
+    scored (in that order), the trunk's output still read or cached for the whole set: a seed's dev split shares
+    its training set's entry with the other seeds (and, training in fp32, with the training itself)."""
     from rose.train.normalize import model_inputs
 
     texts = model_inputs(model, texts)  # a classifier trained on normalised texts reads them normalised
@@ -312,6 +315,8 @@ def probabilities(trunk_model: torch.nn.Module, model: torch.nn.Module, tokenize
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     found = states(trunk_model, ids, cut, base_digest=base_digest, max_length=max_length, pad_id=pad_id, store=store,
                    batch_size=batch_size)  # fmt: skip
+    if rows is not None:
+        found = [found[i] for i in rows]
     return top_logits(top_view(model, cut), found, batch_size=batch_size).softmax(dim=-1).numpy()
 
 
