@@ -181,7 +181,7 @@ def settle_s(round_trip_s: float) -> float:
     return min(SETTLE_S, max(SETTLE_MIN_S, SETTLE_FACTOR * round_trip_s))
 
 
-def _won(experiment_id: str, stage: str, digest: str, mine: str, created_s: float = SETTLE_S) -> bool:
+def _won(experiment_id: str, stage: str, digest: str, mine: str, created_s: float) -> bool:
     """Whether ``mine`` is the oldest live run of the digest, looked at twice; ``created_s``: the seconds creating
     ``mine`` took (with the first search, what the pause is scaled by)."""
     for look in range(2):
