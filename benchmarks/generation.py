@@ -23,8 +23,9 @@ kept examples per second is below ``--target`` times the hf row's.
 
 ``--before REF`` adds a ``before`` row: this same benchmark as it was at git commit ``REF`` (default for the issue
 "A study at the speed of its compute": ``5e9a032``, rose when the issue was filed), run first, in its own process,
-with that commit's rose (a temporary ``git worktree``) on its ``llamacpp`` engine and the same study, per-label
-count, token limit and batch; then ``llamacpp / before`` is printed.
+with that commit's rose (a temporary ``git worktree``) on its ``llamacpp`` engine and the study file as it was at
+that commit (a study file inside the repository; any other file as it is), with the same per-label count, token
+limit and batch where given on the command line; then ``llamacpp / before`` is printed.
 """
 
 from __future__ import annotations
@@ -196,9 +197,12 @@ def run_before(args: argparse.Namespace) -> Row:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.before],
                        check=True)  # fmt: skip
+        config = Path(args.config).resolve()
+        if config.is_relative_to(ROOT) and (tree / config.relative_to(ROOT)).is_file():
+            config = tree / config.relative_to(ROOT)  # the study as it was at that commit (its batch size, ...)
         try:
             cmd = [sys.executable, str(tree / "benchmarks" / "generation.py"), "--engines", "llamacpp",
-                   "--source", args.source, "--config", args.config]  # fmt: skip
+                   "--source", args.source, "--config", str(config)]  # fmt: skip
             for key in ("only", "per_label", "max_new_tokens", "batch_size"):
                 if getattr(args, key):
                     cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]

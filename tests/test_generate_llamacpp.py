@@ -92,6 +92,63 @@ def test_auto_is_resolved_before_the_run_digest(tmp_path, monkeypatch):
     assert generate_settings(study, "topic", "en", cand)["backend"] == "hf"
 
 
+def test_gguf_weights_choose_the_file_decoded(tmp_path, monkeypatch):
+    """auto: the measured choice for an offline model (f16 for smollm2, the file itself for gemma), the file
+    itself for any other GGUF; an unknown choice is a one-line error naming the valid ones."""
+    from rose.generate.backends import llamacpp
+
+    made = []
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert llamacpp.decode_file(gguf, "auto", "gemma-3-270m") == gguf
+    assert llamacpp.decode_file(gguf, "auto", str(gguf)) == gguf
+    assert llamacpp.decode_file(gguf, "as-is", "smollm2-135m-instruct") == gguf
+    monkeypatch.setattr(llamacpp, "_f16_copy", lambda path: made.append(path) or tmp_path / "copy.gguf")
+    assert llamacpp.decode_file(gguf, "auto", "smollm2-135m-instruct") == tmp_path / "copy.gguf"
+    assert llamacpp.decode_file(gguf, "f16", str(gguf)) == tmp_path / "copy.gguf" and made == [gguf, gguf]
+    with pytest.raises(RoseError, match="unknown gguf_weights 'q8'.*auto, as-is, f16"):
+        llamacpp.decode_file(gguf, "q8")
+    with pytest.raises(RoseError, match="unknown gguf_weights"):
+        LlamaCppBackend("smollm2-135m-instruct", weights="fp16")
+    config = generate_config(tmp_path, backend="llamacpp", generator="smollm2-135m-instruct", gguf_weights="as-is")
+    assert get_backend(config.backend, config).weights == "as-is"
+
+
+@needs_llamacpp
+def test_the_f16_copy_holds_the_same_weights(rose_home):
+    """smollm2's Q4_1 file and its 16-bit copy: every weight equal to within float16 rounding (2^-11 relative),
+    made once (a second call reuses the file)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import dequantize
+
+    from rose.assets import gguf_path
+    from rose.generate.backends.llamacpp import decode_file
+
+    try:
+        source = gguf_path("smollm2-135m-instruct")
+    except MissingDependency as exc:
+        pytest.skip(str(exc))
+    copy = decode_file(source, "f16", "smollm2-135m-instruct")
+    assert copy.parent == rose_home / "converted" and copy.suffix == ".gguf"
+    stamp = copy.stat().st_mtime_ns
+    assert decode_file(source, "auto", "smollm2-135m-instruct") == copy and copy.stat().st_mtime_ns == stamp
+    old = {t.name: t for t in GGUFReader(source).tensors}
+    new = {t.name: t for t in GGUFReader(copy).tensors}
+    assert old.keys() == new.keys()
+    kinds = {t.tensor_type for t in old.values()}
+    assert GGMLQuantizationType.Q4_1 in kinds and GGMLQuantizationType.Q8_0 in kinds  # what is re-stored
+    checked = set()
+    for name, t in old.items():
+        if t.tensor_type == GGMLQuantizationType.F32 or t.tensor_type in checked and not name.endswith("attn_q.weight"):
+            continue
+        checked.add(t.tensor_type)
+        assert new[name].tensor_type == GGMLQuantizationType.F16, name
+        a = dequantize(t.data, t.tensor_type).astype(np.float32).ravel()
+        b = new[name].data.astype(np.float32).ravel()
+        assert a.shape == b.shape and np.all(np.abs(a - b) <= np.abs(a) * 2.0**-11 + 2.0**-24), name
+
+
 # ----------------------------------------------------------------------------- the real models (slow)
 @pytest.fixture(scope="module")
 def smollm2(rose_home):

