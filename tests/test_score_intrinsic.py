@@ -85,9 +85,15 @@ def test_vendi_score():
 
 
 def test_target_language_share():
-    detect = {"x": "WELSH", "y": "ENGLISH", "z": None}.get
-    assert m.target_language_share(["x", "y", "z", "x"], "WELSH", detect) == pytest.approx(0.5)
-    assert m.target_language_share([], "WELSH", detect) == 0.0
+    calls = []
+
+    def identify(texts):
+        calls.append(len(texts))
+        return [{"x": "WELSH", "y": "ENGLISH"}.get(t) for t in texts]
+
+    assert m.target_language_share(["x", "y", "z", "x"], "WELSH", identify) == pytest.approx(0.5)
+    assert m.target_language_share([], "WELSH", identify) == 0.0
+    assert calls == [4]  # one call for all the texts: lingua's parallel detection costs 16 ms a call
 
 
 def test_duplicate_rate_and_lengths():

@@ -154,8 +154,8 @@ def test_tokenizer_falls_back_offline():
 
 def test_measure_dataset_with_stand_in_tools():
     lm = ReferenceLM("stand-in", frozenset({"th"}), lambda texts: ([1.0] * len(texts), [1] * len(texts)))
-    t = tools.Tools(embed=lambda texts: np.eye(len(texts)), detect=lambda text: "THAI" if "แ" in text else None,
-                    reference_lm=lm)  # fmt: skip
+    t = tools.Tools(embed=lambda texts: np.eye(len(texts)), reference_lm=lm,
+                    identify=lambda texts: ["THAI" if "แ" in t else None for t in texts])  # fmt: skip
     texts = ["แมวกินปลา", "แมวกินนม", "hello world", "hello world"]
     out = tools.measure_dataset(texts, language="th", language_lingua="THAI", demonstrations=["hello world again"],
                                 verdicts=["accepted", "rejected"], tools=t)  # fmt: skip

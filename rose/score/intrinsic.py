@@ -149,9 +149,12 @@ def vendi_score(embeddings: np.ndarray) -> float:
     return float(math.exp(-(eig * np.log(eig)).sum()))
 
 
-def target_language_share(texts: Sequence[str], target: str, detect: Callable[[str], str | None]) -> float:
-    """Share of texts that ``detect`` assigns to ``target`` (e.g. lingua's name of the language)."""
-    return sum(detect(t) == target for t in texts) / len(texts) if texts else 0.0
+def target_language_share(
+    texts: Sequence[str], target: str, identify: Callable[[list[str]], list[str | None]]
+) -> float:
+    """Share of texts that ``identify`` (one call for all of them) assigns to ``target`` (e.g. lingua's name of the
+    language)."""
+    return sum(found == target for found in identify(list(texts))) / len(texts) if texts else 0.0
 
 
 def normalise(text: str) -> str:

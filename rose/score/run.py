@@ -100,7 +100,7 @@ def _tools(config: ScoreConfig):
     return tools.Tools(
         tokenize=tokenize,
         embed=cached(embedder(config.embedding_model)) if config.embedding_model else None,
-        detect=language_id.detect,
+        identify=language_id.identify,
         reference_lm=lm,
         keys=keys,
     )

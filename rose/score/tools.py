@@ -37,7 +37,7 @@ class Tools:
 
     tokenize: Callable[[str], list[str]] = intrinsic.simple_tokens
     embed: Callable[[list[str]], np.ndarray] | None = None
-    detect: Callable[[str], str | None] | None = None
+    identify: Callable[[list[str]], list[str | None]] | None = None  # language ID of many texts in one call
     reference_lm: ReferenceLM | None = None
     keys: dict[str, str] = field(default_factory=dict)  # what measured each group of MEASURED_WITH (tool_key)
 
@@ -104,8 +104,8 @@ def measure_dataset(
     accepted = intrinsic.revision_acceptance(verdicts)
     if accepted is not None:
         out["revision_acceptance"] = accepted
-    if tools.detect and language_lingua:
-        out["target_language_share"] = intrinsic.target_language_share(texts, language_lingua, tools.detect)
+    if tools.identify and language_lingua:
+        out["target_language_share"] = intrinsic.target_language_share(texts, language_lingua, tools.identify)
     if tools.embed and subset and "embedding_model" in groups:
         emb = tools.embed(subset)
         out["embedding_distance"] = intrinsic.mean_pairwise_cosine_distance(emb)
