@@ -115,6 +115,18 @@ def test_gguf_weights_choose_the_file_decoded(tmp_path, monkeypatch):
 
 
 @needs_llamacpp
+def test_a_file_llama_cpp_cannot_copy_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatch):
+    from rose.generate.backends.llamacpp import decode_file
+
+    monkeypatch.setenv("ROSE_HOME", str(tmp_path / "home"))
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF not a model")
+    with pytest.raises(RoseError, match="could not store bad.gguf with 16-bit weights") as exc:
+        decode_file(bad, "f16")
+    assert "\n" not in str(exc.value) and list((tmp_path / "home" / "converted").iterdir()) == []
+
+
+@needs_llamacpp
 def test_the_f16_copy_holds_the_same_weights(rose_home):
     """smollm2's Q4_1 file and its 16-bit copy: every weight equal to within float16 rounding (2^-11 relative),
     made once (a second call reuses the file)."""

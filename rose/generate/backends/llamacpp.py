@@ -104,8 +104,8 @@ def _f16_copy(path: Path) -> Path:
     try:
         code = lib.llama_model_quantize(str(path).encode(), str(tmp).encode(), ctypes.byref(params))
         if code != 0:
-            raise RoseError(f"llama.cpp could not store {path.name} with 16-bit weights (code {code}): "
-                            "use gguf_weights as-is, or check the free space under $ROSE_HOME")  # fmt: skip
+            raise RoseError(f"llama.cpp could not store {path.name} with 16-bit weights (code {code}): is it a "
+                            "GGUF model file, and is there room under $ROSE_HOME? Or use gguf_weights as-is")  # fmt: skip
         os.replace(tmp, out)  # another process making the same copy meanwhile wrote the same bytes
     finally:
         tmp.unlink(missing_ok=True)
