@@ -55,11 +55,6 @@ def identify(texts: Sequence[str], target: str = "") -> list[str | None]:
     return [f.name if f is not None else None for f in found]
 
 
-def detect(text: str) -> str | None:
-    """lingua's name of ``text``'s language, or None."""
-    return identify([text])[0]
-
-
 def matches(target: str, texts: Sequence[str]) -> list[bool]:
     """Per text, whether it is identified as ``target`` (a lingua name such as ``WELSH``)."""
     return [found == target for found in identify(texts, target)]

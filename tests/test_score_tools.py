@@ -171,7 +171,7 @@ def test_one_language_detector_for_generation_and_score():
     from rose.generate.judges import detect_target
     from rose.languages import get_language
 
-    assert language_id.detect("Mae'r tywydd yn braf iawn heddiw yng Nghymru.") == "WELSH"
-    assert language_id.detect("วันนี้อากาศดีมากครับ") == "THAI"
+    assert language_id.identify(["Mae'r tywydd yn braf iawn heddiw yng Nghymru.", "วันนี้อากาศดีมากครับ"]) == \
+        ["WELSH", "THAI"]  # fmt: skip
     texts = ["Mae'r tywydd yn braf iawn heddiw yng Nghymru.", "The weather is very nice today in Wales."]
     assert detect_target(get_language("cy"), texts) == [True, False] == language_id.matches("WELSH", texts)

@@ -16,6 +16,7 @@ from rose.locations import SHARED_DATA
 from rose.tasks import known_task
 
 BACKENDS = ("hf", "llamacpp", "vllm", "openai", "fake", "auto")
+GGUF_WEIGHTS = ("auto", "as-is", "f16")  # weights the llamacpp backend decodes (its decode_file)
 
 # Fields that do not change what is generated: left out of the run's digest.
 NOT_IN_DIGEST = (
@@ -105,7 +106,7 @@ class GenerateConfig:
         help="llamacpp backend: decode the GGUF's own weights (as-is) or a copy with 16-bit weights made once "
         "(f16: faster batches of Q4_1 weights on x86 CPUs); auto: f16 for smollm2-135m-instruct, measured faster, "
         "else as-is",
-        choices=["auto", "as-is", "f16"],
+        choices=list(GGUF_WEIGHTS),
     )
     tensor_parallel_size: int = field(1, help="vllm backend: GPUs one generator is split over (e.g. 4 for a 70B "
                                               "model in 16 bits; with Ray, match --gpus-per-generator)", min=1)  # fmt: skip

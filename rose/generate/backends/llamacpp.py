@@ -35,12 +35,12 @@ from rose.assets.home import rose_home
 from rose.content import file_digest, short
 from rose.errors import MissingDependency, RoseError
 from rose.generate.backends.base import Backend, Completion, Message, Request
+from rose.generate.config import GGUF_WEIGHTS
 from rose.generate.parse import about_answer
 
 log = logging.getLogger(__name__)
 
 TOP_K = 1000  # nucleus over the 1,000 most likely tokens, as in the hf backend's sampler
-WEIGHTS = ("auto", "as-is", "f16")
 _MOSTLY_F16 = 1  # llama_ftype LLAMA_FTYPE_MOSTLY_F16
 
 
@@ -76,14 +76,18 @@ def decode_file(path: Path, weights: str = "auto", model: str = "") -> Path:
     made no difference.
     ``auto`` is the choice measured for an offline model (``AssetSpec.llamacpp_weights``), else ``as-is``.
     """
-    if weights not in WEIGHTS:
-        raise RoseError(f"unknown gguf_weights {weights!r}: use one of {', '.join(WEIGHTS)}")
-    if weights == "auto":
+    if _known_weights(weights) == "auto":
         spec = ASSETS.get(model) or ASSETS.get(model.lower())
         weights = spec.llamacpp_weights if spec is not None else "as-is"
     if weights == "as-is":
         return path
     return _f16_copy(path)
+
+
+def _known_weights(weights: str) -> str:
+    if weights not in GGUF_WEIGHTS:
+        raise RoseError(f"unknown gguf_weights {weights!r}: use one of {', '.join(GGUF_WEIGHTS)}")
+    return weights
 
 
 def _f16_copy(path: Path) -> Path:
@@ -189,9 +193,7 @@ class LlamaCppBackend(Backend):
         self.threads = threads or default_threads()
         self.kv_cells = kv_cells or 4 * context_length
         self.kept_prompts = kept_prompts
-        if weights not in WEIGHTS:
-            raise RoseError(f"unknown gguf_weights {weights!r}: use one of {', '.join(WEIGHTS)}")
-        self.weights = weights
+        self.weights = _known_weights(weights)  # checked here, before anything is loaded
         self.path: Path | None = None
         self._llama = None  # the llama_cpp.llama_cpp bindings module
         self._model = None
