@@ -98,7 +98,7 @@ def train_config(args: argparse.Namespace, folder: Path):
 
 
 def run_rose(args: argparse.Namespace, folder: Path) -> dict:
-    from rose.train import pyfunc
+    from rose.train import delta
     from rose.train.fit import fit_seed, predict, prepare, split_index
 
     s = prepare(train_config(args, folder))
@@ -106,7 +106,7 @@ def run_rose(args: argparse.Namespace, folder: Path) -> dict:
     n_train = len(split_index(s.train_data, s.config.dev_fraction, 1)[0])
     test = s.eval_sets[0]
     probs = predict(s, fitted, test.texts)  # as `rose train` scores its evaluation sets: fp32, above a cached trunk
-    pyfunc.save_delta(CACHE / f"saved-{args.worker}", fitted.model, reference=s.reference, always=s.head_keys,
+    delta.save_delta(CACHE / f"saved-{args.worker}", fitted.model, reference=s.reference, always=s.head_keys,
                       base_id=str(folder), base_path=s.base_path, digest=s.base_digest,
                       max_length=args.max_length)  # fmt: skip
     return {"train_s": fitted.train_s, "samples": n_train * fitted.epochs,

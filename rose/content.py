@@ -4,7 +4,10 @@
 and bytes (each file's own digest, in path order), so a folder copied elsewhere keeps its digest and a file
 edited in place gets a new one. ``files_digest(root, files)`` digests only some files of a folder (a model's
 weight files). Each file is read once per process while it is unchanged: the cache is keyed by its real path,
-size, modification time (ns) and inode. Design rule 1 of docs/CONTRACTS.md ("Identities").
+size, modification time (ns) and inode. A file of 16 MB or more (model weights: 0.4 to 0.8 s a GB) also keeps its
+digest under ``$ROSE_HOME/digests``, keyed as well by its device and status-change time (ns), which no write,
+rename or copy over it leaves alone, so a later process reads it again only once it changed. Design rule 1 of
+docs/CONTRACTS.md ("Identities").
 """
 
 from __future__ import annotations
@@ -19,19 +22,55 @@ _BLOCK = 1 << 22
 _CACHE: dict[tuple[str, int, int, int], str] = {}  # (realpath, size, mtime_ns, inode) -> hex digest
 
 
+_DISK_MIN = 16 << 20  # files at least this big keep their digest on disk as well
+
+
 def sha256_hex(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of one file's bytes (read once per process while its size, mtime and inode hold)."""
+    """The sha256 hex digest of one file's bytes (read once per process while its size, mtime and inode hold;
+    a large file's digest is kept on disk too, see the module docstring)."""
     real = os.path.realpath(path)
     st = os.stat(real)
     key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
     found = _CACHE.get(key)
     if found is None:
-        h = hashlib.sha256()
-        with open(real, "rb") as fh:
-            while block := fh.read(_BLOCK):
-                h.update(block)
-        found = _CACHE[key] = h.hexdigest()
+        entry = _disk_entry((*key, st.st_dev, st.st_ctime_ns)) if st.st_size >= _DISK_MIN else None
+        found = _read_entry(entry) if entry else None
+        if found is None:
+            h = hashlib.sha256()
+            with open(real, "rb") as fh:
+                while block := fh.read(_BLOCK):
+                    h.update(block)
+            found = h.hexdigest()
+            if entry:
+                _write_entry(entry, found)
+        _CACHE[key] = found
     return found
+
+
+def _disk_entry(key: tuple) -> Path:
+    from rose.assets.home import rose_home
+
+    name = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+    return rose_home() / "digests" / name[:2] / name
+
+
+def _read_entry(entry: Path) -> str | None:
+    try:
+        text = entry.read_text().strip()
+    except OSError:
+        return None
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _write_entry(entry: Path, digest: str) -> None:
+    """Best effort: a cache folder that cannot be written only costs the next process a read of the file."""
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        tmp.replace(entry)
+    except OSError:
+        pass
 
 
 def files_digest(root: str | os.PathLike, files: Iterable[str | os.PathLike]) -> str:

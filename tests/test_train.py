@@ -365,7 +365,8 @@ def test_changed_base_is_refused_and_registered_model_is_self_contained(trained,
     import mlflow
     from safetensors.torch import load_file, save_file
 
-    from rose.train.pyfunc import ARTIFACT, BaseModelError, export_self_contained, load_classifier
+    from rose.train.delta import BaseModelError, load_classifier
+    from rose.train.pyfunc import ARTIFACT, export_self_contained
 
     result, base = trained
     exported = export_self_contained(result.seeds[1].run_id)  # what the score stage registers as champion
@@ -416,7 +417,7 @@ def test_a_delta_loads_from_its_recorded_base_without_asking_the_hub(tiny, tmp_p
     import huggingface_hub
     from transformers import AutoModelForSequenceClassification
 
-    from rose.train.pyfunc import BaseModelError, base_digest, load_classifier, save_delta
+    from rose.train.delta import BaseModelError, base_digest, load_classifier, save_delta
 
     base = tmp_path / "base"
     shutil.copytree(tiny, base)

@@ -37,7 +37,9 @@ from rose.content import sha256_hex
 from rose.errors import MissingDependency, RoseError
 from rose.locations import is_hub_id
 
-BUILD_VERSION = 1  # bump when a builder's output changes: older folders then show as "outdated" and get rebuilt
+# bump when a builder's output changes: older folders then show as "outdated" and get rebuilt
+# (2: tokenizer_config.json lists the added tokens, rose.assets.tokenizer)
+BUILD_VERSION = 2
 MANIFEST = "rose.json"
 READY, MISSING, CORRUPT, OUTDATED, NO_PACKAGE = "ready", "missing", "corrupt", "outdated", "package not installed"
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rose.assets.home import rose_home
+from rose.assets.tokenizer import save_tokenizer
 from rose.errors import MissingDependency
 
 QK = 32
@@ -302,7 +303,7 @@ def build_e5_folder(bin_path: Path, out_dir: Path) -> None:
         model = XLMRobertaModel(config, add_pooling_layer=False)
     model.load_state_dict(e5_state_dict(e5), strict=True, assign=True)
     model.save_pretrained(out_dir)
-    build_tokenizer(e5).save_pretrained(out_dir)
+    save_tokenizer(build_tokenizer(e5), out_dir)
 
 
 # ----------------------------------------------------------------------------- embeddings

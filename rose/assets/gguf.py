@@ -23,6 +23,8 @@ import struct
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from rose.assets.tokenizer import save_tokenizer
+
 log = logging.getLogger(__name__)
 
 # what transformers' legacy GGUF loader renames (see modeling_gguf_pytorch_utils.load_gguf_checkpoint)
@@ -215,6 +217,6 @@ def build_gguf_folder(gguf_path: Path, out_dir: Path, *, chat_template: bool) ->
     model = _build_model(gguf_path)
     tokenizer = _build_tokenizer(gguf_path, chat_template, model.config.max_position_embeddings)
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    save_tokenizer(tokenizer, out_dir)
     if not chat_template:
         (out_dir / "chat_template.jinja").unlink(missing_ok=True)

@@ -217,6 +217,7 @@ def converted(folder: Path, dtype: str) -> Path:
     digest = short(file_digest(files[0]) if len(files) == 1 else file_digest(folder), 24)
     out = rose_home() / "converted" / f"{digest}-{dtype}"
     if (out / "config.json").exists():
+        _copy_beside(folder, out)  # a rebuilt asset's tokenizer files (same weights, so the same folder)
         return out
     log.info("storing %s in %s under %s (once)", folder.name, dtype, out)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
@@ -224,14 +225,31 @@ def converted(folder: Path, dtype: str) -> Path:
     model = AutoModelForCausalLM.from_pretrained(str(folder)).to(getattr(torch, dtype))
     model.save_pretrained(str(tmp))
     del model
-    for f in folder.iterdir():  # the tokenizer and the other small files beside the weights
-        if f.is_file() and f.suffix != ".safetensors" and not (tmp / f.name).exists():
-            shutil.copy2(f, tmp / f.name)
+    _copy_beside(folder, tmp)
     try:
         tmp.rename(out)
     except OSError:  # another process stored it meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+_WRITTEN_WITH_WEIGHTS = ("config.json", "generation_config.json")  # save_pretrained's own, in the new dtype
+
+
+def _copy_beside(source: Path, target: Path) -> None:
+    """Copy the tokenizer and the other small files beside ``source``'s weights into ``target`` where missing or
+    changed (size or modification time; copies keep the time), each replaced in one step."""
+    import shutil
+
+    for f in source.iterdir():
+        if not f.is_file() or f.suffix == ".safetensors" or f.name in _WRITTEN_WITH_WEIGHTS:
+            continue
+        dst, st = target / f.name, f.stat()
+        if dst.is_file() and (dst.stat().st_size, dst.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            continue
+        tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
+        shutil.copy2(f, tmp)
+        tmp.replace(dst)
 
 
 def token_nll(

@@ -24,9 +24,9 @@ from rose.tasks import get_task
 from rose.train import evaluate, pool
 from rose.train.config import PROTOCOLS, TrainConfig
 from rose.train.datamodule import ClassificationDataModule, Encoded, encode
+from rose.train.delta import BaseModelError, base_digest
 from rose.train.module import BestWeights, ClassifierModule, EpochHistory
 from rose.train.normalize import CONFIG_FLAG, normalize_texts
-from rose.train.pyfunc import BaseModelError, base_digest
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ def prepare(config: TrainConfig) -> Setting:
             base, num_labels=len(label_names), output_loading_info=True
         )
         base_path = Path(base) if Path(base).is_dir() else Path(model.name_or_path)
-        return ({k: v.detach().clone() for k, v in model.state_dict().items()}, frozenset(info["missing_keys"]),
+        # the model is dropped here, so its tensors become the reference as they are (no copy)
+        return ({k: v.detach() for k, v in model.state_dict().items()}, frozenset(info["missing_keys"]),
                 base_path)  # fmt: skip
 
     # A long-lived worker trains setting after setting on one base: its tokenizer and its weights (the reference a

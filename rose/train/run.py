@@ -26,7 +26,7 @@ from rose import tracking
 from rose.config import to_params, validate
 from rose.naming import metric_key, slug
 from rose.tasks import get_task
-from rose.train import evaluate, pyfunc
+from rose.train import delta, evaluate, pyfunc
 from rose.train.config import TrainConfig
 from rose.train.fit import FitResult, Setting, fit_seed, predict, prepare
 
@@ -226,7 +226,7 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> SeedResul
             _log_confusion(matrix, setting.label_names, slug(data.name), folder)
         model_id = None
         if config.log_models:
-            pyfunc.save_delta(folder / pyfunc.ARTIFACT, fitted.model,
+            delta.save_delta(folder / pyfunc.ARTIFACT, fitted.model,
                               reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
                               base_path=setting.base_path, digest=setting.base_digest,
                               max_length=config.max_length)  # fmt: skip
@@ -310,8 +310,8 @@ def _log_training_input(setting: Setting) -> None:
 
 def _register(delta_folder: Path, full_folder: Path, setting: Setting, model_name: str) -> str:
     """Log the best seed's model as a self-contained pyfunc on the parent run and register it."""
-    model, tokenizer, labels, max_length = pyfunc.load_classifier(delta_folder)
-    pyfunc.save_full(full_folder, model, tokenizer, max_length=max_length)
+    model, tokenizer, labels, max_length = delta.load_classifier(delta_folder)
+    delta.save_full(full_folder, model, tokenizer, max_length=max_length)
     info, _ = pyfunc.log_classifier(full_folder, labels, f"{setting.train_data.name}-best-seed",
                                     registered_model_name=model_name)  # fmt: skip
     mlflow.log_metric("model/registered_mb", pyfunc.folder_mb(full_folder))

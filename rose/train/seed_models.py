@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rose.train import pool, pyfunc, trunk
+from rose.train import delta, pool, pyfunc, trunk
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +78,19 @@ def load(folder: str | Path) -> SeedModel | None:
         return None
     base = json.loads((folder / "base.json").read_text())
     try:
-        path = pyfunc.resolve_base(base["id"], base.get("path", ""), base["digest"])
-    except pyfunc.BaseModelError:
+        path = delta.resolve_base(base["id"], base.get("path", ""), base["digest"])
+    except delta.BaseModelError:
         return None  # the pyfunc path says what is wrong
     config = json.loads((folder / "config.json").read_text())
     key = (str(Path(path).resolve()), base["digest"], json.dumps(config, sort_keys=True))
     model, tokenizer = pool.pool().get(key, lambda: _base(path, base["digest"], folder))
-    tensors = load_file(str(folder / pyfunc.DELTA_FILE))
+    tensors = load_file(str(folder / delta.DELTA_FILE))
     cut = cut_of_delta(list(tensors), trunk.layer_count(model))
     if cut < 1:
         return None
     shared = {id(m): m for m in trunk.frozen_modules(model, cut)}
     seed_model = copy.deepcopy(model, memo=dict(shared))  # the trunk's modules shared, the rest copied
-    pyfunc.apply_delta(seed_model, tensors)
+    delta.apply_delta(seed_model, tensors)
     seed_model.eval()
     return SeedModel(model, seed_model, tokenizer, list(meta["labels"]), int(meta["max_length"]), cut, base["digest"])
 
