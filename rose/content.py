@@ -4,9 +4,10 @@
 and bytes (each file's own digest, in path order), so a folder copied elsewhere keeps its digest and a file
 edited in place gets a new one. ``files_digest(root, files)`` digests only some files of a folder (a model's
 weight files). Each file is read once per process while it is unchanged: the cache is keyed by its real path,
-size, modification time (ns) and inode. A file of 16 MB or more (model weights: 0.4 to 0.8 s a GB) also keeps its
-digest under ``$ROSE_HOME/digests``, keyed as well by its device and status-change time (ns), which no write,
-rename or copy over it leaves alone, so a later process reads it again only once it changed. Design rule 1 of
+size, modification and status-change times (ns) and inode; no write, rename or copy over a file leaves its
+status-change time alone, not even one that puts the modification time back. A file of 16 MB or more (model
+weights: 0.4 to 0.8 s a GB) also keeps its digest under ``$ROSE_HOME/digests`` (keyed by its device as well), so
+a later process reads it again only once it changed. Design rule 1 of
 docs/CONTRACTS.md ("Identities").
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 PREFIX = "sha256:"
 _BLOCK = 1 << 22
-_CACHE: dict[tuple[str, int, int, int], str] = {}  # (realpath, size, mtime_ns, inode) -> hex digest
+_CACHE: dict[tuple[str, int, int, int, int], str] = {}  # (realpath, size, mtime_ns, inode, ctime_ns) -> hex digest
 
 
 _DISK_MIN = 16 << 20  # files at least this big keep their digest on disk as well
@@ -30,10 +31,10 @@ def sha256_hex(path: str | os.PathLike) -> str:
     a large file's digest is kept on disk too, see the module docstring)."""
     real = os.path.realpath(path)
     st = os.stat(real)
-    key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
+    key = (real, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     found = _CACHE.get(key)
     if found is None:
-        entry = _disk_entry((*key, st.st_dev, st.st_ctime_ns)) if st.st_size >= _DISK_MIN else None
+        entry = _disk_entry((*key, st.st_dev)) if st.st_size >= _DISK_MIN else None
         found = _read_entry(entry) if entry else None
         if found is None:
             h = hashlib.sha256()

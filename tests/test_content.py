@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 
@@ -105,3 +106,47 @@ def test_a_demonstration_source_is_its_splits_content(tmp_path):
     assert copies["one"] == copies["two"]  # two folders, the same data: one digest
     split.write_text("".join(split.read_text().splitlines(keepends=True)[:-1]))
     assert _digest(tmp_path, "two", source=str(tmp_path / "two")) != copies["one"]
+
+
+def test_a_large_files_digest_is_kept_on_disk_and_read_again_once_the_file_changes(tmp_path, monkeypatch):
+    """Model weights are digested once per machine, not once per process: the digest of a file of 16 MB or more
+    is kept under $ROSE_HOME/digests, keyed by its path, size, times and inode. Rewriting the file, even to the
+    same size with its modification time put back, changes its status-change time, so it is read again."""
+    from rose import content
+
+    monkeypatch.setenv("ROSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(content, "_CACHE", {})
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * content._DISK_MIN)
+    first = sha256_hex(path)
+    entries = list((tmp_path / "home" / "digests").rglob("*"))
+    entries = [e for e in entries if e.is_file()]
+    assert len(entries) == 1 and entries[0].read_text() == first
+
+    # a new process (an empty in-memory cache) takes the digest from disk without reading the file: shown by a
+    # planted entry, which it returns as it is
+    planted = "0" * 64
+    entries[0].write_text(planted)
+    monkeypatch.setattr(content, "_CACHE", {})
+    assert sha256_hex(path) == planted
+
+    # the same size, the modification time put back: read again, in this process and in the next one
+    stat = path.stat()
+    path.write_bytes(b"b" * content._DISK_MIN)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino) == (stat.st_size, stat.st_mtime_ns,
+                                                                                   stat.st_ino)  # fmt: skip
+    rewritten = hashlib.sha256(b"b" * content._DISK_MIN).hexdigest()
+    assert sha256_hex(path) == rewritten
+    monkeypatch.setattr(content, "_CACHE", {})
+    assert sha256_hex(path) == rewritten
+
+    # a small file keeps no entry; an unwritable cache folder costs nothing but the read
+    small = tmp_path / "small.csv"
+    small.write_text("label\n")
+    before = {e for e in (tmp_path / "home" / "digests").rglob("*") if e.is_file()}
+    sha256_hex(small)
+    assert {e for e in (tmp_path / "home" / "digests").rglob("*") if e.is_file()} == before
+    monkeypatch.setenv("ROSE_HOME", str(small))  # a file where the folder should be
+    monkeypatch.setattr(content, "_CACHE", {})
+    assert sha256_hex(path) == hashlib.sha256(b"b" * content._DISK_MIN).hexdigest()

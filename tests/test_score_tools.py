@@ -79,6 +79,9 @@ def test_a_reference_lm_is_stored_once_in_its_dtype_and_read_as_stored(tmp_path,
         assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert models.converted(folder, "bfloat16") == out and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    (folder / "tokenizer.json").write_text('{"rebuilt": 1}')  # an asset rebuilt with the same weights
+    assert models.converted(folder, "bfloat16") == out and (out / "tokenizer.json").read_text() == '{"rebuilt": 1}'
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp and not list(out.glob("*.tmp"))
     assert models.converted(out, "bfloat16") == out  # already stored so
     assert models.converted(folder, "float32") == folder
     monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *a, **k: CharTokenizer())

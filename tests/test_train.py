@@ -532,3 +532,14 @@ def test_the_module_clips_the_gradient_norm_itself_under_a_fused_optimizer():
         module.on_before_optimizer_step(optimizer)
         after = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.parameters()])))
         assert after == pytest.approx(expect if expect else before, rel=1e-5)
+
+
+def test_training_starts_without_mlflow():
+    """rose.train.fit (and the delta files it saves) import no MLflow: a fine-tune outside `rose train` (the
+    training benchmark, a notebook) does not pay for MLflow's import (about a second)."""
+    import subprocess
+    import sys
+
+    code = "import sys, rose.train.fit, rose.train.delta; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
