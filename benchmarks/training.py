@@ -15,10 +15,13 @@ label it was made for (``Trainer.predict`` iterates a length-grouped order when 
 ``label_ids`` are used, never the test set's order). Each side runs in its own subprocess: ``e2e s`` is that
 process's wall time, peak memory (``ru_maxrss``) its own. Goals: rose at least 4x the best full Trainer's samples
 per second, and ``rose-top`` at least 2x ``trainer-top`` per fine-tune end to end, each at equal test macro-F1
-(within one point).
+(within one point). With ``--bf16`` every side trains under bf16 autocast (rose's ``bf16: auto`` on hardware that
+computes bf16 natively, the demo's set-up there; the ``Trainer``'s ``bf16=True``); rose still scores the test set in
+fp32, as its cells do. Default: fp32 on every side.
 
     python benchmarks/training.py --models e5 --per-label 20 --epochs 8 --lr 1e-4            # full fine-tunes
     python benchmarks/training.py --models e5 --per-label 12 --epochs 8 --lr 3e-4 --top-layers 4 --max-length 64
+    python benchmarks/training.py --models e5 --per-label 12 --epochs 8 --lr 3e-4 --top-layers 4 --max-length 64 --bf16
     python benchmarks/training.py --models tiny --epochs 2                                   # a quick check
 
 ``e5`` is ``rose.assets.resolve_model("multilingual-e5-small")`` when that works, else a randomly initialised
@@ -94,7 +97,7 @@ def train_config(args: argparse.Namespace, folder: Path):
                        per_label=args.per_label, max_epochs=args.epochs, patience=args.epochs + 1,
                        learning_rate=args.lr, batch_size=16, max_length=args.max_length, num_threads=args.threads,
                        freeze_embeddings=args.worker == "rose-frozen" or bool(top), train_top_layers=top,
-                       log_models=False, bf16="false")  # fmt: skip
+                       log_models=False, bf16="true" if args.bf16 else "false")  # fmt: skip
 
 
 def run_rose(args: argparse.Namespace, folder: Path) -> dict:
@@ -164,7 +167,8 @@ def run_trainer(args: argparse.Namespace, folder: Path) -> dict:
                               per_device_train_batch_size=16, per_device_eval_batch_size=64,
                               num_train_epochs=args.epochs, eval_strategy="epoch", save_strategy="no",
                               report_to=[], logging_strategy="no", seed=1, **_length_grouping(not pad128),
-                              dataloader_num_workers=0, disable_tqdm=True)  # fmt: skip
+                              dataloader_num_workers=0, disable_tqdm=True, bf16=args.bf16,
+                              use_cpu=args.bf16 and not torch.cuda.is_available())  # fmt: skip
     trainer = Trainer(model=model, args=targs, train_dataset=split(train_idx), eval_dataset=split(dev_idx),
                       data_collator=DataCollatorWithPadding(tokenizer))  # fmt: skip
     start = time.perf_counter()
@@ -207,7 +211,8 @@ def measure(args: argparse.Namespace, model: str, side: str) -> dict:
 
     cmd = [sys.executable, __file__, "--worker", side, "--model", model, "--per-label", str(args.per_label),
            "--epochs", str(args.epochs), "--threads", str(args.threads), "--lr", str(args.lr),
-           "--max-length", str(args.max_length), "--top-layers", str(args.top_layers)]  # fmt: skip
+           "--max-length", str(args.max_length), "--top-layers", str(args.top_layers),
+           *(["--bf16"] if args.bf16 else [])]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rose-bench-trunk-") as cold:  # rose-top starts from a cold trunk cache
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "ROSE_TRUNK_CACHE": cold}
         start = time.perf_counter()
@@ -243,6 +248,9 @@ def main() -> None:
     )
     parser.add_argument("--sides", default="", help="comma-separated sides (default: the full fine-tunes, and the "
                                                     "frozen-layer pair with --top-layers)")  # fmt: skip
+    parser.add_argument("--bf16", action="store_true", help="every side trains under bf16 autocast (rose's default "
+                        "where the hardware computes bf16 natively; the Trainer's bf16=True, on a CPU with "
+                        "use_cpu); default fp32")  # fmt: skip
     parser.add_argument("--freeze", action="store_true", help="also time rose with frozen word embeddings")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
