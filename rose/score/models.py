@@ -245,7 +245,8 @@ def _copy_beside(source: Path, target: Path) -> None:
         if not f.is_file() or f.suffix == ".safetensors" or f.name in _WRITTEN_WITH_WEIGHTS:
             continue
         dst, st = target / f.name, f.stat()
-        if dst.is_file() and (dst.stat().st_size, dst.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns):
+        have = dst.stat() if dst.is_file() else None
+        if have and (have.st_size, have.st_mtime_ns) == (st.st_size, st.st_mtime_ns):
             continue
         tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
         shutil.copy2(f, tmp)

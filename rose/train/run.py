@@ -227,9 +227,9 @@ def _run_seed(setting: Setting, seed: int, name: str, folder: Path) -> SeedResul
         model_id = None
         if config.log_models:
             delta.save_delta(folder / pyfunc.ARTIFACT, fitted.model,
-                              reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
-                              base_path=setting.base_path, digest=setting.base_digest,
-                              max_length=config.max_length)  # fmt: skip
+                             reference=setting.reference, always=setting.head_keys, base_id=config.classifier,
+                             base_path=setting.base_path, digest=setting.base_digest,
+                             max_length=config.max_length)  # fmt: skip
             # named after what it is; MLflow links it the metrics of the epoch whose weights it holds (step =
             # epoch), and the final metrics below, which describe those restored weights
             info, _ = pyfunc.log_classifier(folder / pyfunc.ARTIFACT, setting.label_names,
